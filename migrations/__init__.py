@@ -1,0 +1,1 @@
+"""Alembic migrations of the bgtasks schema (exact SQL, one file per change)."""

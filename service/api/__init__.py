@@ -1,0 +1,1 @@
+"""The HTTP service: routes table in app.py, one module per resource."""

@@ -1,0 +1,36 @@
+"""`bgtasks api`: the HTTP service (REST, SSE, dashboard) under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ConfigError
+from ..settings import load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("api", help="run the HTTP service")
+    p.add_argument("--host", help="bind address (default BGTASKS_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default BGTASKS_PORT, 8000)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .. import db
+    from ..api.app import create_app
+    from ..logs import configure_logging
+
+    overrides = {k: v for k, v in (("bgtasks_host", args.host), ("bgtasks_port", args.port)) if v is not None}
+    settings = load_settings(**overrides)
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL: not set (`bgtasks up` runs everything against an embedded PostgreSQL)")
+    configure_logging(settings)
+    db.check_schema(settings.database_url)
+    uvicorn.run(
+        create_app(settings), host=settings.bgtasks_host, port=settings.bgtasks_port,
+        log_level=settings.bgtasks_log_level.lower(), access_log=False, timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    return 0

@@ -1,0 +1,94 @@
+"""Settings: environment variables (and a .env file) read once at process start, validated as a whole."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("bgtasks"))
+
+
+class Settings(BaseSettings):
+    """Every knob of bgtasks. Names are the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str | None = Field(None, description="PostgreSQL URL; unset: `bgtasks up` starts an embedded one")
+    bgtasks_data_dir: Path = Field(default_factory=default_data_dir, description="embedded Postgres lives here")
+
+    bgtasks_host: str = "127.0.0.1"
+    bgtasks_port: int = Field(8000, ge=0, le=65535)
+    bgtasks_dev: bool = Field(True, description="loopback without credentials acts as a local superuser")
+    bgtasks_trusted_proxy: bool = Field(False, description="honour seed two's x-user-email header")
+    bgtasks_project_roots: str = Field("", description="os.pathsep-separated roots project paths must be under")
+    bgtasks_max_body_bytes: int = Field(1_000_000, ge=1024)
+    bgtasks_log_json: bool = False
+    bgtasks_log_level: str = "INFO"
+
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    bgtasks_model: str = "gpt-4o-mini"
+    bgtasks_model_timeout_s: float = Field(120.0, gt=0)
+
+    bgtasks_lease_s: float = Field(30.0, gt=0, description="a claimed task is taken back this long after its worker's last heartbeat")
+    bgtasks_heartbeat_s: float = Field(0.0, ge=0, description="0: a third of the lease")
+    bgtasks_shutdown_grace_s: float = Field(30.0, ge=0)
+    bgtasks_worker_concurrency: int = Field(8, ge=1, le=1000)
+    bgtasks_reap_interval_s: float = Field(1.0, gt=0)
+    bgtasks_retention_days: float = Field(30.0, ge=0, description="0 keeps finished tasks forever")
+    bgtasks_sse_timeout_s: float = Field(300.0, gt=0, description="seed two's 5-minute monitoring timeout")
+    bgtasks_sse_keepalive_s: float = Field(15.0, gt=0)
+    bgtasks_sse_buffer: int = Field(256, ge=1)
+
+    bgtasks_run_mode: Literal["all", "api", "worker"] = "all"
+
+    @property
+    def heartbeat_s(self) -> float:
+        return self.bgtasks_heartbeat_s or self.bgtasks_lease_s / 3
+
+    @property
+    def project_roots(self) -> list[Path]:
+        import os
+
+        return [Path(p).expanduser().resolve() for p in self.bgtasks_project_roots.split(os.pathsep) if p]
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.bgtasks_host in ("localhost",):
+            return True
+        try:
+            return ipaddress.ip_address(self.bgtasks_host).is_loopback
+        except ValueError:
+            return False
+
+    @model_validator(mode="after")
+    def _relations(self) -> Settings:
+        if self.heartbeat_s * 2 >= self.bgtasks_lease_s:
+            raise ValueError(
+                "BGTASKS_HEARTBEAT_S: must be under half of BGTASKS_LEASE_S, or a live worker's lease could lapse"
+            )
+        if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
+            raise ValueError("DATABASE_URL: must start with postgresql:// (a plain libpq URL)")
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once; an invalid one raises ConfigError with one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ())) or ""
+        msg = first.get("msg", "invalid")
+        if not loc and ":" in msg:  # our model validator names the variable itself
+            raise ConfigError(msg.removeprefix("Value error, ")) from None
+        raise ConfigError(f"{loc.upper()}: {msg}") from None

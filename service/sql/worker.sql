@@ -1,0 +1,72 @@
+-- The worker's queries: claim, finish, heartbeat, reap. Each calls a SQL function of the schema, so a
+-- worker and an operator at psql go through the same rules.
+
+-- name: claim_tasks
+-- Claim up to $2 tasks for worker $1 with a lease of $3 seconds (honours is_active and the global limit).
+SELECT id, task_type, payload, attempt, user_id, project_id, project_name, project_path, retry_count,
+       max_retries, run_at, created_at
+FROM claim_tasks($1, $2, $3);
+
+-- name: complete_task
+-- Mark task $1 (attempt $2) completed with result $3; false if that attempt no longer holds it.
+SELECT complete_task($1, $2, $3::jsonb);
+
+-- name: fail_task
+-- Record a failed attempt ($1, $2) with type $3 and message $4; $5 permanent; $6 Retry-After seconds.
+SELECT fail_task($1, $2, $3, $4, $5, $6)::text;
+
+-- name: release_task
+-- Hand task $1 (attempt $2) back to pending without counting a retry (graceful shutdown).
+SELECT release_task($1, $2);
+
+-- name: extend_leases
+-- Heartbeat: extend the leases of worker $1 on tasks $2 by $3 seconds; returns the ids it still holds.
+SELECT id FROM extend_leases($1, $2::text[], $3) AS id;
+
+-- name: reap_expired_leases
+-- Take back up to $1 tasks whose lease expired (their worker died).
+SELECT reap_expired_leases($1);
+
+-- name: report_progress
+-- Progress of task $1 (attempt $2): $3 percent, description $4 (NULL keeps it); false if no longer ours.
+UPDATE background_tasks SET progress = $3, description = coalesce($4, description)
+WHERE id = $1 AND attempt = $2 AND status = 'processing'
+RETURNING true;
+
+-- name: task_status
+-- The status of task $1 (NULL when it no longer exists).
+SELECT status::text FROM background_tasks WHERE id = $1;
+
+-- name: register_worker
+-- A worker process announces itself.
+INSERT INTO bgtasks_workers (worker_id, hostname, pid, concurrency) VALUES ($1, $2, $3, $4)
+ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL;
+
+-- name: worker_heartbeat
+-- A worker is alive.
+UPDATE bgtasks_workers SET heartbeat_at = now() WHERE worker_id = $1;
+
+-- name: worker_stopped
+-- A worker stopped cleanly.
+UPDATE bgtasks_workers SET stopped_at = now(), heartbeat_at = now() WHERE worker_id = $1;
+
+-- name: queue_settings
+-- The queue's settings row.
+SELECT is_active, poll_interval, max_concurrent_tasks, retry_base_delay_ms, retry_max_delay_ms, last_poll_at,
+       updated_at
+FROM task_queue_settings WHERE id = 1;
+
+-- name: mark_polled
+-- A worker polled: stamp last_poll_at (at most every $1 milliseconds, to keep the settings row quiet).
+UPDATE task_queue_settings SET last_poll_at = now()
+WHERE id = 1 AND (last_poll_at IS NULL OR last_poll_at < now() - make_interval(secs => $1 / 1000.0));
+
+-- name: record_model_call
+-- Usage of one model call of task $1 (attempt $2): model $3, tokens $4/$5/$6, duration $7 ms.
+WITH call AS (
+    INSERT INTO task_model_calls (task_id, user_id, task_type, attempt, model, prompt_tokens,
+                                  completion_tokens, total_tokens, duration_ms)
+    SELECT id, user_id, task_type, $2, $3, $4, $5, $6, $7 FROM background_tasks WHERE id = $1
+    RETURNING task_id)
+UPDATE background_tasks SET prompt_tokens = prompt_tokens + $4, completion_tokens = completion_tokens + $5
+WHERE id IN (SELECT task_id FROM call);
