@@ -35,3 +35,4 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.bgtasks_log_level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -119,3 +119,12 @@ async def pool(database_url: str) -> AsyncIterator[object]:
         yield p
     finally:
         await p.close()
+
+
+@pytest.fixture
+def procs(tmp_path: Path, database_url: str) -> Iterator[object]:
+    """Start real bgtasks processes against the test's database; all are stopped afterwards."""
+    from tests.processes import processes
+
+    with processes(tmp_path, database_url) as ps:
+        yield ps

@@ -32,6 +32,7 @@ def downgrade() -> None:
             background_tasks_after_delete(), background_tasks_after_truncate(),
             task_queue_settings_changed(), task_retry_delay(integer),
             claim_tasks(text, integer, double precision), complete_task(text, integer, jsonb),
+            complete_tasks(text[], integer[], jsonb[]),
             fail_task(text, integer, text, text, boolean, double precision), release_task(text, integer),
             extend_leases(text, text[], double precision), reap_expired_leases(integer),
             cancel_task(text, text), retry_task(text);

@@ -496,6 +496,16 @@ $$;
 COMMENT ON FUNCTION complete_task(text, integer, jsonb) IS
   'Worker: mark a task completed with its result, only if that attempt still holds it (never a cancelled task).';
 
+CREATE FUNCTION complete_tasks(task_ids text[], claimed_attempts integer[], results jsonb[])
+RETURNS SETOF text LANGUAGE sql AS $$
+    UPDATE background_tasks t SET status = 'completed', result_data = r.result, error_message = NULL
+    FROM unnest(task_ids, claimed_attempts, results) AS r(id, attempt, result)
+    WHERE t.id = r.id AND t.attempt = r.attempt AND t.status = 'processing'
+    RETURNING t.id
+$$;
+COMMENT ON FUNCTION complete_tasks(text[], integer[], jsonb[]) IS
+  'Worker: complete_task for a batch in one statement (one NOTIFY); returns the ids it completed.';
+
 CREATE FUNCTION fail_task(task_id text, claimed_attempt integer, error_type text, message text,
                           permanent boolean DEFAULT false, retry_after_seconds double precision DEFAULT NULL)
 RETURNS task_status LANGUAGE plpgsql AS $$

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from .. import db
+from ..hub import Hub
 from ..settings import Settings
+from . import events
 
 log = logging.getLogger("bgtasks.api")
 
@@ -37,12 +39,18 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.pool = await db.create_pool(settings.database_url or "", min_size=1, max_size=10)
+        app.state.hub = Hub(settings.database_url or "", app.state.pool, buffer=settings.bgtasks_sse_buffer)
+        await app.state.hub.start()
         try:
             yield
         finally:
+            await app.state.hub.stop()
             await app.state.pool.close()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/subscribeToTask", events.subscribe_to_task, methods=["GET"]),
+        Route("/api/events", events.events, methods=["GET"]),
+        WebSocketRoute("/api/ws", events.events_ws),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -70,3 +70,7 @@ WITH call AS (
     RETURNING task_id)
 UPDATE background_tasks SET prompt_tokens = prompt_tokens + $4, completion_tokens = completion_tokens + $5
 WHERE id IN (SELECT task_id FROM call);
+
+-- name: complete_tasks
+-- Complete a batch: ids $1, attempts $2, results $3 (jsonb[]); returns the ids that were still ours.
+SELECT id FROM complete_tasks($1::text[], $2::integer[], $3::jsonb[]) AS id;

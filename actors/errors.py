@@ -1,0 +1,84 @@
+"""Errors the actors raise, typed by what the broker should do about them.
+
+    ModelError                      anything that went wrong talking to the model
+     ├── PermanentModelError        retrying cannot help: no key, bad key, no access, bad request, unknown model
+     └── RetryableModelError        may work later; ``retry_after`` is the server's hint in seconds, if any
+          └── InvalidModelOutput    the model answered, but not with JSON matching the schema, even after re-asks
+
+    ProjectPathError (ValueError)   a task's project path is missing, not a directory, or outside the roots
+
+``InvalidModelOutput`` is retryable on purpose: ``complete_json`` already re-asked within one run, but a later
+run (fresh sampling, maybe after a transient model problem) often succeeds. The broker bounds it with the
+task's ``max_retries`` (and ``ModelConfig.max_model_retries``) like any other retryable error, so a prompt that
+never yields valid output ends in ``error`` with the schema problem as its message instead of looping.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from actors.model import ModelUsage
+
+__all__ = [
+    "InvalidModelOutput",
+    "ModelError",
+    "PermanentModelError",
+    "ProjectPathError",
+    "RetryableModelError",
+]
+
+
+class ModelError(Exception):
+    """Base of every model failure. ``str(error)`` is the sentence shown to the user as ``error_message``.
+
+    ``usage`` holds the token usage of the calls made before the failure (failed calls cost tokens too), so the
+    caller can store it with the task whatever the outcome.
+    """
+
+    def __init__(self, message: str, *, usage: list[ModelUsage] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage: list[ModelUsage] = list(usage or [])
+
+
+class PermanentModelError(ModelError):
+    """Retrying the same request cannot succeed; fail the task at once without burning retries."""
+
+
+class RetryableModelError(ModelError):
+    """A transient failure: rate limit, server error, timeout, lost connection.
+
+    ``retry_after`` is the delay in seconds the server asked for (``Retry-After``/``retry-after-ms``), or None
+    when it gave no hint and the broker's own backoff applies.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, usage: list[ModelUsage] | None = None
+    ) -> None:
+        super().__init__(message, usage=usage)
+        self.retry_after = retry_after
+
+
+class InvalidModelOutput(RetryableModelError):
+    """The model's answer was not valid JSON for the schema after every re-ask within one run.
+
+    ``problems`` lists what was wrong with the last answer (e.g. ``questions[2].options: expected array, got
+    string``); ``attempts`` is how many answers were tried.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: list[str],
+        attempts: int,
+        usage: list[ModelUsage] | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=None, usage=usage)
+        self.problems = problems
+        self.attempts = attempts
+
+
+class ProjectPathError(ValueError):
+    """A project path a task names cannot be read: it does not exist, is not a directory, or escapes the roots."""

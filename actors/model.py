@@ -1,0 +1,466 @@
+"""The one place that talks to the model: structured JSON answers through the official openai client, checked
+against their schema, with openai's exceptions translated once into our retryable/permanent errors."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
+from openai.types.shared_params import ResponseFormatJSONSchema
+
+from actors.errors import InvalidModelOutput, ModelError, PermanentModelError, RetryableModelError
+
+__all__ = ["DEFAULT_BASE_URL", "ModelConfig", "ModelUsage", "complete_json", "schema_problems"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+NO_KEY_MESSAGE = "API key not configured for provider: openai"
+
+# How much of a rejected answer is echoed back when re-asking; enough for the model to see its mistake.
+_ECHO_LIMIT = 8_000
+# How many schema problems one error message lists; the rest are counted.
+_SHOWN_PROBLEMS = 5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a call needs to reach the model; built once from settings and passed down.
+
+    ``max_model_retries`` is not used here: the openai client's own retries are always 0 (they would stack with
+    the broker's), and the broker reads this field to bound how often a task is re-run for model errors.
+    """
+
+    api_key: str | None
+    base_url: str | None
+    model: str
+    timeout_s: float
+    max_model_retries: int
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL requests go to, for messages (never read from the environment)."""
+        return (self.base_url or DEFAULT_BASE_URL).rstrip("/")
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """Token usage and wall time of one model call, stored with the task."""
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    duration_ms: int
+
+
+async def complete_json(
+    config: ModelConfig,
+    *,
+    system: str,
+    user: str,
+    schema_name: str,
+    schema: dict[str, Any],
+    validate_attempts: int = 2,
+) -> tuple[dict[str, Any], list[ModelUsage]]:
+    """Ask the model for a JSON object matching ``schema`` and return it with the usage of every call made.
+
+    An answer that is not JSON or breaks the schema is shown back to the model with what was wrong, up to
+    ``validate_attempts`` answers in all; then ``InvalidModelOutput`` names the problem. Transport and HTTP
+    failures raise ``RetryableModelError``/``PermanentModelError`` at once: retries belong to the broker.
+    Cancelling the calling task abandons the HTTP request and closes the connection.
+    """
+    if validate_attempts < 1:
+        raise ValueError("validate_attempts must be at least 1")
+    if not config.api_key or not config.api_key.strip():
+        raise PermanentModelError(NO_KEY_MESSAGE)
+
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user},
+    ]
+    response_format: ResponseFormatJSONSchema = {
+        "type": "json_schema",
+        "json_schema": {"name": schema_name, "schema": schema, "strict": True},
+    }
+    usages: list[ModelUsage] = []
+    problems: list[str] = []
+    unreadable = False
+    # One client per call: a task makes a handful of minute-long requests, so pooling across tasks buys
+    # little, and a client per call cannot leak connections or be shared across event loops by mistake.
+    client = AsyncOpenAI(
+        api_key=config.api_key,
+        base_url=config.endpoint,  # explicit, so the client never falls back to OPENAI_BASE_URL on its own
+        timeout=config.timeout_s,
+        max_retries=0,
+    )
+    async with client:
+        for _attempt in range(validate_attempts):
+            started = time.monotonic()
+            try:
+                completion = await client.chat.completions.create(
+                    model=config.model,
+                    messages=messages,
+                    response_format=response_format,
+                )
+            except openai.OpenAIError as exc:
+                raise _translate(exc, config, usages) from exc
+            usages.append(_usage(completion, config, started))
+
+            content, problems = _read_answer(completion, schema_name, usages)
+            unreadable = bool(problems)
+            if not unreadable:
+                parsed = json.loads(content)
+                problems = schema_problems(parsed, schema)
+                if not problems:
+                    return parsed, usages
+            messages += [
+                {"role": "assistant", "content": content[:_ECHO_LIMIT]},
+                {"role": "user", "content": _reask(schema_name, problems)},
+            ]
+
+    raise InvalidModelOutput(
+        _invalid_message(schema_name, problems, unreadable),
+        problems=problems,
+        attempts=validate_attempts,
+        usage=usages,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading answers
+
+
+def _usage(completion: Any, config: ModelConfig, started: float) -> ModelUsage:
+    usage = completion.usage
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    output = int(getattr(usage, "completion_tokens", 0) or 0)
+    total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + output
+    return ModelUsage(
+        model=completion.model or config.model,
+        prompt_tokens=prompt,
+        completion_tokens=output,
+        total_tokens=total,
+        duration_ms=round((time.monotonic() - started) * 1000),
+    )
+
+
+def _read_answer(completion: Any, schema_name: str, usages: list[ModelUsage]) -> tuple[str, list[str]]:
+    """The answer's text and what keeps it from being JSON (empty when it parses)."""
+    if not completion.choices:
+        return "", ["the response contained no choices"]
+    choice = completion.choices[0]
+    message = choice.message
+    if getattr(message, "refusal", None):
+        # A refusal repeats for the same input; re-running the task would only burn tokens.
+        raise PermanentModelError(
+            f"the model refused to answer for schema '{schema_name}': {message.refusal}", usage=usages
+        )
+    if choice.finish_reason == "content_filter":
+        raise PermanentModelError(
+            f"the model's answer for schema '{schema_name}' was blocked by the provider's content filter",
+            usage=usages,
+        )
+    content = message.content or ""
+    if choice.finish_reason == "length":
+        return content, ["the answer was cut off at the model's output token limit (finish_reason 'length')"]
+    if not content.strip():
+        return content, ["the answer was empty"]
+    try:
+        json.loads(content)
+    except json.JSONDecodeError as exc:
+        return content, [f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"]
+    return content, []
+
+
+def _reask(schema_name: str, problems: list[str]) -> str:
+    listed = "\n".join(f"- {p}" for p in problems[:_SHOWN_PROBLEMS])
+    return (
+        f"Your previous answer could not be used:\n{listed}\n"
+        f"Answer again with only a JSON object that matches the schema '{schema_name}' exactly."
+    )
+
+
+def _invalid_message(schema_name: str, problems: list[str], unreadable: bool) -> str:
+    shown = "; ".join(problems[:_SHOWN_PROBLEMS])
+    if len(problems) > _SHOWN_PROBLEMS:
+        shown += f" (and {len(problems) - _SHOWN_PROBLEMS} more)"
+    if unreadable:
+        return f"model output for schema '{schema_name}' was not usable JSON: {shown}"
+    return f"model output did not match schema '{schema_name}': {shown}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checking answers against the schema (the subset structured outputs use; no dependency on jsonschema)
+
+_JSON_TYPES: dict[type, str] = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):  # before int: bool is an int subclass in Python, not in JSON
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    actual = _json_type(value)
+    if kind == "integer":
+        return actual == "integer" or (actual == "number" and math.isfinite(value) and value.is_integer())
+    if kind == "number":
+        return actual in ("integer", "number")
+    return actual == kind
+
+
+def schema_problems(instance: Any, schema: dict[str, Any], *, limit: int = 20) -> list[str]:
+    """What keeps ``instance`` from matching ``schema``, as ``path: problem`` sentences (empty when it matches).
+
+    Covers type (or a list of types), enum, const, properties, required, additionalProperties, items,
+    minItems/maxItems, minLength/maxLength, pattern, minimum/maximum (and exclusive), anyOf/oneOf and local
+    ``$ref`` into ``$defs``/``definitions``.
+    """
+    problems: list[str] = []
+    _check(instance, schema, "", schema, problems, limit)
+    return problems
+
+
+def _where(path: str) -> str:
+    return path or "(root)"
+
+
+def _check(
+    value: Any, schema: dict[str, Any], path: str, root: dict[str, Any], out: list[str], limit: int
+) -> None:
+    if len(out) >= limit:
+        return
+    if "$ref" in schema:
+        _check(value, _resolve_ref(root, schema["$ref"]), path, root, out, limit)
+        return
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            branches = []
+            for branch in schema[key]:
+                found: list[str] = []
+                _check(value, branch, path, root, found, limit)
+                branches.append(found)
+            if all(branches):
+                best = min(branches, key=len)
+                out.append(f"{_where(path)}: matches none of the allowed shapes (closest: {best[0]})")
+                return
+
+    kinds = schema.get("type")
+    if kinds is not None:
+        allowed = kinds if isinstance(kinds, list) else [kinds]
+        if not any(_is_type(value, k) for k in allowed):
+            out.append(f"{_where(path)}: expected {' or '.join(allowed)}, got {_json_type(value)}")
+            return
+    if "enum" in schema and value not in schema["enum"]:
+        out.append(f"{_where(path)}: expected one of {json.dumps(schema['enum'])}, got {json.dumps(value)}")
+    if "const" in schema and value != schema["const"]:
+        out.append(f"{_where(path)}: expected {json.dumps(schema['const'])}, got {json.dumps(value)}")
+
+    if isinstance(value, dict):
+        _check_object(value, schema, path, root, out, limit)
+    elif isinstance(value, list):
+        _check_array(value, schema, path, root, out, limit)
+    elif isinstance(value, str):
+        _check_string(value, schema, path, out)
+    elif _json_type(value) in ("integer", "number"):
+        _check_number(value, schema, path, out)
+
+
+def _check_object(
+    value: dict[str, Any], schema: dict[str, Any], path: str, root: dict[str, Any], out: list[str], limit: int
+) -> None:
+    props: dict[str, Any] = schema.get("properties") or {}
+    for name in schema.get("required") or []:
+        if name not in value:
+            out.append(f"{_where(path)}: missing required property '{name}'")
+    extra = schema.get("additionalProperties", True)
+    for name, item in value.items():
+        child = f"{path}.{name}" if path else name
+        if name in props:
+            _check(item, props[name], child, root, out, limit)
+        elif extra is False:
+            out.append(f"{_where(path)}: unexpected property '{name}'")
+        elif isinstance(extra, dict):
+            _check(item, extra, child, root, out, limit)
+
+
+def _check_array(
+    value: list[Any], schema: dict[str, Any], path: str, root: dict[str, Any], out: list[str], limit: int
+) -> None:
+    if "minItems" in schema and len(value) < schema["minItems"]:
+        out.append(f"{_where(path)}: expected at least {schema['minItems']} items, got {len(value)}")
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        out.append(f"{_where(path)}: expected at most {schema['maxItems']} items, got {len(value)}")
+    items = schema.get("items")
+    if isinstance(items, dict):
+        for index, item in enumerate(value):
+            _check(item, items, f"{path}[{index}]", root, out, limit)
+
+
+def _check_string(value: str, schema: dict[str, Any], path: str, out: list[str]) -> None:
+    if "minLength" in schema and len(value) < schema["minLength"]:
+        out.append(f"{_where(path)}: expected at least {schema['minLength']} characters, got {len(value)}")
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        out.append(f"{_where(path)}: expected at most {schema['maxLength']} characters, got {len(value)}")
+    if "pattern" in schema and not re.search(schema["pattern"], value):
+        out.append(f"{_where(path)}: does not match pattern {schema['pattern']!r}")
+
+
+def _check_number(value: float, schema: dict[str, Any], path: str, out: list[str]) -> None:
+    where = _where(path)
+    if "minimum" in schema and value < schema["minimum"]:
+        out.append(f"{where}: expected at least {schema['minimum']}, got {value}")
+    if "maximum" in schema and value > schema["maximum"]:
+        out.append(f"{where}: expected at most {schema['maximum']}, got {value}")
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        out.append(f"{where}: expected more than {schema['exclusiveMinimum']}, got {value}")
+    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
+        out.append(f"{where}: expected less than {schema['exclusiveMaximum']}, got {value}")
+
+
+def _resolve_ref(root: dict[str, Any], ref: str) -> dict[str, Any]:
+    if not ref.startswith("#/"):
+        raise ValueError(f"only local $ref is supported in task schemas, got {ref!r}")
+    node: Any = root
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Translating openai's exceptions, once
+
+
+def _translate(exc: openai.OpenAIError, config: ModelConfig, usages: list[ModelUsage]) -> ModelError:
+    endpoint = config.endpoint
+    if isinstance(exc, openai.APITimeoutError):
+        return RetryableModelError(
+            f"model endpoint {endpoint} did not answer within {_seconds(config.timeout_s)}", usage=usages
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        reason = f": {cause}" if cause and str(cause) else ""
+        return RetryableModelError(f"could not reach model endpoint {endpoint}{reason}", usage=usages)
+    if isinstance(exc, openai.APIStatusError):
+        return _translate_status(exc, config, usages)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return RetryableModelError(
+            f"model endpoint {endpoint} returned a response the openai client could not read", usage=usages
+        )
+    # Anything else the client raises is a configuration problem on our side (it fails before sending).
+    return PermanentModelError(f"the openai client refused the request: {exc}", usage=usages)
+
+
+def _translate_status(
+    exc: openai.APIStatusError, config: ModelConfig, usages: list[ModelUsage]
+) -> ModelError:
+    code = exc.status_code
+    endpoint = config.endpoint
+    said = _detail(exc)
+    suffix = f" (endpoint said: {said})" if said else ""
+    headline = f"{code} {_phrase(code)}"
+    if code == 401:
+        return PermanentModelError(
+            f"authentication failed for provider openai: check OPENAI_API_KEY{suffix}", usage=usages
+        )
+    if code == 403:
+        return PermanentModelError(
+            f"permission denied by provider openai for model '{config.model}': check that the key's project may "
+            f"use this model{suffix}",
+            usage=usages,
+        )
+    if code == 404:
+        return PermanentModelError(
+            f"model endpoint {endpoint} returned {headline} for model '{config.model}': check the model name and "
+            f"OPENAI_BASE_URL{suffix}",
+            usage=usages,
+        )
+    if code == 429:
+        if exc.code == "insufficient_quota" or (
+            isinstance(exc.body, dict) and exc.body.get("type") == "insufficient_quota"
+        ):
+            # Out of credit is a 429 too, but waiting does not refill the account.
+            return PermanentModelError(
+                "OpenAI quota exhausted (429 insufficient_quota): add credit or raise the limits of the account "
+                "behind OPENAI_API_KEY",
+                usage=usages,
+            )
+        retry_after = _retry_after(exc)
+        when = f"retry after {_seconds(retry_after)}" if retry_after is not None else "no Retry-After given"
+        return RetryableModelError(
+            f"OpenAI rate limit (429) at {endpoint}; {when}", retry_after=retry_after, usage=usages
+        )
+    if code in (408, 409) or code >= 500:
+        detail = f": {said}" if said else ""
+        return RetryableModelError(
+            f"model endpoint {endpoint} returned {headline}{detail}",
+            retry_after=_retry_after(exc),
+            usage=usages,
+        )
+    return PermanentModelError(
+        f"model endpoint {endpoint} rejected the request with {headline}{': ' + said if said else ''}",
+        usage=usages,
+    )
+
+
+def _detail(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"].strip()[:300]
+    if isinstance(body, str):
+        return body.strip()[:300]
+    return ""
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    """The server's wait hint in seconds: ``retry-after-ms`` (OpenAI's), else ``Retry-After`` as seconds or
+    an HTTP date."""
+    headers = exc.response.headers
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"

@@ -1,0 +1,122 @@
+"""Task rows as JSON: the one shape of a task in the resource API, seed one's API and live events.
+
+`task_json(row)` is camelCase with ISO 8601 times. `seed_two=True` is what seed two's endpoints show: status
+`failed` instead of `error`, plus seed two's own column names (`user_id`, `task_type`, `created_at` in epoch
+milliseconds, ...) so a client written against that document reads the fields it expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ..states import Status, seed_two_status
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+
+# camelCase name -> column name, in the order a reader expects them.
+_FIELDS: tuple[tuple[str, str], ...] = (
+    ("id", "id"),
+    ("taskType", "task_type"),
+    ("status", "status"),
+    ("priority", "priority"),
+    ("userId", "user_id"),
+    ("projectId", "project_id"),
+    ("projectName", "project_name"),
+    ("projectPath", "project_path"),
+    ("label", "label"),
+    ("description", "description"),
+    ("payload", "payload"),
+    ("progress", "progress"),
+    ("total", "total"),
+    ("retryCount", "retry_count"),
+    ("maxRetries", "max_retries"),
+    ("errorMessage", "error_message"),
+    ("resultData", "result_data"),
+    ("result", "result"),
+    ("runAt", "run_at"),
+    ("attempt", "attempt"),
+    ("workerId", "worker_id"),
+    ("cancelReason", "cancel_reason"),
+    ("promptTokens", "prompt_tokens"),
+    ("completionTokens", "completion_tokens"),
+    ("seq", "change_seq"),
+    ("createdAt", "created_at"),
+    ("updatedAt", "updated_at"),
+    ("startedAt", "started_at"),
+    ("completedAt", "completed_at"),
+)
+# Seed two's columns (its D1 table) under their own names; its times are INTEGER epoch milliseconds.
+_SEED_TWO_ALIASES: tuple[tuple[str, str], ...] = (
+    ("user_id", "user_id"),
+    ("task_type", "task_type"),
+    ("created_at", "created_at"),
+    ("updated_at", "updated_at"),
+    ("completed_at", "completed_at"),
+)
+# Seed one's columns (its SQLite table) under their own names; times as ISO 8601 like the camelCase ones.
+_SEED_ONE_ALIASES: tuple[tuple[str, str], ...] = (
+    ("project_id", "project_id"),
+    ("project_name", "project_name"),
+    ("project_path", "project_path"),
+    ("task_type", "task_type"),
+    ("retry_count", "retry_count"),
+    ("max_retries", "max_retries"),
+    ("error_message", "error_message"),
+    ("result_data", "result_data"),
+    ("created_at", "created_at"),
+    ("updated_at", "updated_at"),
+    ("started_at", "started_at"),
+    ("completed_at", "completed_at"),
+)
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _millis(value: Any) -> Any:
+    return int(value.timestamp() * 1000) if isinstance(value, datetime) else value
+
+
+def _get(row: Mapping[str, Any], column: str) -> Any:
+    try:
+        return row[column]
+    except KeyError:
+        return None
+
+
+def task_json(row: Mapping[str, Any], *, seed_two: bool = False) -> dict[str, Any]:
+    """A task row (asyncpg Record or dict with the table's columns) as the API shows it."""
+    out: dict[str, Any] = {}
+    for name, column in _FIELDS:
+        value = _get(row, column)
+        out[name] = _iso(value)
+    if out["result"] is None and out["resultData"] is not None:  # rows built before `result` existed
+        out["result"] = out["resultData"]
+    status = str(out["status"]) if out["status"] is not None else None
+    out["status"] = seed_two_status(status) if seed_two and status else status
+    if "depends_on" in row.keys():  # once task dependencies exist, a query may select them
+        out["dependsOn"] = list(row["depends_on"] or [])
+    if seed_two:
+        for alias, column in _SEED_TWO_ALIASES:
+            out[alias] = _millis(_get(row, column))
+    return out
+
+
+def seed_one_task_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Seed one's API: the camelCase task plus seed one's snake_case column names."""
+    out = task_json(row)
+    for alias, column in _SEED_ONE_ALIASES:
+        out[alias] = _iso(_get(row, column))
+    return out
+
+
+def counts_json(counts: Mapping[str, int], *, seed_two: bool = False) -> dict[str, int]:
+    """Counts by status with every status present (0 when absent) and their total."""
+    out = {s: int(counts.get(s, 0)) for s in STATUSES}
+    if seed_two:
+        out["failed"] = out.pop(Status.ERROR.value)
+    out["total"] = sum(out.values())
+    return out

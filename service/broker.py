@@ -1,0 +1,110 @@
+"""A Dramatiq broker whose queue is the background_tasks table: the row is the message.
+
+consume = claim rows (only as many as the process has free threads), ack = complete (batched, conditional
+on the attempt that claimed it), nack = fail (retry with backoff or error), requeue = hand back to pending.
+No delay queues: a delay is `run_at` on the row. The worker process (service/worker.py) owns the connections
+and threads this broker uses.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+from dramatiq.broker import Consumer, MessageProxy
+
+if TYPE_CHECKING:
+    from .worker import Runtime
+
+QUEUE = "bgtasks"
+log = logging.getLogger("bgtasks.broker")
+
+
+def message_for(row: dict[str, Any]) -> dramatiq.Message[Any]:
+    """The Dramatiq message of a claimed row: the actor is the task type, the argument the task id."""
+    return dramatiq.Message(
+        queue_name=QUEUE, actor_name=row["task_type"], args=(row["id"],), kwargs={},
+        options={"attempt": row["attempt"]}, message_id=row["id"],
+        message_timestamp=int(row["created_at"].timestamp() * 1000),
+    )
+
+
+class PostgresBroker(dramatiq.Broker):
+    def __init__(self, runtime: Runtime, middleware: list[dramatiq.Middleware]) -> None:
+        super().__init__(middleware=middleware)
+        self.runtime = runtime
+        self.queues: set[str] = set()
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> Consumer:
+        # `prefetch` is ignored on purpose: Dramatiq's default (2 x threads) would park claimed rows in
+        # `processing` behind busy threads. The runtime claims only for free threads.
+        return PostgresConsumer(self.runtime, timeout_ms=timeout)
+
+    def declare_queue(self, queue_name: str) -> None:
+        if queue_name not in self.queues:
+            self.emit_before("declare_queue", queue_name)
+            self.queues.add(queue_name)
+            self.emit_after("declare_queue", queue_name)
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        """`actor.send(**payload)` from Python: a task row of the actor's type, owned by user "system"."""
+        row = self.runtime.enqueue(message.actor_name, dict(message.kwargs), delay_ms=delay,
+                                   user_id=str(message.options.get("user_id", "system")))
+        return message.copy(message_id=row["id"])
+
+    def get_declared_queues(self) -> set[str]:
+        return self.queues.copy()
+
+    def get_declared_delay_queues(self) -> set[str]:
+        return set()
+
+    def flush(self, queue_name: str) -> None:
+        raise NotImplementedError("delete tasks with SQL or the API; the table is the queue")
+
+    def flush_all(self) -> None:
+        raise NotImplementedError("delete tasks with SQL or the API; the table is the queue")
+
+    def join(self, queue_name: str, *, timeout: int | None = None) -> None:
+        self.runtime.wait_idle(timeout_s=None if timeout is None else timeout / 1000)
+
+
+class PostgresConsumer(Consumer):
+    """Runs on Dramatiq's consumer thread; ack and nack run on worker threads (the runtime is thread-safe)."""
+
+    def __init__(self, runtime: Runtime, timeout_ms: int) -> None:
+        self.runtime = runtime
+        self.timeout_s = timeout_ms / 1000
+        self.buffer: collections.deque[MessageProxy] = collections.deque()
+
+    def __iter__(self) -> PostgresConsumer:
+        return self
+
+    def __next__(self) -> MessageProxy | None:
+        if self.buffer:
+            return self.buffer.popleft()
+        rows = self.runtime.claim_if_due()
+        if rows:
+            self.buffer.extend(MessageProxy(message_for(r)) for r in rows)
+            return self.buffer.popleft()
+        self.runtime.wait_for_work(self.timeout_s)  # returns within the worker timeout: shutdown never hangs
+        return None
+
+    def ack(self, message: MessageProxy) -> None:
+        self.runtime.finish_ok(message)
+
+    def nack(self, message: MessageProxy) -> None:
+        self.runtime.finish_failed(message)
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        for message in messages:
+            self.runtime.release(message.message_id, int(message.options["attempt"]))
+
+    def close(self) -> None:
+        while self.buffer:
+            m = self.buffer.popleft()
+            self.runtime.release(m.message_id, int(m.options["attempt"]))
+        time.sleep(0)

@@ -1,0 +1,29 @@
+"""`bgtasks worker --concurrency N`: a worker process that runs every task type's actor."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ConfigError
+from ..settings import load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("worker", help="run a worker process (claims and runs tasks)")
+    p.add_argument("--concurrency", "-c", type=int, help="tasks run at once (default BGTASKS_WORKER_CONCURRENCY)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import db
+    from ..logs import configure_logging
+    from ..worker import run_worker
+
+    settings = load_settings()
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL: not set (`bgtasks up` runs a worker against an embedded PostgreSQL)")
+    if args.concurrency is not None and not 1 <= args.concurrency <= 1000:
+        raise ConfigError("--concurrency: must be between 1 and 1000")
+    configure_logging(settings)
+    db.check_schema(settings.database_url)
+    return run_worker(settings, args.concurrency or settings.bgtasks_worker_concurrency)

@@ -1,0 +1,25 @@
+-- Live updates: what the hub and the event streams read (rows by id, changes since a change number).
+
+-- name: tasks_by_ids
+-- The current rows of the given task ids ($1 text[]); missing ids were deleted.
+SELECT * FROM background_tasks WHERE id = ANY ($1::text[]);
+
+-- name: tasks_changed_since
+-- Rows whose latest change number is above $1, oldest change first, at most $6; optional owner ($2), statuses ($3), types ($4), project ($5).
+SELECT * FROM background_tasks
+WHERE change_seq > $1
+  AND ($2::text IS NULL OR user_id = $2)
+  AND ($3::task_status[] IS NULL OR status = ANY ($3::task_status[]))
+  AND ($4::text[] IS NULL OR task_type = ANY ($4::text[]))
+  AND ($5::text IS NULL OR project_id = $5)
+ORDER BY change_seq
+LIMIT $6;
+
+-- name: max_change_seq
+-- The highest change number any task row carries now (0 for an empty table); read from the change_seq index.
+SELECT coalesce(max(change_seq), 0) AS seq FROM background_tasks;
+
+-- name: queue_settings_event
+-- The queue settings as a live event shows them.
+SELECT is_active, poll_interval, max_concurrent_tasks, retry_base_delay_ms, retry_max_delay_ms, updated_at
+FROM task_queue_settings WHERE id = 1;

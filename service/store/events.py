@@ -1,0 +1,36 @@
+"""Reads for live updates (asyncpg): rows by id, rows changed since a change number, the current maximum."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from .. import queries
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+
+async def tasks_by_ids(conn: Executor, ids: Sequence[str]) -> list[asyncpg.Record]:
+    if not ids:
+        return []
+    return await conn.fetch(queries.get("tasks_by_ids").sql, list(ids))
+
+
+async def tasks_changed_since(
+    conn: Executor, seq: int, *, user_id: str | None = None, statuses: Sequence[str] | None = None,
+    task_types: Sequence[str] | None = None, project_id: str | None = None, limit: int = 1000,
+) -> list[asyncpg.Record]:
+    """Rows changed after `seq` (oldest change first), filtered like the list endpoint."""
+    return await conn.fetch(
+        queries.get("tasks_changed_since").sql, seq, user_id,
+        list(statuses) if statuses else None, list(task_types) if task_types else None, project_id, limit,
+    )
+
+
+async def max_change_seq(conn: Executor) -> int:
+    return int(await conn.fetchval(queries.get("max_change_seq").sql))
+
+
+async def queue_settings_event(conn: Executor) -> asyncpg.Record | None:
+    return await conn.fetchrow(queries.get("queue_settings_event").sql)

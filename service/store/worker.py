@@ -1,0 +1,86 @@
+"""The worker's queries over psycopg (worker threads are synchronous): claim, finish, heartbeat, reap."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from .. import queries
+
+Conn = psycopg.Connection[Any]
+
+
+def _run(conn: Conn, name: str, *args: object) -> psycopg.Cursor[Any]:
+    q = queries.get(name)
+    return conn.execute(q.psycopg_sql, q.psycopg_params(*args), prepare=True)
+
+
+def claim_tasks(conn: Conn, worker_id: str, limit: int, lease_s: float) -> list[dict[str, Any]]:
+    return list(_run(conn, "claim_tasks", worker_id, limit, lease_s).fetchall())
+
+
+def complete_tasks(conn: Conn, items: Sequence[tuple[str, int, Any]]) -> set[str]:
+    ids = [i for i, _, _ in items]
+    attempts = [a for _, a, _ in items]
+    results = [Jsonb(r) for _, _, r in items]
+    return {row["id"] for row in _run(conn, "complete_tasks", ids, attempts, results).fetchall()}
+
+
+def fail_task(conn: Conn, task_id: str, attempt: int, error_type: str, message: str, permanent: bool,
+              retry_after_s: float | None) -> str | None:
+    row = _run(conn, "fail_task", task_id, attempt, error_type, message, permanent, retry_after_s).fetchone()
+    return None if row is None else next(iter(row.values()))
+
+
+def release_task(conn: Conn, task_id: str, attempt: int) -> bool:
+    row = _run(conn, "release_task", task_id, attempt).fetchone()
+    return bool(row and next(iter(row.values())))
+
+
+def extend_leases(conn: Conn, worker_id: str, task_ids: Sequence[str], lease_s: float) -> set[str]:
+    return {row["id"] for row in _run(conn, "extend_leases", worker_id, list(task_ids), lease_s).fetchall()}
+
+
+def reap_expired_leases(conn: Conn, limit: int = 100) -> int:
+    row = _run(conn, "reap_expired_leases", limit).fetchone()
+    return int(next(iter(row.values()))) if row else 0
+
+
+def report_progress(conn: Conn, task_id: str, attempt: int, percent: int, description: str | None) -> bool:
+    return _run(conn, "report_progress", task_id, attempt, percent, description).fetchone() is not None
+
+
+def task_status(conn: Conn, task_id: str) -> str | None:
+    row = _run(conn, "task_status", task_id).fetchone()
+    return None if row is None else row["status"]
+
+
+def register_worker(conn: Conn, worker_id: str, hostname: str, pid: int, concurrency: int) -> None:
+    _run(conn, "register_worker", worker_id, hostname, pid, concurrency)
+
+
+def worker_heartbeat(conn: Conn, worker_id: str) -> None:
+    _run(conn, "worker_heartbeat", worker_id)
+
+
+def worker_stopped(conn: Conn, worker_id: str) -> None:
+    _run(conn, "worker_stopped", worker_id)
+
+
+def queue_settings(conn: Conn) -> dict[str, Any]:
+    row = _run(conn, "queue_settings").fetchone()
+    assert row is not None, "task_queue_settings has no row: run `bgtasks migrate`"
+    return dict(row)
+
+
+def mark_polled(conn: Conn, every_ms: int) -> None:
+    _run(conn, "mark_polled", every_ms)
+
+
+def record_model_call(conn: Conn, task_id: str, attempt: int, model: str, prompt_tokens: int,
+                      completion_tokens: int, total_tokens: int, duration_ms: int) -> None:
+    _run(conn, "record_model_call", task_id, attempt, model, prompt_tokens, completion_tokens, total_tokens,
+         duration_ms)

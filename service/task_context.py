@@ -1,0 +1,87 @@
+"""What an actor gets: its task's fields and payload, one progress helper (which is also where it learns
+of cancellation), the model, usage accounting and database access. Actors stay thin; this is the seam."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import LeaseLost, TaskCancelled
+from .store import worker as store
+
+if TYPE_CHECKING:
+    from .worker import Runtime
+
+T = TypeVar("T")
+
+
+@dataclass
+class TaskContext:
+    id: str
+    task_type: str
+    attempt: int
+    user_id: str
+    payload: dict[str, Any]
+    project_id: str | None
+    project_name: str | None
+    project_path: str | None
+    retry_count: int
+    max_retries: int
+    runtime: Runtime = field(repr=False)
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    cancel_reason: str = ""
+
+    # ------------------------------------------------------------------ cancellation and progress
+    def check_cancelled(self) -> None:
+        """Raise TaskCancelled if the task was cancelled (or is no longer ours)."""
+        if self.cancelled.is_set():
+            raise TaskCancelled(self.cancel_reason or f"task {self.id} was cancelled")
+
+    def progress_sync(self, percent: int, description: str | None = None) -> None:
+        """Report progress (0-100) and what is happening; raises TaskCancelled if the task was cancelled."""
+        self.check_cancelled()
+        percent = max(0, min(100, int(percent)))
+        with self.runtime.pool.connection() as conn:
+            if store.report_progress(conn, self.id, self.attempt, percent, description):
+                return
+            status = store.task_status(conn, self.id)
+        if status in ("cancelled", None):
+            self.cancelled.set()
+            raise TaskCancelled(f"task {self.id} was {'deleted' if status is None else 'cancelled'}")
+        raise LeaseLost(f"task {self.id} is {status}; this worker no longer holds attempt {self.attempt}")
+
+    async def progress(self, percent: int, description: str | None = None) -> None:
+        await asyncio.to_thread(self.progress_sync, percent, description)
+
+    # ------------------------------------------------------------------ database and model
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(connection, *args)` with a pooled psycopg connection, off the event loop."""
+
+        def call() -> T:
+            with self.runtime.pool.connection() as conn:
+                return fn(conn, *args)
+
+        return await asyncio.to_thread(call)
+
+    @property
+    def settings(self) -> Any:
+        return self.runtime.settings
+
+    async def ask_model(self, *, system: str, user: str, schema_name: str, schema: dict[str, Any]) -> Any:
+        """One structured model call (actors/model.py); every underlying API call's usage is stored."""
+        from actors.model import ModelConfig, complete_json
+
+        s = self.runtime.settings
+        config = ModelConfig(api_key=s.openai_api_key, base_url=s.openai_base_url, model=s.bgtasks_model,
+                             timeout_s=s.bgtasks_model_timeout_s, max_model_retries=0)
+        self.check_cancelled()
+        data, usages = await complete_json(config, system=system, user=user, schema_name=schema_name,
+                                           schema=schema)
+        for u in usages:
+            await self.db(store.record_model_call, self.id, self.attempt, u.model, u.prompt_tokens,
+                          u.completion_tokens, u.total_tokens, u.duration_ms)
+        self.check_cancelled()
+        return data

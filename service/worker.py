@@ -1,0 +1,468 @@
+"""The worker process: Dramatiq threads over our Postgres broker, plus the runtime that owns connections,
+capacity, leases and shutdown.
+
+Threads and connections (a worker uses at most concurrency + 5 connections):
+- Dramatiq's consumer thread claims (one dedicated connection) only when threads are free;
+- Dramatiq's worker threads run actors; progress and failures use the shared pool;
+- the listener (dedicated connection) LISTENs: new pending work wakes the consumer, a cancel interrupts the
+  running actor, a settings change is seen at once; after a reconnect it re-checks everything it holds;
+- the completer (dedicated connection) writes completions in batches, one statement each;
+- the heartbeat (pool) extends leases, interrupts tasks whose lease was lost, and reaps expired leases.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import psycopg
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import AsyncIO, TimeLimit
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+import actors
+
+from .broker import QUEUE, PostgresBroker
+from .middleware.cancellation import interrupt_thread
+from .middleware.outcome import Failure, Outcome, json_result
+from .settings import Settings
+from .store import worker as store
+from .task_context import TaskContext
+
+log = logging.getLogger("bgtasks.worker")
+
+CHANNEL_TASKS = "bgtasks_tasks"
+CHANNEL_QUEUE = "bgtasks_queue"
+
+
+@dataclass
+class InFlight:
+    """A claimed task, from claim until its outcome is handed to the database."""
+
+    task_id: str
+    attempt: int
+    context: TaskContext | None = None
+    thread_id: int | None = None
+    interruptible: bool = False
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=5)
+
+
+class Runtime:
+    """Everything the broker and the actors share in one worker process. Thread-safe."""
+
+    def __init__(self, settings: Settings, concurrency: int, worker_id: str | None = None) -> None:
+        assert settings.database_url
+        self.settings = settings
+        self.url = settings.database_url
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_s = settings.bgtasks_lease_s
+        self.pool = ConnectionPool(self.url, min_size=1, max_size=concurrency + 2, open=True,
+                                   kwargs={"autocommit": True, "row_factory": dict_row},
+                                   check=ConnectionPool.check_connection, name="bgtasks-worker")
+        self.lock = threading.Lock()
+        self.in_flight: dict[str, InFlight] = {}
+        self.wake = threading.Event()
+        self.wake.set()  # claim once at start
+        self.stopping = threading.Event()
+        self.idle = threading.Condition(self.lock)
+        self.poll_interval_s = 5.0
+        self.next_poll = 0.0
+        self._claim_conn: psycopg.Connection[Any] | None = None
+        self.completions: queue.Queue[tuple[str, int, Any]] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self.events: list[Callable[[str, dict[str, Any]], None]] = []  # test hooks: (event, fields)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        with self.pool.connection() as conn:
+            store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid(), self.concurrency)
+            self.poll_interval_s = store.queue_settings(conn)["poll_interval"] / 1000
+        for target, name in ((self._listen, "listener"), (self._complete_loop, "completer"),
+                             (self._heartbeat_loop, "heartbeat")):
+            t = threading.Thread(target=target, name=f"bgtasks-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        self._flush_completions(final=True)
+        try:
+            with self.pool.connection(timeout=5) as conn:
+                store.worker_stopped(conn, self.worker_id)
+        except Exception:
+            log.warning("could not mark worker %s stopped", self.worker_id)
+        for t in self._threads:
+            t.join(timeout=2)
+        if self._claim_conn is not None:
+            self._claim_conn.close()
+        self.pool.close()
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        for hook in self.events:
+            hook(event, fields)
+
+    # ------------------------------------------------------------------ claiming (consumer thread)
+    def free_capacity(self) -> int:
+        with self.lock:
+            return self.concurrency - len(self.in_flight)
+
+    def claim_if_due(self) -> list[dict[str, Any]]:
+        """Claim for the free threads when woken (NOTIFY, a finished task) or when the poll interval ran out."""
+        if self.stopping.is_set():
+            return []
+        now = time.monotonic()
+        polling = now >= self.next_poll
+        if not (self.wake.is_set() or polling):
+            return []
+        self.wake.clear()
+        free = self.free_capacity()
+        if free <= 0:
+            return []
+        try:
+            conn = self._claim_connection()
+            rows = store.claim_tasks(conn, self.worker_id, free, self.lease_s)
+            if polling:
+                store.mark_polled(conn, int(self.poll_interval_s * 1000))
+            if len(rows) < free:
+                self.next_poll = self._next_poll_time(conn, now)
+        except psycopg.Error as exc:
+            log.warning("claim failed (%s); retrying shortly", exc.__class__.__name__)
+            self._drop_claim_connection()
+            self.next_poll = now + 0.5
+            return []
+        if len(rows) == free:
+            self.wake.set()  # there may be more: claim again as soon as threads free up
+        with self.lock:
+            for r in rows:
+                self.in_flight[r["id"]] = InFlight(r["id"], r["attempt"], self._context(r))
+        for r in rows:
+            self._emit("claimed", task_id=r["id"], attempt=r["attempt"])
+        return rows
+
+    def _next_poll_time(self, conn: psycopg.Connection[Any], now: float) -> float:
+        """Poll again at the poll interval, or earlier when a delayed or retried task falls due."""
+        nxt = now + self.poll_interval_s
+        row = conn.execute(
+            "SELECT extract(epoch FROM min(run_at) - now()) AS wait FROM background_tasks "
+            "WHERE status = 'pending' AND waiting_for = 0 AND run_at > now()", prepare=True).fetchone()
+        if row and row["wait"] is not None:
+            nxt = min(nxt, now + max(0.0, float(row["wait"])) + 0.002)
+        return nxt
+
+    def _claim_connection(self) -> psycopg.Connection[Any]:
+        if self._claim_conn is None or self._claim_conn.closed:
+            self._claim_conn = _connect(self.url)
+        return self._claim_conn
+
+    def _drop_claim_connection(self) -> None:
+        if self._claim_conn is not None:
+            try:
+                self._claim_conn.close()
+            finally:
+                self._claim_conn = None
+
+    def wait_for_work(self, timeout_s: float) -> None:
+        wait = min(timeout_s, max(0.0, self.next_poll - time.monotonic()))
+        self.wake.wait(wait)
+
+    def _context(self, row: dict[str, Any]) -> TaskContext:
+        return TaskContext(
+            id=row["id"], task_type=row["task_type"], attempt=row["attempt"], user_id=row["user_id"],
+            payload=row["payload"] or {}, project_id=row["project_id"], project_name=row["project_name"],
+            project_path=row["project_path"], retry_count=row["retry_count"], max_retries=row["max_retries"],
+            runtime=self,
+        )
+
+    # ------------------------------------------------------------------ running (worker threads)
+    def begin(self, task_id: str) -> TaskContext:
+        with self.lock:
+            rec = self.in_flight[task_id]
+            rec.thread_id = threading.get_ident()
+            rec.interruptible = True
+            assert rec.context is not None
+            ctx = rec.context
+        self._emit("started", task_id=task_id, attempt=rec.attempt)
+        return ctx
+
+    def end(self, task_id: str) -> None:
+        with self.lock:
+            rec = self.in_flight.get(task_id)
+            if rec is not None:
+                rec.interruptible = False
+
+    def interrupt(self, task_id: str, reason: str) -> None:
+        """Stop the actor running task_id, if any: flag it (cooperative) and interrupt its thread."""
+        with self.lock:
+            rec = self.in_flight.get(task_id)
+            if rec is None or rec.context is None:
+                return
+            rec.context.cancel_reason = reason
+            rec.context.cancelled.set()
+            if rec.interruptible and rec.thread_id is not None:
+                interrupt_thread(rec.thread_id)
+        log.info("task %s interrupted: %s", task_id, reason)
+        self._emit("interrupted", task_id=task_id, reason=reason)
+
+    def _forget(self, task_id: str) -> InFlight | None:
+        with self.lock:
+            rec = self.in_flight.pop(task_id, None)
+            if not self.in_flight:
+                self.idle.notify_all()
+        self.wake.set()  # a thread is free: claim
+        return rec
+
+    def finish_ok(self, message: Any) -> None:
+        rec = self._forget(message.message_id)
+        attempt = int(message.options["attempt"])
+        if rec is not None and rec.context is not None and rec.context.cancelled.is_set():
+            return  # cancelled while finishing: never write completed over it
+        self.completions.put((message.message_id, attempt, json_result(message.options.get("bgtasks_result"))))
+        self._emit("finished", task_id=message.message_id, attempt=attempt, ok=True)
+
+    def finish_failed(self, message: Any) -> None:
+        self._forget(message.message_id)
+        attempt = int(message.options["attempt"])
+        failure: Failure = message.options.get("bgtasks_failure") or Failure(
+            "ActorNotFound", f"no actor for task type {message.actor_name!r} on worker {self.worker_id}",
+            permanent=True)
+        if failure.write:
+            outcome = self._with_retry(lambda conn: store.fail_task(
+                conn, message.message_id, attempt, failure.error_type, failure.message[:4000],
+                failure.permanent, failure.retry_after_s))
+            log.info("task %s attempt %s failed (%s): %s -> %s", message.message_id, attempt,
+                     failure.error_type, failure.message, outcome)
+        self._emit("finished", task_id=message.message_id, attempt=attempt, ok=False,
+                   error=failure.error_type)
+
+    def release(self, task_id: str, attempt: int) -> None:
+        """Hand a task back to pending without counting a retry (shutdown)."""
+        self._forget(task_id)
+        self._with_retry(lambda conn: store.release_task(conn, task_id, attempt), attempts=3)
+        self._emit("released", task_id=task_id, attempt=attempt)
+
+    def _with_retry(self, fn: Callable[[psycopg.Connection[Any]], Any], attempts: int = 60) -> Any:
+        """A write that must not be lost to a passing database outage (restart, failover)."""
+        delay = 0.1
+        for i in range(attempts):
+            try:
+                with self.pool.connection(timeout=10) as conn:
+                    return fn(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if i == attempts - 1:
+                    log.error("giving up a write after %s attempts: %s", attempts, exc)
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        return None
+
+    def enqueue(self, task_type: str, payload: dict[str, Any], *, delay_ms: int | None, user_id: str) -> Any:
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "INSERT INTO background_tasks (task_type, user_id, payload, run_at) "
+                "VALUES (%s, %s, %s, now() + make_interval(secs => %s)) RETURNING id",
+                (task_type, user_id, Jsonb(payload), (delay_ms or 0) / 1000),
+            ).fetchone()
+
+    def wait_idle(self, timeout_s: float | None) -> bool:
+        with self.lock:
+            return self.idle.wait_for(lambda: not self.in_flight, timeout=timeout_s)
+
+    # ------------------------------------------------------------------ completer thread
+    def _complete_loop(self) -> None:
+        while not self.stopping.is_set():
+            self._flush_completions()
+
+    def _flush_completions(self, final: bool = False) -> None:
+        try:
+            first = self.completions.get(timeout=0.05 if final else 0.2)
+        except queue.Empty:
+            return
+        batch = [first]
+        while len(batch) < 500:
+            try:
+                batch.append(self.completions.get_nowait())
+            except queue.Empty:
+                break
+        done = self._with_retry(lambda conn: store.complete_tasks(conn, batch), attempts=600)
+        if done is not None and len(done) < len(batch):
+            lost = [tid for tid, _, _ in batch if tid not in done]
+            log.info("not completed (cancelled or taken back meanwhile): %s", ", ".join(lost[:20]))
+        if final and not self.completions.empty():
+            self._flush_completions(final=True)
+
+    # ------------------------------------------------------------------ listener thread
+    def _listen(self) -> None:
+        backoff = 0.1
+        while not self.stopping.is_set():
+            try:
+                with _connect(self.url) as conn:
+                    conn.execute(f"LISTEN {CHANNEL_TASKS}")
+                    conn.execute(f"LISTEN {CHANNEL_QUEUE}")
+                    backoff = 0.1
+                    self._resync(conn)
+                    while not self.stopping.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            self._on_notify(note.channel, note.payload)
+            except psycopg.Error as exc:
+                if self.stopping.is_set():
+                    return
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc.__class__.__name__, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _resync(self, conn: psycopg.Connection[Any]) -> None:
+        """After (re)connecting: notifications may have been missed. Claim again, and re-check our tasks."""
+        self.wake.set()
+        with self.lock:
+            held = list(self.in_flight)
+        if held:
+            rows = conn.execute("SELECT id, status::text AS status FROM background_tasks WHERE id = ANY(%s)",
+                                (held,)).fetchall()
+            present = {r["id"]: r["status"] for r in rows}
+            for tid in held:
+                status = present.get(tid)
+                if status != "processing":
+                    self.interrupt(tid, f"task is {status or 'deleted'}")
+
+    def _on_notify(self, channel: str, payload: str) -> None:
+        import json
+
+        if channel == CHANNEL_QUEUE:
+            try:
+                self.poll_interval_s = json.loads(payload)["poll_interval"] / 1000
+            except (ValueError, KeyError, TypeError):
+                pass
+            self.next_poll = 0.0
+            self.wake.set()
+            return
+        try:
+            entries = json.loads(payload)
+        except ValueError:
+            return
+        for e in entries:
+            status = e.get("status")
+            if status == "pending":
+                self.wake.set()
+            elif status in ("cancelled", "deleted", "error", "completed") and e.get("id") in self.in_flight:
+                with self.lock:
+                    rec = self.in_flight.get(e["id"])
+                    ours = rec is not None and rec.interruptible
+                if ours:
+                    self.interrupt(e["id"], f"task was {status}")
+
+    # ------------------------------------------------------------------ heartbeat thread
+    def _heartbeat_loop(self) -> None:
+        next_reap = 0.0
+        interval = self.settings.heartbeat_s
+        while not self.stopping.wait(min(interval, self.settings.bgtasks_reap_interval_s)):
+            try:
+                with self.pool.connection(timeout=5) as conn:
+                    with self.lock:
+                        held = list(self.in_flight)
+                    if held:
+                        kept = store.extend_leases(conn, self.worker_id, held, self.lease_s)
+                        for tid in set(held) - kept:
+                            with self.lock:
+                                still = tid in self.in_flight
+                            if still:
+                                self.interrupt(tid, "lease lost: the task is no longer held by this worker")
+                    store.worker_heartbeat(conn, self.worker_id)
+                    if time.monotonic() >= next_reap:
+                        n = store.reap_expired_leases(conn)
+                        if n:
+                            log.info("took back %s task(s) whose worker stopped heartbeating", n)
+                        next_reap = time.monotonic() + self.settings.bgtasks_reap_interval_s
+            except (psycopg.Error, Exception) as exc:  # keep beating through outages
+                log.warning("heartbeat failed: %s", exc)
+
+
+# ---------------------------------------------------------------------- actors and the process
+class _ResultsAreStored(logging.Filter):
+    """Dramatiq warns that return values are discarded without its Results middleware; ours go to the row."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Results middleware" not in record.getMessage()
+
+
+def build_broker(runtime: Runtime) -> PostgresBroker:
+    logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_ResultsAreStored())
+    broker = PostgresBroker(runtime, middleware=[AsyncIO(), TimeLimit(interval=200), Outcome()])
+    for task_type in actors.TASK_TYPES.values():
+        try:
+            _declare_actor(broker, runtime, task_type)
+        except ImportError as exc:
+            log.error("task type %r is not served by this worker: %s", task_type.name, exc)
+    return broker
+
+
+def _declare_actor(broker: PostgresBroker, runtime: Runtime, task_type: actors.TaskType) -> None:
+    handler = task_type.load()
+    is_async = inspect.iscoroutinefunction(handler)
+
+    def run(task_id: str) -> Any:
+        ctx = runtime.begin(task_id)
+        try:
+            if is_async:
+                loop_thread = get_event_loop_thread()
+                assert loop_thread is not None, "the AsyncIO middleware starts the event loop thread"
+                return loop_thread.run_coroutine(handler(ctx))
+            return handler(ctx)
+        finally:
+            runtime.end(task_id)
+
+    run.__name__ = task_type.name.replace("-", "_")
+    dramatiq.actor(run, actor_name=task_type.name, queue_name=QUEUE, broker=broker,
+                   time_limit=int(task_type.time_limit_s * 1000))
+
+
+def run_worker(settings: Settings, concurrency: int) -> int:
+    """Run until SIGTERM/SIGINT: then stop claiming, let running tasks finish within the grace period, and
+    hand the rest back to pending without counting an attempt."""
+    runtime = Runtime(settings, concurrency)
+    broker = build_broker(runtime)
+    dramatiq.set_broker(broker)
+    runtime.start()
+    worker = dramatiq.Worker(broker, worker_threads=concurrency, worker_timeout=100)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    worker.start()
+    log.info("worker %s running %s task types at concurrency %s (lease %.0fs)", runtime.worker_id,
+             len(actors.TASK_TYPES), concurrency, runtime.lease_s)
+    print(f"bgtasks worker {runtime.worker_id} ready (concurrency {concurrency})", flush=True)
+    stop.wait()
+    log.info("stopping: no new claims; waiting up to %.0fs for running tasks", settings.bgtasks_shutdown_grace_s)
+    runtime.stopping.set()
+    if not runtime.wait_idle(settings.bgtasks_shutdown_grace_s):
+        with runtime.lock:
+            left = [(r.task_id, r.attempt) for r in runtime.in_flight.values()]
+        for task_id, attempt in left:
+            runtime.interrupt(task_id, "worker shutting down")
+            runtime.release(task_id, attempt)
+        log.info("handed %s unfinished task(s) back to pending", len(left))
+    worker.stop(timeout=2000)
+    runtime.close()
+    print(f"bgtasks worker {runtime.worker_id} stopped", flush=True)
+    return 0

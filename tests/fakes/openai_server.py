@@ -1,0 +1,370 @@
+"""A real OpenAI-compatible HTTP server for tests: scripted chat completions, served by uvicorn in a thread.
+
+with FakeOpenAI() as fake:
+    fake.script(rate_limited(retry_after=3), answer({"title": "x"}))
+    ...  # point the openai client at fake.base_url; assert on fake.requests
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+__all__ = [
+    "FakeOpenAI",
+    "RecordedRequest",
+    "Scripted",
+    "answer",
+    "malformed",
+    "rate_limited",
+    "server_error",
+    "stall",
+    "status",
+    "unauthorized",
+    "valid_instance",
+    "wrong_schema",
+]
+
+# A scripted reply: given the request body and the server, produce the HTTP response.
+Scripted = Callable[[dict[str, Any], "FakeOpenAI"], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the fake received, as the client sent it."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def model(self) -> str | None:
+        return self.body.get("model")
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.body.get("messages") or [])
+
+    @property
+    def response_format(self) -> dict[str, Any] | None:
+        return self.body.get("response_format")
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        """The JSON schema the client asked for, when it used ``response_format`` type ``json_schema``."""
+        fmt = self.response_format or {}
+        return (fmt.get("json_schema") or {}).get("schema")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scripts
+
+
+def answer(content: Any = None, *, finish_reason: str = "stop") -> Scripted:
+    """A 200 chat completion. ``content``: a dict/list (sent as JSON), a raw string (sent as is), or None to
+    generate a valid instance of the requested schema."""
+
+    async def reply(body: dict[str, Any], fake: FakeOpenAI) -> Response:
+        if content is None:
+            schema = _requested_schema(body)
+            text = json.dumps(valid_instance(schema) if schema else {"answer": "ok"})
+        elif isinstance(content, str):
+            text = content
+        else:
+            text = json.dumps(content)
+        return JSONResponse(_completion(body, text, finish_reason))
+
+    return reply
+
+
+def malformed() -> Scripted:
+    """A 200 whose content is not parseable JSON (as a model cut off mid-object produces)."""
+    return answer('{"questions": [{"question": "unterminated', finish_reason="stop")
+
+
+def wrong_schema(content: Any = None) -> Scripted:
+    """A 200 whose content is JSON that breaks the requested schema. Default: an array where objects belong,
+    which breaks every object schema at the root."""
+    return answer(content if content is not None else [["not", "what", "you", "asked", "for"]])
+
+
+def status(code: int, message: str, *, headers: dict[str, str] | None = None, err_type: str = "") -> Scripted:
+    """An OpenAI-style error body with the given HTTP status."""
+
+    async def reply(body: dict[str, Any], fake: FakeOpenAI) -> Response:
+        error = {"message": message, "type": err_type or "api_error", "param": None, "code": None}
+        return JSONResponse({"error": error}, status_code=code, headers=headers)
+
+    return reply
+
+
+def rate_limited(retry_after: float | None = 3, *, code: str | None = None) -> Scripted:
+    """429; ``retry_after`` becomes the Retry-After header (omitted when None). ``code="insufficient_quota"``
+    mimics OpenAI's out-of-credit answer, which is also a 429."""
+    headers = {"Retry-After": _fmt_seconds(retry_after)} if retry_after is not None else {}
+
+    async def reply(body: dict[str, Any], fake: FakeOpenAI) -> Response:
+        error = {
+            "message": "Rate limit reached for requests",
+            "type": "insufficient_quota" if code == "insufficient_quota" else "requests",
+            "param": None,
+            "code": code or "rate_limit_exceeded",
+        }
+        return JSONResponse({"error": error}, status_code=429, headers=headers)
+
+    return reply
+
+
+def server_error(code: int = 500) -> Scripted:
+    return status(code, "The server had an error while processing your request.", err_type="server_error")
+
+
+def unauthorized() -> Scripted:
+    return status(401, "Incorrect API key provided.", err_type="invalid_request_error")
+
+
+def stall(seconds: float, then: Scripted | None = None) -> Scripted:
+    """Wait ``seconds`` without blocking other requests, then reply with ``then`` (default: a valid answer).
+    The wait ends early when the server stops, so a test that abandons the request does not delay teardown."""
+    after = then or answer()
+
+    async def reply(body: dict[str, Any], fake: FakeOpenAI) -> Response:
+        deadline = time.monotonic() + seconds
+        # Polls a threading.Event: ``stop`` runs on the test's thread, outside this server's event loop.
+        while not fake.stopping.is_set() and (left := deadline - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(min(left, 0.05))
+        return await after(body, fake)
+
+    return reply
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The server
+
+
+class FakeOpenAI:
+    """Serves ``POST /v1/chat/completions`` on a free 127.0.0.1 port while the context is open.
+
+    Replies come from the script queue first (``script``), then from ``default`` (a valid answer to the
+    requested schema unless changed with ``always``). Every request is appended to ``requests``.
+    """
+
+    def __init__(self, *, model: str = "fake-model") -> None:
+        self.model = model
+        self.requests: list[RecordedRequest] = []
+        self.default: Scripted = answer()
+        self.stopping = threading.Event()
+        self._queue: deque[Scripted] = deque()
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, *replies: Scripted) -> FakeOpenAI:
+        """Queue replies for the next requests, in order."""
+        with self._lock:
+            self._queue.extend(replies)
+        return self
+
+    def always(self, reply: Scripted) -> FakeOpenAI:
+        """Reply with ``reply`` whenever the script queue is empty."""
+        self.default = reply
+        return self
+
+    def reset(self) -> FakeOpenAI:
+        """Forget requests and scripts and restore the default answer, so one server can serve many tests."""
+        with self._lock:
+            self._queue.clear()
+        self.requests.clear()
+        self.default = answer()
+        return self
+
+    @property
+    def pending_scripts(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def _next_reply(self) -> Scripted:
+        with self._lock:
+            return self._queue.popleft() if self._queue else self.default
+
+    async def _chat_completions(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse(
+                {"error": {"message": "body is not JSON", "type": "invalid_request_error"}}, 400
+            )
+        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        return await self._next_reply()(body, self)
+
+    def _app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/chat/completions", self._chat_completions, methods=["POST"])])
+
+    def start(self) -> FakeOpenAI:
+        # Bind first, so the port is known (and ours) before uvicorn starts; no race for a "free" port.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app(), log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=1
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="fake-openai", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("fake OpenAI server did not start within 10 s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._sock is not None:
+            self._sock.close()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building responses
+
+
+def _requested_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") != "json_schema":
+        return None
+    return (fmt.get("json_schema") or {}).get("schema")
+
+
+def _tokens(text: str) -> int:
+    # Roughly four characters a token, like English text with OpenAI's tokenizers; never zero for real text.
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def _completion(body: dict[str, Any], content: str, finish_reason: str) -> dict[str, Any]:
+    prompt = "".join(str(m.get("content") or "") for m in body.get("messages") or [])
+    prompt_tokens, completion_tokens = _tokens(prompt), _tokens(content)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model") or "fake-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "system_fingerprint": "fp_fake",
+    }
+
+
+def _fmt_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def valid_instance(
+    schema: dict[str, Any], name: str = "value", *, _root: dict[str, Any] | None = None
+) -> Any:
+    """A plausible value that satisfies ``schema`` (the subset structured outputs use: objects, arrays,
+    strings, numbers, booleans, enums, const, anyOf, local ``$ref``)."""
+    root = _root if _root is not None else schema
+    if "$ref" in schema:
+        return valid_instance(_resolve_ref(root, schema["$ref"]), name, _root=root)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
+            return valid_instance(options[0], name, _root=root)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props: dict[str, Any] = schema.get("properties") or {}
+        return {key: valid_instance(sub, key, _root=root) for key, sub in props.items()}
+    if kind == "array":
+        low = int(schema.get("minItems", 1))
+        count = max(low, min(2, int(schema.get("maxItems", 2))))
+        item_schema = schema.get("items") or {"type": "string"}
+        singular = name[:-1] if name.endswith("s") else name
+        return [valid_instance(item_schema, f"{singular}_{i + 1}", _root=root) for i in range(count)]
+    if kind == "integer":
+        return _number(schema, 1)
+    if kind == "number":
+        bottom = schema.get("minimum", schema.get("exclusiveMinimum"))
+        top = schema.get("maximum", schema.get("exclusiveMaximum"))
+        if bottom is not None and top is not None:
+            return (bottom + top) / 2  # strictly inside, whichever bounds are exclusive
+        return float(_number(schema, 1))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    text = f"Sample {name.replace('_', ' ')}"
+    low_len, high_len = int(schema.get("minLength", 0)), schema.get("maxLength")
+    text = text.ljust(low_len, ".")
+    return text[: int(high_len)] if high_len is not None else text
+
+
+def _number(schema: dict[str, Any], preferred: int) -> int:
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    value = preferred
+    if low is not None and value <= low:
+        value = int(low) + (1 if "exclusiveMinimum" in schema else 0)
+    if high is not None and value >= high:
+        value = int(high) - (1 if "exclusiveMaximum" in schema else 0)
+    return value
+
+
+def _resolve_ref(root: dict[str, Any], ref: str) -> dict[str, Any]:
+    if not ref.startswith("#/"):
+        raise ValueError(f"fake OpenAI resolves only local $ref, got {ref!r}")
+    node: Any = root
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node

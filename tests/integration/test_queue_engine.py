@@ -1,0 +1,167 @@
+"""The queue engine against real Postgres with real worker processes: exactly-once, global limit, leases
+after SIGKILL, retries with backoff, cancellation, pause/resume, delays, priorities, graceful shutdown."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import time
+from typing import Any
+
+import psycopg
+
+from tests.processes import Processes, peak_concurrency, wait_until
+
+
+def insert(sql: psycopg.Connection[Any], task_type: str, n: int = 1, payload: dict[str, Any] | None = None,
+           **cols: Any) -> list[str]:
+    names = ["task_type", "user_id", "payload", *cols]
+    values = [task_type, "tester", json.dumps(payload or {}), *cols.values()]
+    placeholders = ", ".join(["%s"] * len(values))
+    rows = sql.execute(
+        f"INSERT INTO background_tasks ({', '.join(names)}) SELECT {placeholders} FROM generate_series(1, %s) "
+        "RETURNING id", [*values, n]).fetchall()
+    return [r["id"] for r in rows]
+
+
+def statuses(sql: psycopg.Connection[Any]) -> dict[str, int]:
+    return {r["status"]: r["n"] for r in sql.execute(
+        "SELECT status::text, count(*) AS n FROM background_tasks GROUP BY 1").fetchall()}
+
+
+def all_done(sql: psycopg.Connection[Any], n: int) -> bool:
+    return statuses(sql).get("completed", 0) == n
+
+
+def test_every_task_runs_exactly_once_with_four_workers(sql: psycopg.Connection[Any], procs: Processes) -> None:
+    ids = insert(sql, "noop", 1000)
+    for _ in range(4):
+        procs.worker(concurrency=4)
+    wait_until(lambda: all_done(sql, 1000), 90, "1000 tasks completed")
+    starts = collections.Counter(ln["task"] for ln in procs.journal_lines() if ln["event"] == "start")
+    assert set(starts) == set(ids)
+    assert max(starts.values()) == 1, [t for t, c in starts.items() if c > 1][:5]
+    assert len({ln["pid"] for ln in procs.journal_lines()}) > 1, "the work was not shared between workers"
+    assert sql.execute("SELECT sum(n) FROM task_counts WHERE status = 'completed'").fetchone()["sum"] == 1000
+
+
+def test_global_limit_is_never_exceeded_and_follows_psql_changes(sql: psycopg.Connection[Any],
+                                                                  procs: Processes) -> None:
+    sql.execute("UPDATE task_queue_settings SET max_concurrent_tasks = 3")
+    insert(sql, "sleep", 24, {"seconds": 0.4, "steps": 2})
+    for _ in range(4):
+        procs.worker(concurrency=4)
+    wait_until(lambda: all_done(sql, 24), 60, "24 sleeping tasks completed")
+    first = procs.journal_lines()
+    assert peak_concurrency(first) == 3
+
+    sql.execute("UPDATE task_queue_settings SET max_concurrent_tasks = 6")
+    insert(sql, "sleep", 36, {"seconds": 0.4, "steps": 2})
+    wait_until(lambda: all_done(sql, 60), 60, "36 more tasks completed")
+    second = procs.journal_lines()[len(first):]
+    assert 3 < peak_concurrency(second) <= 6
+
+
+def test_task_of_a_killed_worker_completes_elsewhere_after_its_lease(sql: psycopg.Connection[Any],
+                                                                     procs: Processes) -> None:
+    victim = procs.worker(concurrency=1, BGTASKS_LEASE_S="2")
+    [task_id] = insert(sql, "sleep", 1, {"seconds": 1.5, "steps": 3})
+    wait_until(lambda: any(ln["event"] == "start" for ln in procs.journal_lines()), 20, "the task to start")
+    victim.kill()
+    procs.worker(concurrency=1, BGTASKS_LEASE_S="2")
+    wait_until(lambda: statuses(sql) == {"completed": 1}, 30, "the task completed on the second worker")
+    row = sql.execute("SELECT retry_count, attempt FROM background_tasks WHERE id = %s", (task_id,)).fetchone()
+    assert row == {"retry_count": 1, "attempt": 2}
+    lost = sql.execute("SELECT error_type, outcome FROM task_attempt_errors WHERE task_id = %s",
+                       (task_id,)).fetchall()
+    assert lost == [{"error_type": "LeaseExpired", "outcome": "lease_expired"}]
+    pids = [ln["pid"] for ln in procs.journal_lines() if ln["event"] == "start"]
+    assert pids[0] == victim.pid and pids[1] != victim.pid
+
+
+def test_retries_back_off_exponentially_and_permanent_errors_are_not_retried(
+        sql: psycopg.Connection[Any], procs: Processes) -> None:
+    sql.execute("UPDATE task_queue_settings SET retry_base_delay_ms = 400")
+    [flaky] = insert(sql, "flaky", 1, {"failures": 3}, max_retries=5)
+    [doomed] = insert(sql, "flaky", 1, {"failures": 3, "permanent": True, "message": "bad input: no"})
+    [exhausted] = insert(sql, "flaky", 1, {"failures": 5}, max_retries=1)
+    procs.worker(concurrency=2)
+    wait_until(lambda: statuses(sql).get("pending", 0) + statuses(sql).get("processing", 0) == 0, 30,
+               "every task finished")
+    rows = {r["id"]: r for r in sql.execute("SELECT * FROM background_tasks").fetchall()}
+    assert rows[flaky]["status"] == "completed" and rows[flaky]["retry_count"] == 3
+    starts = [ln["t"] for ln in procs.journal_lines() if ln["task"] == flaky and ln["event"] == "start"]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    # base 0.4 s doubling, jitter 0.5-1.0: at least 0.2, 0.4, 0.8 s; and growing on the whole.
+    for n, gap in enumerate(gaps):
+        assert gap >= 0.4 * 2**n * 0.5 - 0.05, gaps
+    assert gaps[2] > gaps[0], gaps
+
+    assert rows[doomed]["status"] == "error" and rows[doomed]["retry_count"] == 0
+    assert rows[doomed]["error_message"] == "bad input: no"
+    assert rows[exhausted]["status"] == "error" and rows[exhausted]["retry_count"] == 1
+    history = sql.execute("SELECT attempt, error_type, outcome, worker_id FROM task_attempt_errors "
+                          "WHERE task_id = %s ORDER BY attempt", (exhausted,)).fetchall()
+    assert [(h["attempt"], h["outcome"]) for h in history] == [(1, "retried"), (2, "failed")]
+    assert all(h["worker_id"] and h["error_type"] == "RuntimeError" for h in history)
+
+
+def test_cancelling_a_running_task_stops_its_actor_within_two_seconds(sql: psycopg.Connection[Any],
+                                                                      procs: Processes) -> None:
+    procs.worker(concurrency=2)
+    [task_id] = insert(sql, "sleep", 1, {"seconds": 60, "steps": 2})
+    wait_until(lambda: statuses(sql) == {"processing": 1}, 20, "the task to be processing")
+    wait_until(lambda: any(ln["event"] == "start" for ln in procs.journal_lines()), 10, "the actor to start")
+    t0 = time.monotonic()
+    sql.execute("UPDATE background_tasks SET status = 'cancelled' WHERE id = %s", (task_id,))  # as at psql
+    wait_until(lambda: any(ln["event"] == "end" for ln in procs.journal_lines()), 2.0, "the actor to stop")
+    assert time.monotonic() - t0 < 2.0
+    time.sleep(0.3)
+    row = sql.execute("SELECT status::text, completed_at FROM background_tasks WHERE id = %s",
+                      (task_id,)).fetchone()
+    assert row["status"] == "cancelled" and row["completed_at"] is not None
+
+
+def test_pause_resume_delay_and_priority(sql: psycopg.Connection[Any], procs: Processes) -> None:
+    sql.execute("UPDATE task_queue_settings SET is_active = false")
+    procs.worker(concurrency=1)
+    low = insert(sql, "noop", 3, priority=0)
+    high = insert(sql, "noop", 3, priority=5)
+    [delayed] = insert(sql, "noop", 1)
+    sql.execute("UPDATE background_tasks SET run_at = now() + interval '2 seconds' WHERE id = %s", (delayed,))
+    time.sleep(1.0)
+    assert statuses(sql) == {"pending": 7}, "a paused queue must not be claimed from"
+    resumed = time.time()
+    sql.execute("UPDATE task_queue_settings SET is_active = true")
+    wait_until(lambda: statuses(sql).get("completed", 0) == 6, 10, "the six due tasks to run")
+    order = [ln["task"] for ln in procs.journal_lines() if ln["event"] == "start"]
+    assert set(order[:3]) == set(high)
+    assert set(order[3:6]) == set(low)
+    assert sql.execute("SELECT status::text FROM background_tasks WHERE id = %s",
+                       (delayed,)).fetchone()["status"] == "pending"
+    wait_until(lambda: statuses(sql).get("completed", 0) == 7, 10, "the delayed task to run")
+    started = next(ln["t"] for ln in procs.journal_lines() if ln["task"] == delayed)
+    run_at = sql.execute("SELECT extract(epoch FROM run_at) AS t FROM background_tasks WHERE id = %s",
+                         (delayed,)).fetchone()["t"]
+    assert started >= float(run_at) - 0.01 and started - resumed < 5
+
+
+def test_sigterm_hands_unfinished_tasks_back_without_counting_an_attempt(sql: psycopg.Connection[Any],
+                                                                        procs: Processes) -> None:
+    worker = procs.worker(concurrency=2, BGTASKS_SHUTDOWN_GRACE_S="0.5")
+    ids = insert(sql, "sleep", 2, {"seconds": 30, "steps": 3})
+    wait_until(lambda: statuses(sql) == {"processing": 2}, 20, "both tasks processing")
+    assert worker.stop(signal.SIGTERM, timeout=15) == 0
+    rows = sql.execute("SELECT status::text, retry_count, worker_id FROM background_tasks WHERE id = ANY(%s)",
+                       (ids,)).fetchall()
+    assert rows == [{"status": "pending", "retry_count": 0, "worker_id": None}] * 2
+    assert sql.execute("SELECT stopped_at FROM bgtasks_workers").fetchone()["stopped_at"] is not None
+
+
+def test_finished_work_runs_as_soon_as_capacity_frees_not_at_the_next_poll(sql: psycopg.Connection[Any],
+                                                                         procs: Processes) -> None:
+    sql.execute("UPDATE task_queue_settings SET poll_interval = 60000")
+    procs.worker(concurrency=1)
+    insert(sql, "sleep", 3, {"seconds": 0.2, "steps": 1})
+    wait_until(lambda: all_done(sql, 3), 5, "three tasks through one thread without polling")
