@@ -100,6 +100,68 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else math.inf
 
 
+class Probe:
+    """What no-op jobs report when they run in this event loop: how many ran, when, and when all expected did.
+
+    Drain rates run from the first job's start to the last one's (`perf_counter`); per-job start times are
+    wall clock (`time.time`), comparable with an enqueue timestamp taken in another process.
+    """
+
+    def __init__(self) -> None:
+        self.expect(0)
+
+    def expect(self, count: int) -> None:
+        self.expected = count
+        self.seen = 0
+        self.first = self.last = 0.0
+        self.starts: dict[int, float] = {}
+        self.done = asyncio.Event()
+
+    def hit(self, key: int) -> None:
+        now = time.perf_counter()
+        self.starts[key] = time.time()
+        if not self.seen:
+            self.first = now
+        self.last = now
+        self.seen += 1
+        if self.seen >= self.expected:
+            self.done.set()
+
+    def drain_rate(self) -> float:
+        return rate(self.seen, self.last - self.first)
+
+    async def wait(self, what: str, within: float) -> None:
+        """Until every expected job ran; fails with a sentence after `within` seconds."""
+        try:
+            await asyncio.wait_for(self.done.wait(), within)
+        except TimeoutError:
+            raise RuntimeError(
+                f"{what}: {self.seen} of {self.expected} jobs ran within {within:.0f}s"
+            ) from None
+
+
+async def pickup_latencies(
+    enqueue: Callable[[int], Awaitable[object]],
+    probe: Probe,
+    samples: int = LATENCY_SAMPLES,
+    gap: float = 0.02,
+) -> list[float]:
+    """Milliseconds from an enqueue's return (its commit) to the job's start, one job at a time.
+
+    `enqueue(key)` must queue one no-op job that calls `probe.hit(key)`; a worker must already be running.
+    Each enqueue waits `gap` seconds after the previous job started, so the worker is idle again when it comes.
+    """
+    latencies = []
+    for key in range(samples):
+        await asyncio.sleep(gap)
+        probe.expect(1)
+        await enqueue(key)
+        enqueued = time.time()
+        await probe.wait(f"pickup latency sample {key}", within=10)
+        latencies.append((probe.starts[key] - enqueued) * 1000)
+    return latencies
+
+
 # -- tables ----------------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,33 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..errors import AuthError, Forbidden
+from ..errors import BgtasksError, TaskNotFound
 from ..hub import RESUME_OVERLAP, Event, Hub, Subscriber, TaskFilter
 from ..states import Status, parse_status
 from ..store import events as store
+from .auth import Principal, authenticate
+from .errors import BadRequest, error_response
 from .serialize import task_json
-
-# ---------------------------------------------------------------- authentication (swap for the shared module)
-
-
-@dataclass(frozen=True)
-class Principal:
-    user_id: str
-    is_superuser: bool
-
-
-try:  # the shared authentication, once it exists
-    from .auth import authenticate
-except ImportError:  # pragma: no cover - local stand-in until service/api/auth.py lands
-
-    async def authenticate(conn: HTTPConnection) -> Principal:  # type: ignore[misc]
-        settings = conn.app.state.settings
-        email = conn.headers.get("x-user-email")
-        if email and settings.bgtasks_trusted_proxy:
-            return Principal(email, False)
-        if settings.bgtasks_dev and settings.is_loopback:
-            return Principal("local", True)
-        raise AuthError("credentials required")
 
 
 def _dumps(value: Any) -> str:
@@ -58,17 +37,12 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 async def _principal_or_error(conn: HTTPConnection) -> Principal | JSONResponse:
+    # Errors are answered here, before any stream starts, in the shape of every other endpoint.
     try:
-        return await authenticate(conn)
-    except AuthError as exc:
-        return _error(401, str(exc) or "credentials required")
-    except Forbidden as exc:
-        return _error(403, str(exc) or "forbidden")
+        return await authenticate(conn)  # type: ignore[arg-type]  # reads headers and app state only
+    except BgtasksError as exc:
+        return error_response(exc)
 
 
 # ---------------------------------------------------------------- SSE transport
@@ -159,7 +133,7 @@ async def subscribe_to_task(request: Request) -> Response:
         return principal
     task_id = request.query_params.get("taskId", "").strip()
     if not task_id:
-        return _error(400, "taskId: required")
+        return error_response(BadRequest("taskId", "required"))
     hub: Hub = request.app.state.hub
     owner = None if principal.is_superuser else principal.user_id
     sub = hub.subscribe(TaskFilter(task_id=task_id, user_id=owner))  # before the read: nothing falls between
@@ -170,7 +144,7 @@ async def subscribe_to_task(request: Request) -> Response:
         raise
     if not rows or (owner is not None and rows[0]["user_id"] != owner):
         sub.close()
-        return _error(404, f"task {task_id!r} not found")
+        return error_response(TaskNotFound(task_id))
     settings = request.app.state.settings
     first = Event("task", rows[0]["change_seq"], task_id, row=rows[0])
     return EventStreamResponse(
@@ -208,10 +182,6 @@ async def _task_stream(sub: Subscriber, first: Event, timeout_s: float, keepaliv
 
 # ---------------------------------------------------------------- every task the caller may see
 
-class BadRequest(Exception):
-    pass
-
-
 def _filter_from(conn: HTTPConnection, principal: Principal) -> TaskFilter:
     q = conn.query_params
 
@@ -221,7 +191,7 @@ def _filter_from(conn: HTTPConnection, principal: Principal) -> TaskFilter:
     try:
         statuses = frozenset(parse_status(s).value for s in split("status")) or None
     except ValueError as exc:
-        raise BadRequest(f"status: {exc}") from None
+        raise BadRequest("status", str(exc)) from None
     types = frozenset(split("type") + split("taskType")) or None
     user = q.get("userId") or None
     if not principal.is_superuser:
@@ -237,9 +207,9 @@ def _last_event_id(conn: HTTPConnection) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(f"Last-Event-ID: not a change number: {raw!r}") from None
+        raise BadRequest("Last-Event-ID", f"not a change number: {raw!r}") from None
     if value < 0:
-        raise BadRequest("Last-Event-ID: must be >= 0")
+        raise BadRequest("Last-Event-ID", "must be >= 0")
     return value
 
 
@@ -298,7 +268,7 @@ async def _open_stream(conn: HTTPConnection) -> tuple[Subscriber, int | None] | 
         flt = _filter_from(conn, principal)
         last_id = _last_event_id(conn)
     except BadRequest as exc:
-        return _error(400, str(exc))
+        return error_response(exc)
     return conn.app.state.hub.subscribe(flt), last_id
 
 

@@ -1,4 +1,9 @@
--- Tasks as the API and the Python client see them: create, read.
+-- Tasks as the API and the Python client see them: create, read, list, change, delete, count.
+--
+-- The list queries share one filter: owner $1 (NULL: everyone's), statuses $2, types $3, project $4,
+-- created at or after $5 and before $6, label or description ILIKE $7; then the cursor ($8 sort key, $9 id,
+-- both NULL for the first page) and the page size $10. One query per sort order, so each can use its index.
+-- Bulk operations take the same filter ($1-$7), optional ids $8 (NULL: every match), at most $9 rows per call.
 
 -- name: create_tasks
 -- Create tasks from a JSON array of specs ($1) in one statement; a repeated idempotency key returns the first.
@@ -27,3 +32,197 @@ WHERE s.idempotency_key IS NOT NULL AND NOT EXISTS (SELECT FROM inserted i WHERE
 -- name: get_task
 -- One task by id.
 SELECT * FROM background_tasks WHERE id = $1;
+
+-- name: list_tasks_created_desc
+-- A page of the visible tasks matching the filter, newest first (ties by id), after the cursor.
+SELECT t.* FROM background_tasks t
+WHERE ($1::text IS NULL OR t.user_id = $1)
+  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
+  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
+  AND ($4::text IS NULL OR t.project_id = $4)
+  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
+  AND ($6::timestamptz IS NULL OR t.created_at < $6)
+  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+  AND ($8::timestamptz IS NULL OR (t.created_at, t.id) < ($8::timestamptz, $9::text))
+ORDER BY t.created_at DESC, t.id DESC
+LIMIT $10;
+
+-- name: list_tasks_created_asc
+-- A page of the visible tasks matching the filter, oldest first (ties by id), after the cursor.
+SELECT t.* FROM background_tasks t
+WHERE ($1::text IS NULL OR t.user_id = $1)
+  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
+  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
+  AND ($4::text IS NULL OR t.project_id = $4)
+  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
+  AND ($6::timestamptz IS NULL OR t.created_at < $6)
+  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+  AND ($8::timestamptz IS NULL OR (t.created_at, t.id) > ($8::timestamptz, $9::text))
+ORDER BY t.created_at ASC, t.id ASC
+LIMIT $10;
+
+-- name: list_tasks_updated_desc
+-- A page of the visible tasks matching the filter, most recently changed first (ties by id), after the cursor.
+SELECT t.* FROM background_tasks t
+WHERE ($1::text IS NULL OR t.user_id = $1)
+  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
+  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
+  AND ($4::text IS NULL OR t.project_id = $4)
+  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
+  AND ($6::timestamptz IS NULL OR t.created_at < $6)
+  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+  AND ($8::timestamptz IS NULL OR (t.updated_at, t.id) < ($8::timestamptz, $9::text))
+ORDER BY t.updated_at DESC, t.id DESC
+LIMIT $10;
+
+-- name: list_tasks_updated_asc
+-- A page of the visible tasks matching the filter, least recently changed first (ties by id), after the cursor.
+SELECT t.* FROM background_tasks t
+WHERE ($1::text IS NULL OR t.user_id = $1)
+  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
+  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
+  AND ($4::text IS NULL OR t.project_id = $4)
+  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
+  AND ($6::timestamptz IS NULL OR t.created_at < $6)
+  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+  AND ($8::timestamptz IS NULL OR (t.updated_at, t.id) > ($8::timestamptz, $9::text))
+ORDER BY t.updated_at ASC, t.id ASC
+LIMIT $10;
+
+-- name: list_tasks_priority_desc
+-- A page of the visible tasks matching the filter, highest priority first (ties by id), after the cursor.
+SELECT t.* FROM background_tasks t
+WHERE ($1::text IS NULL OR t.user_id = $1)
+  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
+  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
+  AND ($4::text IS NULL OR t.project_id = $4)
+  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
+  AND ($6::timestamptz IS NULL OR t.created_at < $6)
+  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+  AND ($8::integer IS NULL OR (t.priority, t.id) < ($8::integer, $9::text))
+ORDER BY t.priority DESC, t.id DESC
+LIMIT $10;
+
+-- name: list_tasks_priority_asc
+-- A page of the visible tasks matching the filter, lowest priority first (ties by id), after the cursor.
+SELECT t.* FROM background_tasks t
+WHERE ($1::text IS NULL OR t.user_id = $1)
+  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
+  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
+  AND ($4::text IS NULL OR t.project_id = $4)
+  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
+  AND ($6::timestamptz IS NULL OR t.created_at < $6)
+  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+  AND ($8::integer IS NULL OR (t.priority, t.id) > ($8::integer, $9::text))
+ORDER BY t.priority ASC, t.id ASC
+LIMIT $10;
+
+
+-- name: cancel_tasks_matching
+-- Cancel the matching pending or processing tasks (reason $10) in one statement; returns their ids.
+UPDATE background_tasks b SET status = 'cancelled', cancel_reason = $10,
+                              error_message = coalesce(b.error_message, $10)
+FROM (
+    SELECT t.id FROM background_tasks t
+    WHERE ($1::text IS NULL OR t.user_id = $1)
+      AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
+      AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
+      AND ($4::text IS NULL OR t.project_id = $4)
+      AND ($5::timestamptz IS NULL OR t.created_at >= $5)
+      AND ($6::timestamptz IS NULL OR t.created_at < $6)
+      AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+      AND ($8::text[] IS NULL OR t.id = ANY ($8::text[]))
+      AND t.status IN ('pending', 'processing')
+    ORDER BY t.id LIMIT $9
+    FOR UPDATE
+) m
+WHERE b.id = m.id AND b.status IN ('pending', 'processing')
+RETURNING b.id;
+
+-- name: retry_tasks_matching
+-- Send the matching error or cancelled tasks round again (as retry_task does) in one statement; returns ids.
+UPDATE background_tasks b SET status = 'pending', retry_count = 0, run_at = now(), progress = 0,
+                              error_message = NULL, cancel_reason = NULL, result_data = NULL, worker_id = NULL
+FROM (
+    SELECT t.id FROM background_tasks t
+    WHERE ($1::text IS NULL OR t.user_id = $1)
+      AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
+      AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
+      AND ($4::text IS NULL OR t.project_id = $4)
+      AND ($5::timestamptz IS NULL OR t.created_at >= $5)
+      AND ($6::timestamptz IS NULL OR t.created_at < $6)
+      AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+      AND ($8::text[] IS NULL OR t.id = ANY ($8::text[]))
+      AND t.status IN ('error', 'cancelled')
+    ORDER BY t.id LIMIT $9
+    FOR UPDATE
+) m
+WHERE b.id = m.id AND b.status IN ('error', 'cancelled')
+RETURNING b.id;
+
+-- name: delete_tasks_matching
+-- Delete the matching tasks, whatever their status, in one statement; returns their ids.
+DELETE FROM background_tasks b
+USING (
+    SELECT t.id FROM background_tasks t
+    WHERE ($1::text IS NULL OR t.user_id = $1)
+      AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
+      AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
+      AND ($4::text IS NULL OR t.project_id = $4)
+      AND ($5::timestamptz IS NULL OR t.created_at >= $5)
+      AND ($6::timestamptz IS NULL OR t.created_at < $6)
+      AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+      AND ($8::text[] IS NULL OR t.id = ANY ($8::text[]))
+    ORDER BY t.id LIMIT $9
+    FOR UPDATE
+) m
+WHERE b.id = m.id
+RETURNING b.id;
+
+-- name: get_visible_task
+-- Task $1 if the caller may see it: owner $2, or NULL for a superuser.
+SELECT * FROM background_tasks WHERE id = $1 AND ($2::text IS NULL OR user_id = $2);
+
+-- name: get_task_by_idempotency_key
+-- The task user $1 created with Idempotency-Key $2 (after a concurrent create won the race).
+SELECT * FROM background_tasks WHERE user_id = $1 AND idempotency_key = $2;
+
+-- name: cancel_visible_task
+-- cancel_task() on task $1 if owner $2 (NULL: superuser) may see it; no row: not visible. Raises BG409.
+SELECT c.* FROM background_tasks t, LATERAL cancel_task(t.id, $3) c
+WHERE t.id = $1 AND ($2::text IS NULL OR t.user_id = $2);
+
+-- name: retry_visible_task
+-- retry_task() on task $1 if owner $2 (NULL: superuser) may see it; no row: not visible. Raises BG409.
+SELECT r.* FROM background_tasks t, LATERAL retry_task(t.id) r
+WHERE t.id = $1 AND ($2::text IS NULL OR t.user_id = $2);
+
+-- name: delete_visible_task
+-- Delete task $1 if owner $2 (NULL: superuser) may see it; returns the deleted row.
+DELETE FROM background_tasks WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) RETURNING *;
+
+-- name: set_task_status
+-- Seed one's status update of visible task $1 (owner $2): status $3; error message $5 when $4; result $7 when $6.
+-- The BEFORE trigger refuses an illegal move with BG409. Moving to processing stamps started_at.
+UPDATE background_tasks SET
+    status = $3::task_status,
+    error_message = CASE WHEN $4::boolean THEN $5::text ELSE error_message END,
+    result_data = CASE WHEN $6::boolean THEN $7::jsonb ELSE result_data END,
+    started_at = CASE WHEN $3::task_status = 'processing' AND status <> 'processing' THEN now()
+                      ELSE started_at END
+WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)
+RETURNING *;
+
+-- name: clear_completed_tasks
+-- Delete the visible (owner $1, NULL: all) completed tasks, optionally of project $2; returns how many.
+WITH gone AS (
+    DELETE FROM background_tasks
+    WHERE status = 'completed' AND ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR project_id = $2)
+    RETURNING 1)
+SELECT count(*) AS n FROM gone;
+
+-- name: count_tasks_by_status
+-- Tasks by status from the trigger-kept task_counts (never a scan): owner $1 (NULL: all), types $2.
+SELECT status::text AS status, sum(n)::bigint AS n FROM task_counts
+WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text[] IS NULL OR task_type = ANY ($2::text[]))
+GROUP BY status;

@@ -1,0 +1,387 @@
+"""Input checks for every endpoint: the body as a JSON object, typed fields with bounds, query parameters,
+task types and payloads (their JSON schemas), project paths under the configured roots. Each failure is a
+ValidationFailed (or BadRequest) that names the field; nothing unchecked reaches SQL."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from starlette.requests import Request
+
+import actors
+
+from ..errors import Forbidden, TaskNotFound, ValidationFailed
+from ..states import Status, parse_status
+from ..store.tasks import SORTS, TaskSpec
+from .auth import Principal
+from .errors import BadRequest
+
+TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+MAX_LIMIT = 1000
+MAX_BATCH = 1000
+MAX_BULK_IDS = 1000
+MAX_JSON_DEPTH = 64
+LENGTHS = {  # longest accepted text per field
+    "label": 200, "description": 2000, "projectId": 200, "projectName": 200, "projectPath": 4096,
+    "userId": 200, "errorMessage": 10_000, "q": 200, "Idempotency-Key": 200, "reason": 500,
+}
+
+
+def fail(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(field, message)
+
+
+# ---------------------------------------------------------------- JSON bodies
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def check_json_value(value: Any, field: str, depth: int = 0) -> None:
+    """Refuse what PostgreSQL's jsonb cannot store: NUL characters, lone surrogates, and absurd nesting."""
+    if depth > MAX_JSON_DEPTH:
+        raise fail(field, f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        check_text(value, field)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_text(k, field)
+            check_json_value(v, f"{field}.{k}", depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_json_value(v, f"{field}[{i}]", depth + 1)
+
+
+def parse_json_object(raw: bytes, field: str = "body") -> dict[str, Any]:
+    """`raw` as a JSON object, or BadRequest (400) that says what is wrong with it."""
+    if not raw.strip():
+        raise BadRequest(field, "empty; expected a JSON object", code="invalid_json")
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except UnicodeDecodeError:
+        raise BadRequest(field, "not UTF-8 text", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest(field, "JSON nested too deeply", code="invalid_json") from None
+    except ValueError as exc:
+        raise BadRequest(field, f"not valid JSON ({str(exc).splitlines()[0][:200]})", code="invalid_json") from None
+    if not isinstance(value, dict):
+        raise BadRequest(field, f"expected a JSON object, got {_json_type(value)}", code="invalid_json")
+    try:
+        check_json_value(value, field)
+    except RecursionError:
+        raise BadRequest(field, "JSON nested too deeply", code="invalid_json") from None
+    return value
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object (any Content-Type: seed one's fetch calls send none)."""
+    return parse_json_object(await request.body())
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def check_text(value: str, field: str) -> str:
+    if "\x00" in value:
+        raise fail(field, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise fail(field, "contains an unpaired surrogate (not valid Unicode)") from None
+    return value
+
+
+def only_fields(body: Mapping[str, Any], allowed: set[str], where: str = "") -> None:
+    for name in body:
+        if name not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise fail(f"{where}{name}", f"unknown field; known fields: {known}")
+
+
+def get_str(
+    body: Mapping[str, Any], name: str, *, required: bool = False, max_len: int | None = None,
+    allow_empty: bool = False, field: str | None = None,
+) -> str | None:
+    field = field or name
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise fail(field, "required")
+        return None
+    if not isinstance(value, str):
+        raise fail(field, f"expected a string, got {_json_type(value)}")
+    check_text(value, field)
+    limit = max_len or LENGTHS.get(name, 10_000)
+    if len(value) > limit:
+        raise fail(field, f"longer than {limit} characters")
+    if not allow_empty and not value.strip():
+        raise fail(field, "must not be empty")
+    return value
+
+
+def get_int(
+    body: Mapping[str, Any], name: str, lo: int, hi: int, *, required: bool = False, field: str | None = None,
+) -> int | None:
+    field = field or name
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise fail(field, "required")
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(field, f"expected an integer, got {_json_type(value)}")
+    if not lo <= value <= hi:
+        raise fail(field, f"must be between {lo} and {hi}")
+    return value
+
+
+def get_bool(body: Mapping[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise fail(name, f"expected true or false, got {_json_type(value)}")
+    return value
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    """An ISO 8601 time; without an offset it is UTC."""
+    if not isinstance(value, str):
+        raise fail(field, f"expected an ISO 8601 time string, got {_json_type(value)}")
+    check_text(value, field)
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise fail(field, f"not an ISO 8601 time: {value[:50]!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        when.astimezone(UTC)
+    except OverflowError:
+        raise fail(field, "out of range") from None
+    return when
+
+
+def parse_status_value(value: Any, field: str = "status") -> Status:
+    if not isinstance(value, str):
+        raise fail(field, f"expected a status string, got {_json_type(value)}")
+    try:
+        return parse_status(value)
+    except ValueError as exc:
+        raise fail(field, str(exc)) from None
+
+
+def check_task_id(value: str) -> str:
+    """A task id as it appears in a path or query: anything that cannot be an id is simply not found."""
+    if not TASK_ID.match(value):
+        raise TaskNotFound(value[:80])
+    return value
+
+
+def check_task_type(value: Any, field: str = "taskType") -> actors.TaskType:
+    if not isinstance(value, str):
+        raise fail(field, f"expected a task type string, got {_json_type(value)}")
+    task_type = actors.get_task_type(value)
+    if task_type is None:
+        known = ", ".join(sorted(actors.TASK_TYPES))
+        raise fail(field, f"unknown task type {value[:50]!r}; one of: {known}")
+    return task_type
+
+
+def check_payload(task_type: actors.TaskType, payload: Any, field: str = "payload") -> dict[str, Any]:
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise fail(field, f"expected a JSON object, got {_json_type(payload)}")
+    validator = jsonschema.Draft202012Validator(task_type.payload_schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
+    if error is not None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise fail(f"{field}{where}", error.message[:300])
+    return payload
+
+
+def check_project_path(path: str, roots: list[Path], field: str = "projectPath") -> str:
+    """The path must name a directory inside one of the configured project roots."""
+    from actors.errors import ProjectPathError
+    from actors.project_files import resolve_project_path
+
+    try:
+        return str(resolve_project_path(path, roots))
+    except ProjectPathError as exc:
+        raise fail(field, str(exc)) from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a too-long name: not a readable project path
+        raise fail(field, f"cannot be resolved: {type(exc).__name__}") from None
+
+
+# ---------------------------------------------------------------- creating tasks
+
+CREATE_FIELDS = {"taskType", "payload", "priority", "maxRetries", "projectId", "projectName", "projectPath",
+                 "label", "description", "runAt", "userId"}
+
+
+def build_task_spec(
+    body: Mapping[str, Any], principal: Principal, roots: list[Path], *, idempotency_key: str | None = None,
+    strict: bool = True, where: str = "",
+) -> TaskSpec:
+    """A TaskSpec from a create body (resource API and seed one alike); `strict` refuses unknown fields."""
+    if strict:
+        only_fields(body, CREATE_FIELDS, where)
+    task_type = check_task_type(body.get("taskType"), f"{where}taskType")
+    payload = check_payload(task_type, body.get("payload"), f"{where}payload")
+    priority = get_int(body, "priority", -1000, 1000, field=f"{where}priority")
+    max_retries = get_int(body, "maxRetries", 0, 100, field=f"{where}maxRetries")
+    project = {n: get_str(body, n, required=task_type.needs_project, field=f"{where}{n}")
+               for n in ("projectId", "projectName", "projectPath")}
+    if project["projectPath"] is not None:
+        check_project_path(project["projectPath"], roots, f"{where}projectPath")
+    run_at = parse_time(body["runAt"], f"{where}runAt") if body.get("runAt") is not None else None
+    user_id = get_str(body, "userId", field=f"{where}userId")
+    if user_id is not None and user_id != principal.user_id and not principal.is_superuser:
+        raise Forbidden(f"{where}userId: only a superuser may create tasks for another user")
+    return TaskSpec(
+        task_type=task_type.name,
+        user_id=user_id or principal.user_id,
+        payload=payload,
+        priority=priority if priority is not None else 0,
+        max_retries=max_retries if max_retries is not None else task_type.max_retries,
+        project_id=project["projectId"],
+        project_name=project["projectName"],
+        project_path=project["projectPath"],
+        label=get_str(body, "label", field=f"{where}label"),
+        description=get_str(body, "description", field=f"{where}description"),
+        run_at=run_at,
+        idempotency_key=idempotency_key,
+    )
+
+
+def idempotency_key(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > LENGTHS["Idempotency-Key"] or not value.isprintable():
+        raise fail("Idempotency-Key", f"must be 1-{LENGTHS['Idempotency-Key']} printable characters")
+    return value
+
+
+# ---------------------------------------------------------------- query parameters
+
+def q_str(params: Mapping[str, str], name: str, *, max_len: int | None = None) -> str | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    check_text(value, name)
+    limit = max_len or LENGTHS.get(name, 200)
+    if len(value) > limit:
+        raise fail(name, f"longer than {limit} characters")
+    return value
+
+
+def q_int(params: Mapping[str, str], name: str, lo: int, hi: int, default: int) -> int:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if not re.fullmatch(r"[+-]?\d{1,12}", value.strip()):
+        raise fail(name, f"expected an integer between {lo} and {hi}, got {value[:30]!r}")
+    number = int(value)
+    if not lo <= number <= hi:
+        raise fail(name, f"must be between {lo} and {hi}")
+    return number
+
+
+def q_limit(params: Mapping[str, str], default: int = 100) -> int:
+    return q_int(params, "limit", 1, MAX_LIMIT, default)
+
+
+def q_list(params: Mapping[str, str], name: str) -> list[str]:
+    """A parameter that may repeat or hold a comma-separated list."""
+    items: list[str] = []
+    getlist = getattr(params, "getlist", None)
+    raw = getlist(name) if getlist else ([params[name]] if name in params else [])
+    for value in raw:
+        check_text(value, name)
+        items.extend(v.strip() for v in value.split(",") if v.strip())
+    if len(items) > 50:
+        raise fail(name, "more than 50 values")
+    return items
+
+
+def q_statuses(params: Mapping[str, str], name: str = "status") -> list[str] | None:
+    values = q_list(params, name)
+    return sorted({parse_status_value(v, name).value for v in values}) or None
+
+
+def q_types(params: Mapping[str, str], name: str = "type") -> list[str] | None:
+    values = q_list(params, name)
+    return sorted({check_task_type(v, name).name for v in values}) or None
+
+
+def q_time(params: Mapping[str, str], name: str) -> datetime | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    return parse_time(value, name)
+
+
+def q_sort(params: Mapping[str, str]) -> str:
+    value = params.get("sort") or "-createdAt"
+    if value not in SORTS:
+        raise fail("sort", f"unknown sort {value[:40]!r}; one of: {', '.join(SORTS)}")
+    return value
+
+
+# ---------------------------------------------------------------- cursors
+
+def encode_cursor(sort: str, key: Any, task_id: str) -> str:
+    shown = key.isoformat() if isinstance(key, datetime) else key
+    raw = json.dumps([sort, shown, task_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(value: str | None, sort: str) -> tuple[Any, str] | None:
+    """The (sort key, id) a cursor continues after; ValidationFailed for a cursor this sort did not make."""
+    if not value:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        made_for, key, task_id = json.loads(raw)
+        if made_for != sort or not isinstance(task_id, str) or not TASK_ID.match(task_id):
+            raise ValueError
+        if SORTS[sort][1] == "priority":
+            if isinstance(key, bool) or not isinstance(key, int) or abs(key) > 2**31:
+                raise ValueError
+            return key, task_id
+        return datetime.fromisoformat(key), task_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        raise fail("cursor", "not a cursor from this list (use nextCursor as given, with the same sort)") from None

@@ -1,0 +1,68 @@
+"""API keys (asyncpg): make one (the key is returned once, only its SHA-256 is stored), look one up, revoke."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+
+from .. import queries
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+KEY_PREFIX = "bgt_"
+_SHOWN_PREFIX = 12  # "bgt_" and 8 more characters: enough to recognise a key in `bgtasks keys ls`
+
+
+def new_key() -> str:
+    """`bgt_` and 32 random URL-safe characters (192 bits)."""
+    return KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    key_id: int
+    user_id: str
+    is_superuser: bool
+    revoked: bool
+    stale: bool  # last use recorded over a minute ago: record this one (touch_api_key)
+
+
+async def create_api_key(
+    conn: Executor, user_id: str, *, is_superuser: bool = False, label: str | None = None
+) -> tuple[str, asyncpg.Record]:
+    """A new key for `user_id`: (the key itself, shown once; its row without the hash)."""
+    key = new_key()
+    row = await conn.fetchrow(
+        queries.get("create_api_key").sql, user_id, key[:_SHOWN_PREFIX], hash_key(key), is_superuser, label
+    )
+    assert row is not None
+    return key, row
+
+
+async def api_key_by_hash(conn: Executor, key: str) -> KeyOwner | None:
+    """Who `key` belongs to (None for an unknown key)."""
+    row = await conn.fetchrow(queries.get("api_key_by_hash").sql, hash_key(key))
+    if row is None:
+        return None
+    return KeyOwner(row["id"], row["user_id"], row["is_superuser"], row["revoked_at"] is not None, row["stale"])
+
+
+async def touch_api_key(conn: Executor, key_id: int) -> None:
+    await conn.execute(queries.get("touch_api_key").sql, key_id)
+
+
+async def revoke_api_key(conn: Executor, key_or_id: str) -> asyncpg.Record | None:
+    """Revoke by the key itself or by its id; None when no key matches."""
+    key_id = int(key_or_id) if key_or_id.isdigit() and len(key_or_id) < 19 else None
+    return await conn.fetchrow(queries.get("revoke_api_key").sql, key_id, hash_key(key_or_id))
+
+
+async def list_api_keys(conn: Executor) -> list[asyncpg.Record]:
+    return await conn.fetch(queries.get("list_api_keys").sql)

@@ -1,0 +1,90 @@
+"""`bgtasks up` as a new user runs it: embedded PostgreSQL, API and worker; Ctrl-C leaves nothing behind
+and the next `up` finds the tasks where they were."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+
+from tests.processes import free_port, wait_until
+
+
+def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BGTASKS_", "DATABASE_URL", "OPENAI_"))}
+    env["BGTASKS_SHUTDOWN_GRACE_S"] = "2"
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "up", "--port", str(port), "--data-dir",
+                             str(data_dir)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def _descendants_and_postgres(proc: subprocess.Popen[bytes], data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if str(data_dir) in cmd or ("service.cli" in cmd and str(proc.pid) in str(p.ppid())):
+            found.append(p)
+    try:
+        found += psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        pass
+    return found
+
+
+def test_up_serves_healthz_and_sigint_leaves_no_process(tmp_path: Path) -> None:
+    data_dir, port, log = tmp_path / "data", free_port(), tmp_path / "up.log"
+    proc = _start(data_dir, port, log)
+    try:
+        wait_until(lambda: "serving on" in log.read_text(), 60, "the banner of `bgtasks up`")
+        text = log.read_text()
+        assert "development mode" in text and "local superuser" in text
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, 60, "/healthz to answer 200")
+        url = re.search(r"database (postgresql://\S+)\)", text)
+        assert url, text
+        children = _descendants_and_postgres(proc, data_dir)
+        assert any("postgres" in (c.name() or "") for c in children), "no embedded postgres found"
+        with psycopg.connect(url.group(1), autocommit=True) as conn:
+            conn.execute("UPDATE task_queue_settings SET is_active = false")
+            conn.execute("INSERT INTO background_tasks (id, task_type, user_id) VALUES ('kept', 'noop', 'me')")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    log2 = tmp_path / "up2.log"
+    again = _start(data_dir, port, log2)
+    try:
+        wait_until(lambda: "serving on" in log2.read_text(), 60, "the second `bgtasks up`")
+        url2 = re.search(r"database (postgresql://\S+)\)", log2.read_text())
+        assert url2
+        with psycopg.connect(url2.group(1), autocommit=True) as conn:
+            row = conn.execute("SELECT status FROM background_tasks WHERE id = 'kept'").fetchone()
+        assert row == ("pending",)
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.wait(60)
+
+
+def test_invalid_settings_fail_at_start_with_one_line_naming_the_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BGTASKS_", "DATABASE_URL"))}
+    env["BGTASKS_PORT"] = "not-a-port"
+    run = subprocess.run([sys.executable, "-m", "service.cli", "up"], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "BGTASKS_PORT" in run.stderr, run.stderr

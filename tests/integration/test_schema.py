@@ -1,0 +1,155 @@
+"""The migrated schema: migrations up and down, queries agree with it, states agree with SQL, every table
+and column explained, and the NOTIFY trigger as seen from a psql-like session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+
+from service import db, queries
+from service.states import TRANSITIONS, Status
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_alembic_upgrade_downgrade_upgrade_on_an_empty_database(empty_database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_database_url}
+    for args in (["upgrade", "head"], ["downgrade", "base"], ["upgrade", "head"]):
+        run = subprocess.run([sys.executable, "-m", "alembic", *args], cwd=ROOT, env=env, capture_output=True,
+                             text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert db.current_revision(empty_database_url) == db.head_revision()
+    with psycopg.connect(empty_database_url) as conn:
+        tables = {r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+    assert {"background_tasks", "task_queue_settings", "task_attempt_errors", "api_keys"} <= tables
+
+
+def test_migrate_check_reports_a_database_behind(empty_database_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BGTASKS_")}
+    env["DATABASE_URL"] = empty_database_url
+    check = subprocess.run([sys.executable, "-m", "service.cli", "migrate", "--check"], env=env,
+                           capture_output=True, text=True)
+    assert check.returncode == 1 and "bgtasks migrate" in check.stderr
+    assert subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env).returncode == 0
+    again = subprocess.run([sys.executable, "-m", "service.cli", "migrate", "--check"], env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+
+
+def test_api_refuses_to_start_on_an_old_schema(empty_database_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BGTASKS_")}
+    env["DATABASE_URL"] = empty_database_url
+    run = subprocess.run([sys.executable, "-m", "service.cli", "api", "--port", "1"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "run `bgtasks migrate`" in run.stderr
+
+
+async def test_every_named_query_compiles_against_the_migrated_schema(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        for query in queries.load().values():
+            try:
+                await conn.prepare(query.sql)
+            except asyncpg.PostgresError as exc:  # pragma: no cover - the message is the point
+                pytest.fail(f"query {query.name!r} does not fit the schema: {exc}")
+            assert query.description, f"query {query.name!r} has no description line"
+    finally:
+        await conn.close()
+
+
+def test_python_statuses_and_transitions_agree_with_sql(sql: psycopg.Connection[Any]) -> None:
+    labels = [r["enumlabel"] for r in sql.execute(
+        "SELECT enumlabel FROM pg_enum WHERE enumtypid = 'task_status'::regtype ORDER BY enumsortorder")]
+    assert labels == [s.value for s in Status]
+    for a in Status:
+        for b in Status:
+            allowed = sql.execute("SELECT task_transition_allowed(%s, %s) AS ok", (a.value, b.value)).fetchone()
+            assert allowed["ok"] == (a == b or (a, b) in TRANSITIONS), (a, b)
+
+
+def test_every_table_and_column_has_a_comment(sql: psycopg.Connection[Any]) -> None:
+    missing = sql.execute(
+        """
+        SELECT c.relname || coalesce('.' || a.attname, '') AS name
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+        LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE c.relkind IN ('r', 'v') AND c.relname <> 'bgtasks_schema_version'
+          AND col_description(c.oid, coalesce(a.attnum, 0)) IS NULL
+          AND (a.attname IS NOT NULL OR obj_description(c.oid, 'pg_class') IS NULL)
+        ORDER BY 1
+        """).fetchall()
+    assert [m["name"] for m in missing] == []
+
+
+def test_a_psql_update_notifies_listeners_with_a_small_payload(database_url: str,
+                                                              sql: psycopg.Connection[Any]) -> None:
+    huge = {"text": "x" * 200_000}
+    task_id = sql.execute(
+        "INSERT INTO background_tasks (task_type, user_id, description, result_data) "
+        "VALUES ('docs', 'u', %s, %s) RETURNING id", ("d" * 5000, json.dumps(huge))).fetchone()["id"]
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN bgtasks_tasks")
+        sql.execute(f"UPDATE background_tasks SET status = 'cancelled' WHERE id = '{task_id}'")
+        notes = list(listener.notifies(timeout=2, stop_after=1))
+    assert notes, "no NOTIFY reached the listener"
+    assert len(notes[0].payload.encode()) < 8000
+    assert json.loads(notes[0].payload) == [{"id": task_id, "status": "cancelled", "seq": json.loads(
+        notes[0].payload)[0]["seq"]}]
+
+
+def test_a_batch_of_ten_thousand_makes_few_notifications_each_under_the_limit(
+        database_url: str, sql: psycopg.Connection[Any]) -> None:
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN bgtasks_tasks")
+        sql.execute("INSERT INTO background_tasks (task_type, user_id) "
+                    "SELECT 'noop', 'u' FROM generate_series(1, 10000)")
+        notes = list(listener.notifies(timeout=1))
+    ids = [e["id"] for n in notes for e in json.loads(n.payload)]
+    assert len(ids) == 10000 and len(set(ids)) == 10000
+    assert len(notes) < 200 and max(len(n.payload.encode()) for n in notes) < 8000
+
+
+def test_heartbeats_do_not_notify_or_move_the_change_sequence(database_url: str,
+                                                              sql: psycopg.Connection[Any]) -> None:
+    sql.execute("INSERT INTO background_tasks (task_type, user_id) VALUES ('noop', 'u')")
+    [claimed] = sql.execute("SELECT * FROM claim_tasks('w1', 1, 30)").fetchall()
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN bgtasks_tasks")
+        sql.execute("SELECT extend_leases('w1', ARRAY[%s], 60)", (claimed["id"],))
+        assert list(listener.notifies(timeout=0.5)) == []
+    row = sql.execute("SELECT change_seq, updated_at FROM background_tasks").fetchone()
+    assert row["change_seq"] == claimed["change_seq"] and row["updated_at"] == claimed["updated_at"]
+
+
+def test_illegal_moves_are_refused_in_sql_whoever_makes_them(sql: psycopg.Connection[Any]) -> None:
+    sql.execute("INSERT INTO background_tasks (id, task_type, user_id) VALUES ('t1', 'noop', 'u')")
+    sql.execute("UPDATE background_tasks SET status = 'completed' WHERE id = 't1'")
+    with pytest.raises(psycopg.Error) as err:
+        sql.execute("UPDATE background_tasks SET status = 'processing' WHERE id = 't1'")
+    assert err.value.sqlstate == "BG409" and "completed" in str(err.value)
+    with pytest.raises(psycopg.Error) as err:
+        sql.execute("SELECT cancel_task('t1')")
+    assert err.value.sqlstate == "BG409"
+    with pytest.raises(psycopg.Error) as err:
+        sql.execute("SELECT cancel_task('nope')")
+    assert err.value.sqlstate == "BG404"
+
+
+def test_counts_follow_every_change_without_scanning(sql: psycopg.Connection[Any]) -> None:
+    sql.execute("INSERT INTO background_tasks (task_type, user_id) SELECT 'noop', 'u' FROM generate_series(1, 5)")
+    sql.execute("SELECT * FROM claim_tasks('w', 2, 30)")
+    sql.execute("UPDATE background_tasks SET status = 'cancelled' WHERE status = 'pending'")
+    sql.execute("DELETE FROM background_tasks WHERE status = 'cancelled'")
+    counts = {r["status"]: int(r["n"]) for r in sql.execute(
+        "SELECT status::text, sum(n) AS n FROM task_counts GROUP BY 1 HAVING sum(n) <> 0")}
+    assert counts == {"processing": 2}
