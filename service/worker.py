@@ -38,6 +38,7 @@ import actors
 from .broker import QUEUE, PostgresBroker
 from .middleware.cancellation import interrupt_thread
 from .middleware.outcome import Failure, Outcome, json_result
+from .retention import start_retention
 from .settings import Settings
 from .store import worker as store
 from .task_context import TaskContext
@@ -99,6 +100,8 @@ class Runtime:
             t = threading.Thread(target=target, name=f"bgtasks-{name}", daemon=True)
             t.start()
             self._threads.append(t)
+        # Retention (service/retention.py): one worker at a time, its own connection while a pass runs.
+        self._threads += start_retention(self.url, self.settings.bgtasks_retention_days, self.stopping)
 
     def close(self) -> None:
         self.stopping.set()
@@ -180,8 +183,11 @@ class Runtime:
                 self._claim_conn = None
 
     def wait_for_work(self, timeout_s: float) -> None:
-        wait = min(timeout_s, max(0.0, self.next_poll - time.monotonic()))
-        self.wake.wait(wait)
+        """Sleep until woken, the next poll, or the timeout. With every thread busy, only a finished task
+        (which sets `wake`) can make a claim useful, so the poll clock is not watched then."""
+        if self.free_capacity() > 0 and not self.stopping.is_set():
+            timeout_s = min(timeout_s, max(0.0, self.next_poll - time.monotonic()))
+        self.wake.wait(timeout_s)
 
     def _context(self, row: dict[str, Any]) -> TaskContext:
         return TaskContext(
