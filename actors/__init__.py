@@ -80,6 +80,12 @@ _TYPES = [
         diagnostic=True,
     ),
     TaskType(
+        "add", "actors.diagnostics:add", "Add a number to the upstream tasks' values (chains)",
+        {"type": "object", "properties": {"start": {"type": "number"}, "add": {"type": "number"}},
+         "additionalProperties": True},
+        diagnostic=True,
+    ),
+    TaskType(
         "flaky", "actors.diagnostics:flaky", "Fail the first N attempts, then succeed",
         {"type": "object", "properties": {"failures": {"type": "integer", "minimum": 0, "maximum": 100},
                                           "permanent": {"type": "boolean"},

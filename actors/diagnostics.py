@@ -1,6 +1,7 @@
 """Built-in task types with no model: `noop` (benchmarks), `sleep` (long work with progress, for trying
-cancellation and limits), `flaky` (fails its first N attempts: retries and backoff). With
-BGTASKS_TEST_JOURNAL set, each run appends start/end lines to that file so tests can count executions."""
+cancellation and limits), `flaky` (fails its first N attempts: retries and backoff), `add` (chains: adds to
+its upstream results). With BGTASKS_TEST_JOURNAL set, each run appends start/end lines to that file so tests
+can count executions."""
 
 from __future__ import annotations
 
@@ -60,3 +61,13 @@ def flaky(task: TaskContext) -> dict[str, Any]:
         raise RuntimeError(message)
     _journal(task, "end")
     return {"attempts": task.retry_count + 1}
+
+
+def add(task: TaskContext) -> dict[str, Any]:
+    """Chains: {"value": the sum of the upstream tasks' values (or payload `start`) + payload `add`}."""
+    _journal(task, "start")
+    upstream = task.upstream_results()
+    values = [r["value"] for r in upstream.values() if isinstance(r, dict) and "value" in r]
+    value = (sum(values) if values else task.payload.get("start", 0)) + task.payload.get("add", 0)
+    _journal(task, "end", value=value, upstream=sorted(upstream))
+    return {"value": value}

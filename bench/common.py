@@ -397,4 +397,15 @@ def main(run: Runner, description: str, baseline: str | None = None) -> None:
 async def _run_and_print(run: Runner, url: str, n: int, baseline: str | None) -> None:
     settings = await server_settings(url)
     print("server: " + ", ".join(f"{k}={v}" for k, v in settings.items()), flush=True)
-    print_table(await run(url, n), baseline)
+    print(f"machine: {load_note()}", flush=True)
+    results = await run(url, n)
+    print(f"machine: {load_note()}", flush=True)
+    print_table(results, baseline)
+
+
+def load_note() -> str:
+    """CPUs and load average: a busy machine (a test suite next door) moves every figure, so say so."""
+    cpus = os.cpu_count() or 1
+    load = os.getloadavg()
+    note = f"{cpus} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    return note + (" (busy: figures will be low and noisy)" if load[0] > cpus / 2 else "")

@@ -49,8 +49,14 @@ class TaskInfo:
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> TaskInfo:
-        return cls(row["id"], row["change_seq"], row["user_id"], str(row["status"]), row["task_type"],
-                   row["project_id"])
+        return cls(
+            row["id"],
+            row["change_seq"],
+            row["user_id"],
+            str(row["status"]),
+            row["task_type"],
+            row["project_id"],
+        )
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,14 @@ class Event:
 
     __slots__ = ("_forms", "data", "kind", "row", "seq", "task_id")
 
-    def __init__(self, kind: str, seq: int, task_id: str | None = None, row: asyncpg.Record | None = None,
-                 data: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        seq: int,
+        task_id: str | None = None,
+        row: asyncpg.Record | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         self.kind = kind  # "task" | "deleted" | "queue"
         self.seq = seq
         self.task_id = task_id
@@ -180,9 +192,17 @@ class Hub:
     """One per API process. `start()`, `subscribe(filter)`, `stop()`."""
 
     def __init__(
-        self, url: str, pool: asyncpg.Pool, *, buffer: int = 256, batch_window: float = 0.002,
-        backoff_base: float = 0.1, backoff_max: float = 10.0, health_interval: float = 10.0,
-        recent_size: int = 50_000, resync_page: int = 1000,
+        self,
+        url: str,
+        pool: asyncpg.Pool,
+        *,
+        buffer: int = 256,
+        batch_window: float = 0.002,
+        backoff_base: float = 0.1,
+        backoff_max: float = 10.0,
+        health_interval: float = 10.0,
+        recent_size: int = 50_000,
+        resync_page: int = 1000,
     ) -> None:
         self.url = url
         self.pool = pool
@@ -238,8 +258,10 @@ class Hub:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(), name="hub-listen"),
-                       asyncio.create_task(self._flush_loop(), name="hub-flush")]
+        self._tasks = [
+            asyncio.create_task(self._run(), name="hub-listen"),
+            asyncio.create_task(self._flush_loop(), name="hub-flush"),
+        ]
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -304,7 +326,9 @@ class Hub:
                 if conn is not None:
                     conn.terminate()
                 self._signal()
-            delay = min(self.backoff_max, self.backoff_base * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
+            delay = min(self.backoff_max, self.backoff_base * 2 ** min(attempt, 20)) * random.uniform(
+                0.5, 1.0
+            )
             attempt += 1
             await asyncio.sleep(delay)
 
@@ -361,6 +385,10 @@ class Hub:
                 self._publish_deleted("*", 0)
             if not batch:
                 continue
+            if not self._streams and not self._by_task.keys() & batch.keys():
+                # Nobody to tell: skip the read (an idle API process costs the database nothing per change).
+                self.last_seq = max(self.last_seq or 0, *batch.values())
+                continue
             try:
                 rows = await store.tasks_by_ids(self.pool, list(batch))
             except asyncio.CancelledError:
@@ -403,9 +431,14 @@ class Hub:
             targets: Iterable[Subscriber] = [*self._streams, *(s for v in self._by_task.values() for s in v)]
         else:
             # Without the owner (a task this hub never saw), only those who see every task hear of it.
-            targets = [*self._by_task.get(task_id, ()),
-                       *(s for s in self._streams
-                         if (s.filter.sees(info) if info is not None else s.filter.user_id is None))]
+            targets = [
+                *self._by_task.get(task_id, ()),
+                *(
+                    s
+                    for s in self._streams
+                    if (s.filter.sees(info) if info is not None else s.filter.user_id is None)
+                ),
+            ]
         for sub in list(targets):
             sub.offer(event)
 
@@ -423,9 +456,14 @@ class Hub:
 
 
 def _queue_data(d: dict[str, Any]) -> dict[str, Any]:
-    names = {"is_active": "isActive", "poll_interval": "pollInterval", "max_concurrent_tasks": "maxConcurrentTasks",
-             "retry_base_delay_ms": "retryBaseDelayMs", "retry_max_delay_ms": "retryMaxDelayMs",
-             "updated_at": "updatedAt"}
+    names = {
+        "is_active": "isActive",
+        "poll_interval": "pollInterval",
+        "max_concurrent_tasks": "maxConcurrentTasks",
+        "retry_base_delay_ms": "retryBaseDelayMs",
+        "retry_max_delay_ms": "retryMaxDelayMs",
+        "updated_at": "updatedAt",
+    }
     out = {names.get(k, k): v for k, v in d.items()}
     if "updatedAt" in out and hasattr(out["updatedAt"], "isoformat"):
         out["updatedAt"] = out["updatedAt"].isoformat()

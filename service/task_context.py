@@ -66,6 +66,13 @@ class TaskContext:
 
         return await asyncio.to_thread(call)
 
+    def upstream_results(self) -> dict[str, Any]:
+        """Results of the tasks this one depends on, {"task id": result}: how a chain passes results on."""
+        from .store import scheduler as workflow_store
+
+        with self.runtime.pool.connection() as conn:
+            return workflow_store.task_upstream_results(conn, self.id)
+
     @property
     def settings(self) -> Any:
         return self.runtime.settings
@@ -77,11 +84,20 @@ class TaskContext:
         s = self.runtime.settings
         config = ModelConfig(api_key=s.openai_api_key, base_url=s.openai_base_url, model=s.bgtasks_model,
                              timeout_s=s.bgtasks_model_timeout_s, max_model_retries=0)
+        from actors.errors import ModelError
+
         self.check_cancelled()
-        data, usages = await complete_json(config, system=system, user=user, schema_name=schema_name,
-                                           schema=schema)
+        try:
+            data, usages = await complete_json(config, system=system, user=user, schema_name=schema_name,
+                                               schema=schema)
+        except ModelError as exc:
+            await self._record_usage(exc.usage)  # failed calls cost tokens too
+            raise
+        await self._record_usage(usages)
+        self.check_cancelled()
+        return data
+
+    async def _record_usage(self, usages: Any) -> None:
         for u in usages:
             await self.db(store.record_model_call, self.id, self.attempt, u.model, u.prompt_tokens,
                           u.completion_tokens, u.total_tokens, u.duration_ms)
-        self.check_cancelled()
-        return data

@@ -7,7 +7,8 @@ Threads and connections (a worker uses at most concurrency + 5 connections):
 - the listener (dedicated connection) LISTENs: new pending work wakes the consumer, a cancel interrupts the
   running actor, a settings change is seen at once; after a reconnect it re-checks everything it holds;
 - the completer (dedicated connection) writes completions in batches, one statement each;
-- the heartbeat (pool) extends leases, interrupts tasks whose lease was lost, and reaps expired leases.
+- the heartbeat (pool) extends leases, interrupts tasks whose lease was lost, and reaps expired leases;
+- the scheduler (pool) creates the tasks of due cron schedules, twice a second.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from psycopg_pool import ConnectionPool
 
 import actors
 
+from . import scheduler
 from .broker import QUEUE, PostgresBroker
 from .middleware.cancellation import interrupt_thread
 from .middleware.outcome import Failure, Outcome, json_result
@@ -96,7 +98,7 @@ class Runtime:
             store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid(), self.concurrency)
             self.poll_interval_s = store.queue_settings(conn)["poll_interval"] / 1000
         for target, name in ((self._listen, "listener"), (self._complete_loop, "completer"),
-                             (self._heartbeat_loop, "heartbeat")):
+                             (self._heartbeat_loop, "heartbeat"), (self._schedule_loop, "scheduler")):
             t = threading.Thread(target=target, name=f"bgtasks-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -398,6 +400,17 @@ class Runtime:
                         next_reap = time.monotonic() + self.settings.bgtasks_reap_interval_s
             except (psycopg.Error, Exception) as exc:  # keep beating through outages
                 log.warning("heartbeat failed: %s", exc)
+
+
+    # ------------------------------------------------------------------ scheduler thread
+    def _schedule_loop(self) -> None:
+        """Create the tasks of due cron schedules (service/scheduler.py); any number of workers may run it."""
+        while not self.stopping.wait(scheduler.TICK_S):
+            try:
+                with self.pool.connection(timeout=5) as conn:
+                    scheduler.run_due_schedules(conn)
+            except Exception as exc:  # keep ticking through outages
+                log.warning("scheduler tick failed: %s", exc)
 
 
 # ---------------------------------------------------------------------- actors and the process

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import asyncpg
 import procrastinate
+from procrastinate.types import JSONDict
 
 from bench.common import (
     DRAIN,
@@ -37,9 +40,10 @@ SYSTEM = "procrastinate"
 DATABASE = "bench_procrastinate"
 CONCURRENCIES = (1, 10)
 POOL_SIZE = max(CONCURRENCIES) + 4
+NoopTask = procrastinate.tasks.Task[..., Coroutine[Any, Any, None], ...]
 
 
-def _app(url: str, probe: Probe) -> tuple[procrastinate.App, procrastinate.tasks.Task[..., None, ...]]:
+def _app(url: str, probe: Probe) -> tuple[procrastinate.App, NoopTask]:
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=url, min_size=2, max_size=POOL_SIZE)
     )
@@ -117,11 +121,10 @@ async def run(database_url: str, n: int = 10_000, samples: int = LATENCY_SAMPLES
     return results
 
 
-async def _defer_batched(noop: procrastinate.tasks.Task[..., None, ...], n: int) -> None:
+async def _defer_batched(noop: NoopTask, n: int) -> None:
     for start in range(0, n, ENQUEUE_BATCH_SIZE):
-        await noop.batch_defer_async(
-            *({"key": key} for key in range(start, min(n, start + ENQUEUE_BATCH_SIZE)))
-        )
+        jobs: list[JSONDict] = [{"key": key} for key in range(start, min(n, start + ENQUEUE_BATCH_SIZE))]
+        await noop.batch_defer_async(*jobs)
 
 
 if __name__ == "__main__":

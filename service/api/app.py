@@ -7,14 +7,18 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from .. import db
 from ..hub import Hub
+from ..metrics import metrics
 from ..settings import Settings
-from . import events
+from . import dashboard, events, openapi, queue, seeds, tasks, workflows
+from .auth import dev_mode_banner
+from .errors import EXCEPTION_HANDLERS, BodyLimitMiddleware
 
 log = logging.getLogger("bgtasks.api")
 
@@ -38,6 +42,8 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.settings = settings
+        if banner := dev_mode_banner(settings):
+            log.warning(banner)
         app.state.pool = await db.create_pool(settings.database_url or "", min_size=1, max_size=10)
         app.state.hub = Hub(settings.database_url or "", app.state.pool, buffer=settings.bgtasks_sse_buffer)
         await app.state.hub.start()
@@ -49,8 +55,45 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),  # Prometheus (service/metrics.py)
         Route("/api/subscribeToTask", events.subscribe_to_task, methods=["GET"]),
         Route("/api/events", events.events, methods=["GET"]),
         WebSocketRoute("/api/ws", events.events_ws),
+        Route("/", dashboard.index, methods=["GET"]),
+        Mount("/static", app=dashboard.static_files(), name="static"),
+        # The resource API (docs/api.md). Fixed paths before /api/tasks/{task_id}.
+        Route("/api/tasks", tasks.list_tasks, methods=["GET"]),
+        Route("/api/tasks", tasks.create_task, methods=["POST"]),
+        Route("/api/tasks/batch", tasks.create_batch, methods=["POST"]),
+        Route("/api/tasks/counts", tasks.task_counts, methods=["GET"]),
+        Route("/api/tasks/bulk/{action}", tasks.bulk_action, methods=["POST"]),
+        Route("/api/tasks/{task_id}", tasks.get_task, methods=["GET"]),
+        Route("/api/tasks/{task_id}", tasks.patch_task, methods=["PATCH"]),
+        Route("/api/tasks/{task_id}", tasks.delete_task, methods=["DELETE"]),
+        Route("/api/tasks/{task_id}/cancel", tasks.cancel_task, methods=["POST"]),
+        Route("/api/tasks/{task_id}/retry", tasks.retry_task, methods=["POST"]),
+        Route("/api/queue", queue.get_queue, methods=["GET"]),
+        Route("/api/queue", queue.patch_queue, methods=["PATCH"]),
+        Route("/api/queue/start", queue.start_queue, methods=["POST"]),
+        Route("/api/queue/stop", queue.stop_queue, methods=["POST"]),
+        Route("/api/schedules", workflows.list_schedules, methods=["GET"]),
+        Route("/api/schedules", workflows.create_schedule, methods=["POST"]),
+        Route("/api/schedules/{name}", workflows.get_schedule, methods=["GET"]),
+        Route("/api/schedules/{name}", workflows.patch_schedule, methods=["PATCH"]),
+        Route("/api/schedules/{name}", workflows.delete_schedule, methods=["DELETE"]),
+        Route("/api/analytics", workflows.analytics, methods=["GET"]),
+        # Seed one (docs/seeds.md).
+        Route("/api/kiro/background-tasks", seeds.kiro_list, methods=["GET"]),
+        Route("/api/kiro/background-tasks", seeds.kiro_create, methods=["POST"]),
+        Route("/api/kiro/background-tasks", seeds.kiro_update, methods=["PUT"]),
+        Route("/api/kiro/background-tasks", seeds.kiro_delete, methods=["DELETE"]),
+        Route("/api/kiro/background-tasks/queue", seeds.kiro_queue_status, methods=["GET"]),
+        Route("/api/kiro/background-tasks/queue", seeds.kiro_queue_action, methods=["POST"]),
+        # Seed two (its SSE endpoint, /api/subscribeToTask, is above).
+        Route("/api/generateAIQuestions", seeds.generate_ai_questions, methods=["POST"]),
+        Route("/api/getBackgroundTasks", seeds.get_background_tasks, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(BodyLimitMiddleware, max_bytes=settings.bgtasks_max_body_bytes)]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
+                     exception_handlers=EXCEPTION_HANDLERS)

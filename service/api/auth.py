@@ -76,3 +76,11 @@ async def authenticate(request: Request) -> Principal:
         "authorization: credentials required: send 'Authorization: Bearer KEY' "
         "(an operator creates keys with `bgtasks keys create --user NAME`)"
     )
+
+
+def dev_mode_banner(settings: Settings) -> str | None:
+    """The line a process prints when requests without credentials act as the local superuser."""
+    if settings.bgtasks_dev and settings.is_loopback:
+        return ("development mode: requests from loopback without credentials act as the local superuser "
+                f"'{LOCAL.user_id}' (BGTASKS_DEV=false turns this off; other bind addresses always need keys)")
+    return None

@@ -39,6 +39,7 @@ class PayloadTooLarge(BgtasksError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"body: larger than the limit of {limit} bytes (BGTASKS_MAX_BODY_BYTES)")
         self.limit = limit
+        self.field = "body"
 
 
 # (exception class, HTTP status, code), most specific first: the first match wins.
@@ -62,11 +63,10 @@ def error_body(message: str, *, code: str, field: str | None = None) -> dict[str
 
 def error_response(exc: BaseException) -> JSONResponse:
     """The response for one of our errors (anything else is a bug: 500)."""
-    for cls, status, code in STATUS_TABLE:
-        if isinstance(exc, cls):
-            break
-    else:
+    match = next(((status, code) for cls, status, code in STATUS_TABLE if isinstance(exc, cls)), None)
+    if match is None:
         return JSONResponse(error_body("internal error", code="internal"), status_code=500)
+    status, code = match
     code = getattr(exc, "code", code)
     field = getattr(exc, "field", None)
     headers: dict[str, str] = {}

@@ -79,8 +79,13 @@ class EventStreamResponse(Response):
             disconnected = True
 
         try:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(k.encode(), v.encode()) for k, v in SSE_HEADERS.items()]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(k.encode(), v.encode()) for k, v in SSE_HEADERS.items()],
+                }
+            )
             tasks = [asyncio.create_task(pump()), asyncio.create_task(watch())]
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -109,18 +114,25 @@ KEEPALIVE = ": keepalive\n\n"
 
 # ---------------------------------------------------------------- seed two: one task
 
+
 def _seed_message(ev: Event) -> tuple[dict[str, Any], bool]:
     """Seed two's message for a change, and whether it ends the stream."""
     if ev.kind == "deleted":
-        return {"type": "error", "error": "task deleted", "task": {"id": ev.task_id, "status": "deleted"}}, True
-    task = ev.form("seed_two", lambda e: task_json(e.row, seed_two=True))
-    status = str(ev.row["status"]) if ev.row is not None else ""
+        return {
+            "type": "error",
+            "error": "task deleted",
+            "task": {"id": ev.task_id, "status": "deleted"},
+        }, True
+    row = ev.row
+    assert row is not None, "a task event carries its row"
+    task = ev.form("seed_two", lambda _e: task_json(row, seed_two=True))
+    status = str(row["status"])
     if status == Status.COMPLETED:
         return {"type": "complete", "task": task}, True
     if status == Status.ERROR:
-        return {"type": "error", "error": ev.row["error_message"] or "task failed", "task": task}, True
+        return {"type": "error", "error": row["error_message"] or "task failed", "task": task}, True
     if status == Status.CANCELLED:
-        reason = ev.row["cancel_reason"] or "cancelled"
+        reason = row["cancel_reason"] or "cancelled"
         return {"type": "error", "error": f"cancelled: {reason}", "task": task}, True
     return {"type": "update", "task": task}, False
 
@@ -152,7 +164,9 @@ async def subscribe_to_task(request: Request) -> Response:
     )
 
 
-async def _task_stream(sub: Subscriber, first: Event, timeout_s: float, keepalive_s: float) -> AsyncIterator[str]:
+async def _task_stream(
+    sub: Subscriber, first: Event, timeout_s: float, keepalive_s: float
+) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     seq = first.seq
@@ -182,6 +196,7 @@ async def _task_stream(sub: Subscriber, first: Event, timeout_s: float, keepaliv
 
 # ---------------------------------------------------------------- every task the caller may see
 
+
 def _filter_from(conn: HTTPConnection, principal: Principal) -> TaskFilter:
     q = conn.query_params
 
@@ -196,8 +211,13 @@ def _filter_from(conn: HTTPConnection, principal: Principal) -> TaskFilter:
     user = q.get("userId") or None
     if not principal.is_superuser:
         user = principal.user_id  # a user only ever sees their own tasks, whatever userId says
-    return TaskFilter(user_id=user, statuses=statuses, task_types=types, project_id=q.get("projectId") or None,
-                      queue=principal.is_superuser)
+    return TaskFilter(
+        user_id=user,
+        statuses=statuses,
+        task_types=types,
+        project_id=q.get("projectId") or None,
+        queue=principal.is_superuser,
+    )
 
 
 def _last_event_id(conn: HTTPConnection) -> int | None:
@@ -214,11 +234,17 @@ def _last_event_id(conn: HTTPConnection) -> int | None:
 
 
 def _task_data(ev: Event) -> str:
-    return ev.form("json", lambda e: _dumps(task_json(e.row)))
+    row = ev.row
+    assert row is not None, "a task event carries its row"
+    return str(ev.form("json", lambda _e: _dumps(task_json(row))))
 
 
 async def _stream_messages(
-    hub: Hub, pool: Any, sub: Subscriber, last_id: int | None, keepalive_s: float,
+    hub: Hub,
+    pool: Any,
+    sub: Subscriber,
+    last_id: int | None,
+    keepalive_s: float,
 ) -> AsyncIterator[tuple[str, int | None, str] | None]:
     """(event name, id, JSON text) for the all-tasks streams; None means "send a keep-alive"."""
     flt = sub.filter
@@ -230,8 +256,12 @@ async def _stream_messages(
         since = max(0, last_id - RESUME_OVERLAP)
         while True:
             rows = await store.tasks_changed_since(
-                pool, since, user_id=flt.user_id, statuses=sorted(flt.statuses) if flt.statuses else None,
-                task_types=sorted(flt.task_types) if flt.task_types else None, project_id=flt.project_id,
+                pool,
+                since,
+                user_id=flt.user_id,
+                statuses=sorted(flt.statuses) if flt.statuses else None,
+                task_types=sorted(flt.task_types) if flt.task_types else None,
+                project_id=flt.project_id,
                 limit=hub.resync_page,
             )
             for row in rows:
@@ -283,8 +313,9 @@ async def events(request: Request) -> Response:
 
     async def chunks() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
-        async for msg in _stream_messages(app.state.hub, app.state.pool, sub, last_id,
-                                          app.state.settings.bgtasks_sse_keepalive_s):
+        async for msg in _stream_messages(
+            app.state.hub, app.state.pool, sub, last_id, app.state.settings.bgtasks_sse_keepalive_s
+        ):
             yield KEEPALIVE if msg is None else _sse(msg[2], event=msg[0], id=msg[1])
 
     return EventStreamResponse(chunks(), sub.close)
@@ -302,8 +333,9 @@ async def events_ws(websocket: WebSocket) -> None:
         await websocket.accept()
 
         async def pump() -> None:
-            async for msg in _stream_messages(app.state.hub, app.state.pool, sub, last_id,
-                                              app.state.settings.bgtasks_sse_keepalive_s):
+            async for msg in _stream_messages(
+                app.state.hub, app.state.pool, sub, last_id, app.state.settings.bgtasks_sse_keepalive_s
+            ):
                 if msg is None:
                     await websocket.send_text('{"event":"keepalive"}')
                 else:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from starlette.responses import JSONResponse
+
 from ..states import Status, seed_two_status
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -120,3 +122,22 @@ def counts_json(counts: Mapping[str, int], *, seed_two: bool = False) -> dict[st
         out["failed"] = out.pop(Status.ERROR.value)
     out["total"] = sum(out.values())
     return out
+
+
+def queue_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The queue settings row as seed one's `queueSettings` (it reads `isActive`)."""
+    return {
+        "isActive": row["is_active"],
+        "pollInterval": row["poll_interval"],
+        "maxConcurrentTasks": row["max_concurrent_tasks"],
+        "retryBaseDelayMs": row["retry_base_delay_ms"],
+        "retryMaxDelayMs": row["retry_max_delay_ms"],
+        "lastPollAt": _iso(row["last_poll_at"]),
+        "createdAt": _iso(row["created_at"]),
+        "updatedAt": _iso(row["updated_at"]),
+    }
+
+
+def ok(data: Mapping[str, Any] | None = None, *, status_code: int = 200) -> JSONResponse:
+    """A success response: `{"success": true, ...data}`."""
+    return JSONResponse({"success": True, **(data or {})}, status_code=status_code)

@@ -84,7 +84,9 @@ def parse_json_object(raw: bytes, field: str = "body") -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest(field, f"expected a JSON object, got {_json_type(value)}", code="invalid_json")
     try:
-        check_json_value(value, field)
+        for key, item in value.items():  # top-level fields are named by themselves: "label", "payload.k"
+            check_text(key, field)
+            check_json_value(item, key, 1)
     except RecursionError:
         raise BadRequest(field, "JSON nested too deeply", code="invalid_json") from None
     return value
@@ -227,7 +229,7 @@ def check_payload(task_type: actors.TaskType, payload: Any, field: str = "payloa
     error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
     if error is not None:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        raise fail(f"{field}{where}", error.message[:300])
+        raise fail(f"{field}{where}".lstrip(".") or "body", error.message[:300])
     return payload
 
 
@@ -247,7 +249,7 @@ def check_project_path(path: str, roots: list[Path], field: str = "projectPath")
 # ---------------------------------------------------------------- creating tasks
 
 CREATE_FIELDS = {"taskType", "payload", "priority", "maxRetries", "projectId", "projectName", "projectPath",
-                 "label", "description", "runAt", "userId"}
+                 "label", "description", "runAt", "userId", "dependsOn"}  # dependsOn: api/workflows.py
 
 
 def build_task_spec(

@@ -32,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
         create_app(settings), host=settings.bgtasks_host, port=settings.bgtasks_port,
         log_level=settings.bgtasks_log_level.lower(), access_log=False, timeout_graceful_shutdown=5,
         lifespan="on",
+        log_config=None,  # uvicorn's own loggers go through configure_logging (BGTASKS_LOG_JSON) too
     )
     return 0

@@ -37,6 +37,8 @@ def classify(exc: BaseException, time_limit_s: float | None = None) -> Failure:
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, (int, float)) and math.isfinite(retry_after) and retry_after >= 0:
         return Failure(name, text, retry_after_s=float(retry_after))
+    if _is_named(exc, "ModelError"):  # already worded for the user (actors/model.py); no class-name prefix
+        return Failure(name, text)
     return Failure(name, f"{name}: {text}" if text != name else name)
 
 

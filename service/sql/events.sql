@@ -5,7 +5,7 @@
 SELECT * FROM background_tasks WHERE id = ANY ($1::text[]);
 
 -- name: tasks_changed_since
--- Rows whose latest change number is above $1, oldest change first, at most $6; optional owner ($2), statuses ($3), types ($4), project ($5).
+-- Rows changed after seq $1, oldest first, at most $6; filters: owner $2, statuses $3, types $4, project $5.
 SELECT * FROM background_tasks
 WHERE change_seq > $1
   AND ($2::text IS NULL OR user_id = $2)

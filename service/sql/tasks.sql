@@ -6,7 +6,8 @@
 -- Bulk operations take the same filter ($1-$7), optional ids $8 (NULL: every match), at most $9 rows per call.
 
 -- name: create_tasks
--- Create tasks from a JSON array of specs ($1) in one statement; a repeated idempotency key returns the first.
+-- Create tasks from a JSON array of specs ($1) in one statement; a repeated idempotency key returns the first
+-- (is_new false).
 WITH spec AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS s(
         task_type text, user_id text, priority integer, max_retries integer, project_id text,
@@ -23,9 +24,9 @@ WITH spec AS (
     ON CONFLICT DO NOTHING
     RETURNING *
 )
-SELECT * FROM inserted
+SELECT *, true AS is_new FROM inserted
 UNION ALL
-SELECT t.* FROM background_tasks t JOIN spec s
+SELECT t.*, false FROM background_tasks t JOIN spec s
   ON t.user_id = s.user_id AND t.idempotency_key = s.idempotency_key
 WHERE s.idempotency_key IS NOT NULL AND NOT EXISTS (SELECT FROM inserted i WHERE i.id = t.id);
 

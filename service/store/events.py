@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import asyncpg
 
 from .. import queries
 
-Executor = asyncpg.Connection | asyncpg.Pool
+Executor: TypeAlias = "asyncpg.Connection | asyncpg.Pool"
 
 
 async def tasks_by_ids(conn: Executor, ids: Sequence[str]) -> list[asyncpg.Record]:
@@ -18,13 +19,24 @@ async def tasks_by_ids(conn: Executor, ids: Sequence[str]) -> list[asyncpg.Recor
 
 
 async def tasks_changed_since(
-    conn: Executor, seq: int, *, user_id: str | None = None, statuses: Sequence[str] | None = None,
-    task_types: Sequence[str] | None = None, project_id: str | None = None, limit: int = 1000,
+    conn: Executor,
+    seq: int,
+    *,
+    user_id: str | None = None,
+    statuses: Sequence[str] | None = None,
+    task_types: Sequence[str] | None = None,
+    project_id: str | None = None,
+    limit: int = 1000,
 ) -> list[asyncpg.Record]:
     """Rows changed after `seq` (oldest change first), filtered like the list endpoint."""
     return await conn.fetch(
-        queries.get("tasks_changed_since").sql, seq, user_id,
-        list(statuses) if statuses else None, list(task_types) if task_types else None, project_id, limit,
+        queries.get("tasks_changed_since").sql,
+        seq,
+        user_id,
+        list(statuses) if statuses else None,
+        list(task_types) if task_types else None,
+        project_id,
+        limit,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -14,7 +15,7 @@ from service.hub import Hub, Subscriber, TaskFilter
 
 @pytest.fixture
 async def hub(database_url: str, pool: object) -> AsyncIterator[Hub]:
-    h = Hub(database_url, pool, buffer=500, backoff_base=0.05, backoff_max=0.5)  # type: ignore[arg-type]
+    h = Hub(database_url, pool, buffer=500, backoff_base=0.05, backoff_max=0.5)
     await h.start()
     await h.wait_until(lambda: h.connected, 10, "first LISTEN connection")
     try:
@@ -23,18 +24,20 @@ async def hub(database_url: str, pool: object) -> AsyncIterator[Hub]:
         await h.stop()
 
 
-def insert(sql: psycopg.Connection, n: int, user: str = "alice", task_type: str = "noop",
-           project: str | None = None) -> list[str]:
+def insert(
+    sql: psycopg.Connection, n: int, user: str = "alice", task_type: str = "noop", project: str | None = None
+) -> list[str]:
     rows = sql.execute(
         "INSERT INTO background_tasks (task_type, user_id, project_id) "
-        "SELECT %s, %s, %s FROM generate_series(1, %s) RETURNING id", (task_type, user, project, n),
+        "SELECT %s, %s, %s FROM generate_series(1, %s) RETURNING id",
+        (task_type, user, project, n),
     ).fetchall()
     return [r["id"] for r in rows]
 
 
-async def collect(sub: Subscriber, until: int, within_s: float = 10.0) -> list[object]:
+async def collect(sub: Subscriber, until: int, within_s: float = 10.0) -> list[Any]:
     """Events from `sub` until `until` have arrived (fails with a sentence after within_s)."""
-    got: list[object] = []
+    got: list[Any] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
     while len(got) < until:
@@ -45,17 +48,22 @@ async def collect(sub: Subscriber, until: int, within_s: float = 10.0) -> list[o
     return got
 
 
-async def test_change_reaches_owner_and_superuser_but_not_another_user(hub: Hub, sql: psycopg.Connection) -> None:
-    alice, bob, admin = (hub.subscribe(TaskFilter(user_id="alice")), hub.subscribe(TaskFilter(user_id="bob")),
-                         hub.subscribe(TaskFilter()))
+async def test_change_reaches_owner_and_superuser_but_not_another_user(
+    hub: Hub, sql: psycopg.Connection
+) -> None:
+    alice, bob, admin = (
+        hub.subscribe(TaskFilter(user_id="alice")),
+        hub.subscribe(TaskFilter(user_id="bob")),
+        hub.subscribe(TaskFilter()),
+    )
     [tid] = insert(sql, 1, "alice")
     [ev] = await collect(alice, 1)
-    assert ev.kind == "task" and ev.row["id"] == tid and ev.row["status"] == "pending"  # type: ignore[attr-defined]
+    assert ev.kind == "task" and ev.row["id"] == tid and ev.row["status"] == "pending"
     [ev2] = await collect(admin, 1)
     assert ev2 is ev  # one Event object shared by every subscriber
     sql.execute("UPDATE background_tasks SET progress = 30, description = 'working' WHERE id = %s", (tid,))
     [upd] = await collect(alice, 1)
-    assert upd.row["progress"] == 30 and upd.seq > ev.seq  # type: ignore[attr-defined]
+    assert upd.row["progress"] == 30 and upd.seq > ev.seq
     assert await bob.next_batch(0.2) == []
 
 
@@ -67,22 +75,22 @@ async def test_filters_by_type_project_and_status_including_leaving_the_set(
     pending_only = hub.subscribe(TaskFilter(statuses=frozenset({"pending"})))
     [noop] = insert(sql, 1, task_type="noop", project="p1")
     [sleep] = insert(sql, 1, task_type="sleep")
-    assert {e.task_id for e in await collect(by_type, 1)} == {sleep}  # type: ignore[attr-defined]
-    assert {e.task_id for e in await collect(by_project, 1)} == {noop}  # type: ignore[attr-defined]
+    assert {e.task_id for e in await collect(by_type, 1)} == {sleep}
+    assert {e.task_id for e in await collect(by_project, 1)} == {noop}
     assert len(await collect(pending_only, 2)) == 2
     sql.execute("UPDATE background_tasks SET status = 'cancelled' WHERE id = %s", (noop,))
     [left] = await collect(pending_only, 1)  # it was pending: the subscriber learns it left the set
-    assert left.row["status"] == "cancelled"  # type: ignore[attr-defined]
+    assert left.row["status"] == "cancelled"
     sql.execute("UPDATE background_tasks SET status = 'pending' WHERE id = %s", (noop,))
     sql.execute("UPDATE background_tasks SET status = 'processing' WHERE id = %s", (sleep,))
     got = await collect(pending_only, 2)
-    assert {e.task_id for e in got} == {noop, sleep}  # type: ignore[attr-defined]
+    assert {e.task_id for e in got} == {noop, sleep}
 
 
 async def test_slow_subscriber_is_coalesced_then_dropped_with_a_reason(
     database_url: str, pool: object, sql: psycopg.Connection
 ) -> None:
-    hub = Hub(database_url, pool, buffer=3)  # type: ignore[arg-type]
+    hub = Hub(database_url, pool, buffer=3)
     await hub.start()
     try:
         await hub.wait_until(lambda: hub.connected, 10, "first LISTEN connection")
@@ -93,12 +101,12 @@ async def test_slow_subscriber_is_coalesced_then_dropped_with_a_reason(
             await collect(fast, 1)
         # slow read nothing: five changes of one task are one buffered event, the latest.
         [latest] = await slow.next_batch(1)
-        assert latest.row["progress"] == 40  # type: ignore[attr-defined]
+        assert latest.row["progress"] == 40
         ids = []
         for _ in range(4):  # four distinct tasks > buffer of three; the fast one reads each at once
             ids += insert(sql, 1)
             [ev] = await collect(fast, 1)
-            assert ev.task_id == ids[-1]  # type: ignore[attr-defined]
+            assert ev.task_id == ids[-1]
         await hub.wait_until(lambda: slow.closed, 5, "slow subscriber dropped")
         assert slow.closed_reason and "slow consumer" in slow.closed_reason
         assert f"Last-Event-ID {latest.seq}" in slow.closed_reason
@@ -116,9 +124,9 @@ async def test_deleted_task_reaches_its_followers_and_owner(hub: Hub, sql: psyco
     follower = hub.subscribe(TaskFilter(task_id=tid))
     sql.execute("DELETE FROM background_tasks WHERE id = %s", (tid,))
     [d] = await collect(follower, 1)
-    assert d.kind == "deleted" and d.task_id == tid  # type: ignore[attr-defined]
+    assert d.kind == "deleted" and d.task_id == tid
     [d2] = await collect(alice, 1)
-    assert d2.kind == "deleted"  # type: ignore[attr-defined]
+    assert d2.kind == "deleted"
     assert await bob.next_batch(0.2) == []
 
 
@@ -126,7 +134,7 @@ async def test_queue_settings_change_reaches_streams_that_asked(hub: Hub, sql: p
     admin, user = hub.subscribe(TaskFilter(queue=True)), hub.subscribe(TaskFilter(user_id="alice"))
     sql.execute("UPDATE task_queue_settings SET is_active = false")
     [ev] = await collect(admin, 1)
-    assert ev.kind == "queue" and ev.data["isActive"] is False  # type: ignore[attr-defined]
+    assert ev.kind == "queue" and ev.data["isActive"] is False
     assert await user.next_batch(0.2) == []
 
 
@@ -141,14 +149,16 @@ async def test_no_subscriber_misses_a_terminal_event_when_the_listen_connection_
     async def drain(sub: Subscriber) -> None:
         while not sub.closed:
             for ev in await sub.next_batch(1):
-                if ev.kind == "task" and ev.row["status"] == "completed":  # type: ignore[index]
-                    done[id(sub)].add(ev.task_id)  # type: ignore[arg-type]
+                if ev.kind == "task" and ev.row["status"] == "completed":
+                    done[id(sub)].add(ev.task_id)
 
     drainers = [asyncio.create_task(drain(s)) for s in [*streams, *followers.values()]]
     kills = 0
     try:
         for i in range(0, len(ids), 10):
-            sql.execute("UPDATE background_tasks SET status = 'completed' WHERE id = ANY(%s)", (ids[i:i + 10],))
+            sql.execute(
+                "UPDATE background_tasks SET status = 'completed' WHERE id = ANY(%s)", (ids[i : i + 10],)
+            )
             if i % 30 == 0:
                 generation = hub.generation
                 await hub.wait_until(lambda: hub.listen_pid is not None, 10, "LISTEN connection up")
@@ -156,24 +166,30 @@ async def test_no_subscriber_misses_a_terminal_event_when_the_listen_connection_
                 assert killed and killed["ok"]
                 kills += 1
                 # Tasks keep completing while the hub is away (no waiting for it here) ...
-                sql.execute("UPDATE background_tasks SET status = 'completed' WHERE id = ANY(%s)",
-                            (ids[i + 10:i + 15],))
+                sql.execute(
+                    "UPDATE background_tasks SET status = 'completed' WHERE id = ANY(%s)",
+                    (ids[i + 10 : i + 15],),
+                )
                 await hub.wait_until(lambda g=generation: hub.generation > g, 10, "reconnect after kill")
             await asyncio.sleep(0.01)
         everything = set(ids)
         try:
             await hub.wait_until(
-                lambda: all(done[id(s)] == everything for s in streams)
-                and all(done[id(s)] == {tid} for tid, s in followers.items()),
-                15, "every subscriber saw every completion",
+                lambda: (
+                    all(done[id(s)] == everything for s in streams)
+                    and all(done[id(s)] == {tid} for tid, s in followers.items())
+                ),
+                15,
+                "every subscriber saw every completion",
             )
         except TimeoutError:
             missing = {i: (s.closed_reason, len(everything - done[id(s)])) for i, s in enumerate(streams)}
             lost = [tid for tid, s in followers.items() if done[id(s)] != {tid}]
-            raise AssertionError(f"streams (closed, missed): {missing}; followers that missed: {lost}") from None
+            raise AssertionError(
+                f"streams (closed, missed): {missing}; followers that missed: {lost}"
+            ) from None
         assert kills >= 4 and hub.generation >= 5
     finally:
         for t in drainers:
             t.cancel()
         await asyncio.gather(*drainers, return_exceptions=True)
-

@@ -35,9 +35,11 @@ def all_done(sql: psycopg.Connection[Any], n: int) -> bool:
 
 
 def test_every_task_runs_exactly_once_with_four_workers(sql: psycopg.Connection[Any], procs: Processes) -> None:
-    ids = insert(sql, "noop", 1000)
+    sql.execute("UPDATE task_queue_settings SET is_active = false")
     for _ in range(4):
         procs.worker(concurrency=4)
+    ids = insert(sql, "sleep", 1000, {"seconds": 0.002, "steps": 1})
+    sql.execute("UPDATE task_queue_settings SET is_active = true")
     wait_until(lambda: all_done(sql, 1000), 90, "1000 tasks completed")
     starts = collections.Counter(ln["task"] for ln in procs.journal_lines() if ln["event"] == "start")
     assert set(starts) == set(ids)

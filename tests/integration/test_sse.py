@@ -36,7 +36,9 @@ class Api:
 
 
 @pytest.fixture
-async def start_api(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Callable[..., Awaitable[Api]]]:
+async def start_api(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Callable[..., Awaitable[Api]]]:
     """Start the app under uvicorn on a free port; `x-test-user: NAME` acts as a non-superuser NAME."""
     original = events_module.authenticate
 
@@ -50,11 +52,21 @@ async def start_api(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Async
     running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def start(**overrides: Any) -> Api:
-        settings = load_settings(database_url=database_url, bgtasks_dev=True, bgtasks_host="127.0.0.1", **overrides)
+        settings = load_settings(
+            database_url=database_url, bgtasks_dev=True, bgtasks_host="127.0.0.1", **overrides
+        )
         app = create_app(settings)
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning",
-                                               timeout_graceful_shutdown=1))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                lifespan="on",
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+            )
+        )
         task = asyncio.create_task(server.serve())
         running.append((server, task))
         for _ in range(200):
@@ -112,7 +124,8 @@ async def next_message(it: AsyncIterator[Sse], within_s: float = 5.0, skip_comme
 def insert(sql: psycopg.Connection, user: str = "local", task_type: str = "noop", **cols: Any) -> str:
     names = ["task_type", "user_id", *cols]
     row = sql.execute(
-        f"INSERT INTO background_tasks ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) RETURNING id",
+        f"INSERT INTO background_tasks ({', '.join(names)}) "
+        f"VALUES ({', '.join(['%s'] * len(names))}) RETURNING id",
         (task_type, user, *cols.values()),
     ).fetchone()
     assert row
@@ -121,14 +134,16 @@ def insert(sql: psycopg.Connection, user: str = "local", task_type: str = "noop"
 
 # ---------------------------------------------------------------- seed two: subscribeToTask
 
+
 async def test_subscribe_to_task_sends_current_state_updates_and_complete_then_closes(
     start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
 ) -> None:
     api = await start_api()
     tid = insert(sql, description="queued")
-    async with httpx.AsyncClient(base_url=api.base, timeout=10) as client, client.stream(
-        "GET", "/api/subscribeToTask", params={"taskId": tid}
-    ) as resp:
+    async with (
+        httpx.AsyncClient(base_url=api.base, timeout=10) as client,
+        client.stream("GET", "/api/subscribeToTask", params={"taskId": tid}) as resp,
+    ):
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         assert resp.headers["cache-control"].startswith("no-cache")
@@ -137,15 +152,22 @@ async def test_subscribe_to_task_sends_current_state_updates_and_complete_then_c
         first = await next_message(it)
         assert "event" not in first  # seed two's client reads onmessage: no event names
         assert first["data"]["type"] == "update"
-        assert first["data"]["task"]["status"] == "pending" and first["data"]["task"]["description"] == "queued"
-        sql.execute("UPDATE background_tasks SET status = 'processing', progress = 30, "
-                    "description = 'Generating with OpenAI...' WHERE id = %s", (tid,))
+        assert (
+            first["data"]["task"]["status"] == "pending" and first["data"]["task"]["description"] == "queued"
+        )
+        sql.execute(
+            "UPDATE background_tasks SET status = 'processing', progress = 30, "
+            "description = 'Generating with OpenAI...' WHERE id = %s",
+            (tid,),
+        )
         upd = await next_message(it)
         assert upd["data"] == {"type": "update", "task": upd["data"]["task"]}
         assert (upd["data"]["task"]["progress"], upd["data"]["task"]["status"]) == (30, "processing")
         assert upd["id"] > first["id"]
-        sql.execute("UPDATE background_tasks SET status = 'completed', result_data = %s WHERE id = %s",
-                    (json.dumps({"questionsGenerated": 10}), tid))
+        sql.execute(
+            "UPDATE background_tasks SET status = 'completed', result_data = %s WHERE id = %s",
+            (json.dumps({"questionsGenerated": 10}), tid),
+        )
         done = await next_message(it)
         assert done["data"]["type"] == "complete"
         assert done["data"]["task"]["result"] == {"questionsGenerated": 10}
@@ -160,8 +182,11 @@ async def test_subscribe_to_finished_task_sends_terminal_message_at_once(
 ) -> None:
     api = await start_api()
     failed = insert(sql)
-    sql.execute("UPDATE background_tasks SET status = 'error', error_message = "
-                "'API key not configured for provider: openai' WHERE id = %s", (failed,))
+    sql.execute(
+        "UPDATE background_tasks SET status = 'error', error_message = "
+        "'API key not configured for provider: openai' WHERE id = %s",
+        (failed,),
+    )
     cancelled = insert(sql)
     sql.execute("SELECT cancel_task(%s, 'cancelled by operator')", (cancelled,))
     async with httpx.AsyncClient(base_url=api.base, timeout=10) as client:
@@ -181,9 +206,12 @@ async def test_another_users_task_looks_exactly_like_a_missing_one(
     api = await start_api()
     tid = insert(sql, user="alice")
     async with httpx.AsyncClient(base_url=api.base, timeout=10) as client:
-        theirs = await client.get("/api/subscribeToTask", params={"taskId": tid}, headers={"x-test-user": "bob"})
-        missing = await client.get("/api/subscribeToTask", params={"taskId": "task_nope"},
-                                   headers={"x-test-user": "bob"})
+        theirs = await client.get(
+            "/api/subscribeToTask", params={"taskId": tid}, headers={"x-test-user": "bob"}
+        )
+        missing = await client.get(
+            "/api/subscribeToTask", params={"taskId": "task_nope"}, headers={"x-test-user": "bob"}
+        )
     assert theirs.status_code == missing.status_code == 404
     assert theirs.json()["error"] == f"task {tid!r} not found"
     assert missing.json()["error"] == "task 'task_nope' not found"
@@ -196,9 +224,10 @@ async def test_subscription_times_out_with_seed_twos_message_and_sends_keepalive
 ) -> None:
     api = await start_api(bgtasks_sse_timeout_s=1.0, bgtasks_sse_keepalive_s=0.3)
     tid = insert(sql)
-    async with httpx.AsyncClient(base_url=api.base, timeout=10) as client, client.stream(
-        "GET", "/api/subscribeToTask", params={"taskId": tid}
-    ) as resp:
+    async with (
+        httpx.AsyncClient(base_url=api.base, timeout=10) as client,
+        client.stream("GET", "/api/subscribeToTask", params={"taskId": tid}) as resp,
+    ):
         seen = [m async for m in read_events(resp)]
     assert seen[0]["data"]["type"] == "update"
     assert {"comment": "keepalive"} in seen
@@ -207,6 +236,7 @@ async def test_subscription_times_out_with_seed_twos_message_and_sends_keepalive
 
 
 # ---------------------------------------------------------------- every task: /api/events and /api/ws
+
 
 async def test_events_stream_filters_by_owner_and_resumes_from_last_event_id(
     start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
@@ -228,8 +258,9 @@ async def test_events_stream_filters_by_owner_and_resumes_from_last_event_id(
         later = insert(sql, user="alice")
         insert(sql, user="bob")
         for headers, params in (({"Last-Event-ID": str(last_id)}, {}), ({}, {"lastEventId": str(last_id)})):
-            async with client.stream("GET", "/api/events", params=params,
-                                     headers={"x-test-user": "alice", **headers}) as resp:
+            async with client.stream(
+                "GET", "/api/events", params=params, headers={"x-test-user": "alice", **headers}
+            ) as resp:
                 it = read_events(resp)
                 got: dict[str, str] = {}
                 while True:
@@ -246,9 +277,10 @@ async def test_events_stream_status_filter_and_deletes_for_a_superuser(
     start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
 ) -> None:
     api = await start_api()
-    async with httpx.AsyncClient(base_url=api.base, timeout=10) as client, client.stream(
-        "GET", "/api/events", params={"status": "processing,failed", "type": "sleep"}
-    ) as resp:
+    async with (
+        httpx.AsyncClient(base_url=api.base, timeout=10) as client,
+        client.stream("GET", "/api/events", params={"status": "processing,failed", "type": "sleep"}) as resp,
+    ):
         it = read_events(resp)
         await next_message(it)  # ready
         ignored = insert(sql, task_type="noop")
@@ -256,7 +288,9 @@ async def test_events_stream_status_filter_and_deletes_for_a_superuser(
         sql.execute("UPDATE background_tasks SET status = 'processing' WHERE id = ANY(%s)", ([ignored, tid],))
         m = await next_message(it)
         assert (m["event"], m["data"]["id"], m["data"]["status"]) == ("task", tid, "processing")
-        sql.execute("UPDATE background_tasks SET status = 'error', error_message = 'boom' WHERE id = %s", (tid,))
+        sql.execute(
+            "UPDATE background_tasks SET status = 'error', error_message = 'boom' WHERE id = %s", (tid,)
+        )
         m = await next_message(it)
         assert m["data"]["status"] == "error"
         sql.execute("DELETE FROM background_tasks WHERE id = %s", (tid,))

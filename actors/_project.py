@@ -1,0 +1,96 @@
+"""What the five per-project actors share: find the project under the configured roots (again at run time:
+the tree may have changed since the task was created), read it within the prompt budget, write the prompt,
+and describe what was read next to the model's answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from actors._schema import Schema, array, integer, obj, string
+from actors.errors import ProjectPathError
+from actors.project_files import ProjectSnapshot, collect_project_files, resolve_project_path
+from service.errors import PermanentTaskError
+from service.task_context import TaskContext
+
+# The prompt budget for project files, in characters: about 50,000 tokens at ~4 characters a token, under half
+# of a 128k-token context (gpt-4o-mini's), leaving room for instructions and a long structured answer.
+# Settings may lower it (BGTASKS_PROJECT_BUDGET_CHARS) for models with smaller contexts.
+PROJECT_BUDGET_CHARS = 200_000
+MAX_FILE_BYTES = 64_000
+
+SYSTEM_PREAMBLE = (
+    "You are a senior software engineer reviewing a project from its source files. Base every statement on "
+    "the files shown; when something cannot be known from them, say so instead of guessing. Answer with one "
+    "JSON object that matches the given schema."
+)
+
+# What result_data holds besides the model's answer: which project and which of its files the model saw.
+SOURCE_SCHEMA: Schema = obj(
+    "The project and the files the model was shown",
+    projectId=string(), projectName=string(), projectPath=string(),
+    filesRead=integer("files whose content was in the prompt", minimum=0),
+    filesSeen=integer("text files found under the project (after ignore rules)", minimum=0),
+    truncatedFiles=integer("files shown only in part", minimum=0),
+    promptChars=integer("characters of file content in the prompt", minimum=0),
+    budgetChars=integer(minimum=0),
+    files=array(string(), "paths of the files read, relative to the project"),
+)
+
+
+def result_schema(answer_schema: Schema) -> Schema:
+    """result_data of a project task: the model's answer plus ``source``."""
+    props = {**answer_schema["properties"], "source": SOURCE_SCHEMA}
+    return {**answer_schema, "properties": props, "required": list(props)}
+
+
+def budget_chars(task: TaskContext) -> int:
+    configured = getattr(task.settings, "bgtasks_project_budget_chars", None)
+    return int(configured) if configured else PROJECT_BUDGET_CHARS
+
+
+async def read_project(task: TaskContext) -> ProjectSnapshot:
+    """The project's files within the budget. A path that is missing or outside the roots fails the task at
+    once: retrying cannot make it readable."""
+    try:
+        root = resolve_project_path(task.project_path or "", task.settings.project_roots)
+    except ProjectPathError as exc:
+        raise PermanentTaskError(str(exc)) from exc
+    # The walk and the reads block; off the event loop, so cancellation stays prompt.
+    snapshot = await asyncio.to_thread(collect_project_files, root, max_file_bytes=MAX_FILE_BYTES,
+                                       budget_chars=budget_chars(task))
+    if not snapshot.files:
+        raise PermanentTaskError(
+            f"project path {task.project_path!r} has no readable text files (ignored directories, .gitignore "
+            "entries, binary and secret files are skipped): point the task at the project's source directory")
+    return snapshot
+
+
+def user_prompt(task: TaskContext, snapshot: ProjectSnapshot, ask: str) -> str:
+    """The request: which project, what to produce, the user's own instructions, then the files."""
+    parts = [f"Project: {task.project_name or task.project_id or 'unnamed'}", "", ask]
+    instructions = str(task.payload.get("instructions") or "").strip()
+    if instructions:
+        parts += ["", f"Additional instructions from the user: {instructions}"]
+    parts += ["", snapshot.as_prompt()]
+    return "\n".join(parts)
+
+
+def with_source(task: TaskContext, answer: dict[str, Any], snapshot: ProjectSnapshot) -> dict[str, Any]:
+    return {
+        **answer,
+        "source": {
+            "projectId": task.project_id or "",
+            "projectName": task.project_name or "",
+            "projectPath": snapshot.root,
+            "filesRead": len(snapshot.files),
+            "filesSeen": snapshot.total_files_seen,
+            "truncatedFiles": sum(1 for f in snapshot.files if f.truncated),
+            "promptChars": snapshot.content_chars,
+            "budgetChars": snapshot.budget_chars,
+            "files": [f.path for f in snapshot.files],
+        },
+    }
+
+
+PRIORITY = string("how soon it matters", enum=["high", "medium", "low"])

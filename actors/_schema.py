@@ -1,0 +1,49 @@
+"""Small builders for the JSON schemas actors send as structured outputs. OpenAI's strict mode wants every
+object closed (``additionalProperties: false``) with every property required; these make that the default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+
+def obj(description: str = "", **properties: Schema) -> Schema:
+    """A closed object: every property required, nothing else allowed."""
+    out: Schema = {"type": "object", "properties": properties, "required": list(properties),
+                   "additionalProperties": False}
+    if description:
+        out["description"] = description
+    return out
+
+
+def array(items: Schema, description: str = "", *, min_items: int | None = None,
+          max_items: int | None = None) -> Schema:
+    out: Schema = {"type": "array", "items": items}
+    if min_items is not None:
+        out["minItems"] = min_items
+    if max_items is not None:
+        out["maxItems"] = max_items
+    if description:
+        out["description"] = description
+    return out
+
+
+def string(description: str = "", *, enum: list[str] | None = None) -> Schema:
+    out: Schema = {"type": "string"}
+    if enum is not None:
+        out["enum"] = enum
+    if description:
+        out["description"] = description
+    return out
+
+
+def integer(description: str = "", *, minimum: int | None = None, maximum: int | None = None) -> Schema:
+    out: Schema = {"type": "integer"}
+    if minimum is not None:
+        out["minimum"] = minimum
+    if maximum is not None:
+        out["maximum"] = maximum
+    if description:
+        out["description"] = description
+    return out

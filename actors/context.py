@@ -1,0 +1,48 @@
+"""`context` (seed one): context files that describe a project's code for other tools (AI assistants,\nnew contributors): structure, conventions, commands, key modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors._project import (
+    SYSTEM_PREAMBLE,
+    read_project,
+    result_schema,
+    user_prompt,
+    with_source,
+)
+from actors._schema import array, obj, string
+from service.task_context import TaskContext
+
+SCHEMA_NAME = "project_context"
+SYSTEM = SYSTEM_PREAMBLE + " " + (
+    "You write concise context files that let another tool or a new contributor work in a codebase "
+    "without reading all of it."
+)
+ASK = (
+    "Write context files for this project: one overview (purpose, layout, how to build, test and run), "
+    "and one per major area describing its modules, their responsibilities, conventions and pitfalls. "
+    "Name each file where it should live (e.g. .context/overview.md)."
+)
+# What the model must answer (sent as the structured-output schema, checked on return).
+ANSWER_SCHEMA = obj(
+    summary=string("what the project is, in two or three sentences"),
+    files=array(
+        obj(path=string("where the file should live, relative to the project, e.g. .context/overview.md"),
+            title=string(),
+            purpose=string("what this file tells its reader"),
+            markdown=string("the file's content, in markdown")),
+        "the context files, overview first", min_items=1),
+)
+# What result_data holds: the answer plus `source` (the project and the files the model saw).
+RESULT_SCHEMA = result_schema(ANSWER_SCHEMA)
+
+
+async def run(task: TaskContext) -> dict[str, Any]:
+    await task.progress(10, "Reading project files")
+    snapshot = await read_project(task)
+    await task.progress(30, f"Calling the model with {len(snapshot.files)} of {snapshot.total_files_seen} files")
+    answer = await task.ask_model(system=SYSTEM, user=user_prompt(task, snapshot, ASK), schema_name=SCHEMA_NAME,
+                                  schema=ANSWER_SCHEMA)
+    await task.progress(70, "Saving")
+    return with_source(task, answer, snapshot)

@@ -1,0 +1,46 @@
+"""`docs` (seed one): documentation for a project, written from its files as markdown documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors._project import (
+    SYSTEM_PREAMBLE,
+    read_project,
+    result_schema,
+    user_prompt,
+    with_source,
+)
+from actors._schema import array, obj, string
+from service.task_context import TaskContext
+
+SCHEMA_NAME = "project_documentation"
+SYSTEM = SYSTEM_PREAMBLE + " " + (
+    "You write clear, accurate developer documentation in markdown."
+)
+ASK = (
+    "Write documentation for this project: an overview (what it is and who it is for), how to install, "
+    "configure and run it, its architecture (main parts and how data flows between them), and any other "
+    "document the code calls for. One document per topic."
+)
+# What the model must answer (sent as the structured-output schema, checked on return).
+ANSWER_SCHEMA = obj(
+    summary=string("two or three sentences: what the project is"),
+    documents=array(
+        obj(title=string("document title"),
+            filename=string("suggested file name, e.g. docs/architecture.md"),
+            markdown=string("the document, in markdown")),
+        "the documents, most important first", min_items=1),
+)
+# What result_data holds: the answer plus `source` (the project and the files the model saw).
+RESULT_SCHEMA = result_schema(ANSWER_SCHEMA)
+
+
+async def run(task: TaskContext) -> dict[str, Any]:
+    await task.progress(10, "Reading project files")
+    snapshot = await read_project(task)
+    await task.progress(30, f"Calling the model with {len(snapshot.files)} of {snapshot.total_files_seen} files")
+    answer = await task.ask_model(system=SYSTEM, user=user_prompt(task, snapshot, ASK), schema_name=SCHEMA_NAME,
+                                  schema=ANSWER_SCHEMA)
+    await task.progress(70, "Saving")
+    return with_source(task, answer, snapshot)

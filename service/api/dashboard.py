@@ -1,0 +1,77 @@
+"""The dashboard: `GET /` serves the single page (service/static/index.html, with the task types from the
+registry embedded as JSON) under a strict Content-Security-Policy; `/static` serves its modules and CSS.
+
+No build step and no CDN: every asset is a file in the package, so the page loads with no internet.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
+
+from actors import TASK_TYPES
+
+TYPES_PLACEHOLDER = "__BGTASKS_TASK_TYPES__"
+
+# No inline script or style anywhere on the page: scripts and styles come from /static only. Setting
+# element.style from a module (progress bar widths) is CSSOM, which style-src does not restrict.
+CSP = "; ".join([
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "font-src 'self'",
+    "manifest-src 'self'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cache-control": "no-cache",
+}
+
+
+def task_types_json() -> list[dict[str, Any]]:
+    """What the create form needs of each task type (the registry is the one source)."""
+    return [
+        {
+            "name": t.name,
+            "description": t.description,
+            "needsProject": t.needs_project,
+            "diagnostic": t.diagnostic,
+            "maxRetries": t.max_retries,
+            "payloadSchema": t.payload_schema,
+        }
+        for t in TASK_TYPES.values()
+    ]
+
+
+def _json_for_html(value: Any) -> str:
+    """JSON safe inside a <script type="application/json"> element: nothing in it can close the element."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+@lru_cache(maxsize=1)
+def _page() -> str:
+    html = resources.files("service").joinpath("static/index.html").read_text(encoding="utf-8")
+    return html.replace(TYPES_PLACEHOLDER, _json_for_html(task_types_json()))
+
+
+async def index(request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(), headers=SECURITY_HEADERS)
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(packages=[("service", "static")])

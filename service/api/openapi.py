@@ -1,0 +1,278 @@
+"""The OpenAPI 3.1 document served at /openapi.json, written by hand to match what the handlers accept and
+return (tests/integration/test_api_fuzz.py runs schemathesis over it against the real app)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+import actors
+
+from ..states import Status
+from ..store.tasks import SORTS
+from . import validation as v
+
+S = dict[str, Any]
+
+STATUSES = [s.value for s in Status]
+STATUS_INPUT = "a status, or several separated by commas: " + ", ".join([*STATUSES, "failed"])
+
+
+def _nullable(type_: str, **extra: Any) -> S:
+    return {"type": [type_, "null"], **extra}
+
+
+def _task_schema(seed_two: bool) -> S:
+    statuses = [("failed" if s == "error" else s) for s in STATUSES] if seed_two else STATUSES
+    time = _nullable("string", format="date-time")
+    props: S = {
+        "id": {"type": "string"}, "taskType": {"type": "string"}, "status": {"enum": statuses},
+        "priority": {"type": "integer"}, "userId": {"type": "string"},
+        "projectId": _nullable("string"), "projectName": _nullable("string"), "projectPath": _nullable("string"),
+        "label": _nullable("string"), "description": _nullable("string"), "payload": {"type": "object"},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100}, "total": {"type": "integer"},
+        "retryCount": {"type": "integer"}, "maxRetries": {"type": "integer"},
+        "errorMessage": _nullable("string"), "resultData": {}, "result": {},
+        "runAt": {"type": "string", "format": "date-time"}, "attempt": {"type": "integer"},
+        "workerId": _nullable("string"), "cancelReason": _nullable("string"),
+        "promptTokens": {"type": "integer"}, "completionTokens": {"type": "integer"},
+        "seq": {"type": "integer", "description": "change number (SSE event id)"},
+        "createdAt": {"type": "string", "format": "date-time"},
+        "updatedAt": {"type": "string", "format": "date-time"}, "startedAt": time, "completedAt": time,
+    }
+    if seed_two:
+        props.update({
+            "user_id": {"type": "string"}, "task_type": {"type": "string"},
+            "created_at": {"type": "integer", "description": "epoch milliseconds"},
+            "updated_at": {"type": "integer"}, "completed_at": _nullable("integer"),
+        })
+    return {"type": "object", "properties": props, "required": ["id", "taskType", "status", "progress"]}
+
+
+def _counts(seed_two: bool = False) -> S:
+    names = [("failed" if s == "error" else s) for s in STATUSES] if seed_two else STATUSES
+    return {"type": "object", "properties": {n: {"type": "integer"} for n in [*names, "total"]},
+            "required": [*names, "total"]}
+
+
+QUEUE: S = {
+    "type": "object",
+    "properties": {
+        "isActive": {"type": "boolean"}, "pollInterval": {"type": "integer"},
+        "maxConcurrentTasks": _nullable("integer"), "retryBaseDelayMs": {"type": "integer"},
+        "retryMaxDelayMs": {"type": "integer"}, "lastPollAt": _nullable("string", format="date-time"),
+        "createdAt": {"type": "string", "format": "date-time"}, "updatedAt": {"type": "string", "format": "date-time"},
+    },
+    "required": ["isActive", "pollInterval", "maxConcurrentTasks"],
+}
+ERROR: S = {
+    "type": "object",
+    "properties": {"success": {"const": False}, "error": {"type": "string"}, "field": _nullable("string"),
+                   "code": {"type": "string"}},
+    "required": ["success", "error", "code"],
+}
+TASK = {"$ref": "#/components/schemas/Task"}
+SEED_ONE_TASK = {"$ref": "#/components/schemas/SeedOneTask"}
+SEED_TWO_TASK = {"$ref": "#/components/schemas/SeedTwoTask"}
+_ERRORS = {
+    "400": "malformed body (not JSON, not an object)", "401": "no or bad credentials",
+    "403": "not allowed (queue settings need a superuser)", "404": "no such task (or not yours)",
+    "409": "the state machine refuses the change", "413": "body too large",
+    "422": "a field is invalid (named in `field`)", "429": "over the creation rate limit (Retry-After)",
+}
+
+
+def _success(props: S, required: list[str]) -> S:
+    return {"type": "object", "properties": {"success": {"const": True}, **props},
+            "required": ["success", *required]}
+
+
+def _op(summary: str, tag: str, ok: S, *, status: str = "200", params: list[S] | None = None,
+        body: S | None = None, body_required: bool = True, also: dict[str, S] | None = None) -> S:
+    responses: S = {status: {"description": "success", "content": {"application/json": {"schema": ok}}}}
+    for code, schema in (also or {}).items():
+        responses[code] = {"description": "success", "content": {"application/json": {"schema": schema}}}
+    for code, text in _ERRORS.items():
+        responses[code] = {"description": text, "content": {"application/json": {"schema": ERROR}}}
+    op: S = {"summary": summary, "tags": [tag], "responses": responses}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _q(name: str, schema: S, description: str = "") -> S:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
+LIMIT = _q("limit", {"type": "integer", "minimum": 1, "maximum": v.MAX_LIMIT}, "page size (default 100)")
+FILTERS = [
+    _q("status", {"type": "string"}, STATUS_INPUT),
+    _q("type", {"type": "string"}, "task type(s), comma-separated"),
+    _q("projectId", {"type": "string", "maxLength": 200}),
+    _q("userId", {"type": "string", "maxLength": 200}, "superusers: any user; others: only themselves"),
+    _q("createdSince", {"type": "string", "format": "date-time"}),
+    _q("createdUntil", {"type": "string", "format": "date-time"}),
+    _q("q", {"type": "string", "maxLength": 200}, "text in label or description"),
+]
+_TYPES = sorted(actors.TASK_TYPES)
+CREATE_PROPS: S = {
+    "taskType": {"enum": _TYPES}, "payload": {"type": "object"},
+    "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+    "maxRetries": {"type": "integer", "minimum": 0, "maximum": 100},
+    "projectId": {"type": "string", "maxLength": 200}, "projectName": {"type": "string", "maxLength": 200},
+    "projectPath": {"type": "string", "maxLength": 4096}, "label": {"type": "string", "maxLength": 200},
+    "description": {"type": "string", "maxLength": 2000}, "runAt": {"type": "string", "format": "date-time"},
+    "userId": {"type": "string", "maxLength": 200},
+    "dependsOn": {"type": "array", "items": {"type": "string"}, "description": "ids of tasks it waits for"},
+}
+CREATE: S = {"type": "object", "properties": CREATE_PROPS, "required": ["taskType"],
+             "additionalProperties": False}
+STATUS_UPDATE_PROPS: S = {"status": {"enum": [*STATUSES, "failed"]}, "errorMessage": _nullable("string"),
+                          "resultData": {}}
+BULK: S = {
+    "type": "object",
+    "properties": {
+        "ids": {"type": "array", "items": {"type": "string"}, "maxItems": v.MAX_BULK_IDS},
+        "filter": {"type": "object", "properties": {
+            "status": {"type": ["string", "array"]}, "type": {"type": ["string", "array"]},
+            "projectId": {"type": "string"}, "userId": {"type": "string"},
+            "createdSince": {"type": "string", "format": "date-time"},
+            "createdUntil": {"type": "string", "format": "date-time"}, "q": {"type": "string"}},
+            "additionalProperties": False},
+        "reason": {"type": "string", "maxLength": 500},
+    },
+    "additionalProperties": False,
+}
+QUEUE_PATCH: S = {
+    "type": "object",
+    "properties": {
+        "isActive": {"type": "boolean"}, "pollInterval": {"type": "integer", "minimum": 10, "maximum": 3_600_000},
+        "maxConcurrentTasks": _nullable("integer", minimum=0, maximum=1_000_000),
+        "retryBaseDelayMs": {"type": "integer", "minimum": 0, "maximum": 86_400_000},
+        "retryMaxDelayMs": {"type": "integer", "minimum": 0, "maximum": 86_400_000},
+    },
+    "additionalProperties": False,
+}
+GENERATION: S = actors.TASK_TYPES["generation"].payload_schema
+
+TASK_OK = _success({"task": TASK}, ["task"])
+QUEUE_OK = _success({"queueSettings": QUEUE, "message": {"type": "string"}}, ["queueSettings"])
+QUEUE_STATE = _success({"queueSettings": QUEUE, "taskCounts": _counts()}, ["queueSettings", "taskCounts"])
+
+
+def build() -> S:
+    paths: S = {
+        "/api/tasks": {
+            "get": _op("List tasks (filters, search, sort, cursor) with counts by status", "tasks",
+                       _success({"tasks": {"type": "array", "items": TASK}, "nextCursor": _nullable("string"),
+                                 "counts": _counts()}, ["tasks", "nextCursor", "counts"]),
+                       params=[*FILTERS, _q("sort", {"enum": list(SORTS)}), _q("cursor", {"type": "string"}),
+                               LIMIT]),
+            "post": {**_op("Create a task (Idempotency-Key: a repeated key returns the first task, 200)",
+                           "tasks", _success({"task": TASK, "created": {"type": "boolean"}}, ["task"]),
+                           status="201", body=CREATE,
+                           also={"200": _success({"task": TASK, "created": {"const": False}}, ["task"])}),
+                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                     "schema": {"type": "string", "minLength": 1, "maxLength": 200}}]},
+        },
+        "/api/tasks/batch": {"post": _op(
+            "Create up to 1000 tasks in one statement", "tasks",
+            _success({"tasks": {"type": "array", "items": TASK}, "count": {"type": "integer"}}, ["tasks", "count"]),
+            status="201",
+            body={"type": "object", "required": ["tasks"], "additionalProperties": False, "properties": {
+                "tasks": {"type": "array", "minItems": 1, "maxItems": v.MAX_BATCH, "items": {
+                    **CREATE, "properties": {**CREATE_PROPS, "idempotencyKey": {"type": "string"}}}}}})},
+        "/api/tasks/counts": {"get": _op(
+            "Counts by status (from the trigger-kept task_counts table)", "tasks",
+            _success({"counts": _counts()}, ["counts"]), params=[FILTERS[3], FILTERS[1]])},
+        "/api/tasks/bulk/{action}": {"post": {**_op(
+            "Cancel, retry or delete many tasks by ids and/or filter", "tasks",
+            _success({"action": {"type": "string"}, "count": {"type": "integer"},
+                      "ids": {"type": "array", "items": {"type": "string"}}, "more": {"type": "boolean"},
+                      "skipped": {"type": "array", "items": {"type": "string"}}}, ["count", "ids"]),
+            body=BULK), "parameters": [{"name": "action", "in": "path", "required": True,
+                                        "schema": {"enum": ["cancel", "retry", "delete"]}}]}},
+        "/api/tasks/{task_id}": {
+            "parameters": [TASK_ID],
+            "get": _op("Read a task", "tasks", TASK_OK),
+            "patch": _op("Change a task's status (the state machine decides: 409 when illegal)", "tasks",
+                         TASK_OK, body={"type": "object", "properties": STATUS_UPDATE_PROPS,
+                                        "required": ["status"], "additionalProperties": False}),
+            "delete": _op("Delete a task", "tasks", _success({"deleted": {"type": "string"}}, ["deleted"])),
+        },
+        "/api/tasks/{task_id}/cancel": {"parameters": [TASK_ID], "post": _op(
+            "Cancel a pending or processing task", "tasks", TASK_OK, body_required=False,
+            body={"type": "object", "properties": {"reason": {"type": "string", "maxLength": 500}},
+                  "additionalProperties": False})},
+        "/api/tasks/{task_id}/retry": {"parameters": [TASK_ID], "post": _op(
+            "Retry an error or cancelled task", "tasks", TASK_OK)},
+        "/api/queue": {
+            "get": _op("Queue settings and counts", "queue", QUEUE_STATE),
+            "patch": _op("Change queue settings (superusers)", "queue", QUEUE_OK, body=QUEUE_PATCH),
+        },
+        "/api/queue/start": {"post": _op("Start the queue (superusers)", "queue", QUEUE_OK)},
+        "/api/queue/stop": {"post": _op("Stop the queue (superusers)", "queue", QUEUE_OK)},
+        # ---- seed one
+        "/api/kiro/background-tasks": {
+            "get": _op("Seed one: list tasks with taskCounts", "seed one",
+                       _success({"tasks": {"type": "array", "items": SEED_ONE_TASK}, "taskCounts": _counts()},
+                                ["tasks", "taskCounts"]),
+                       params=[_q("projectId", {"type": "string", "maxLength": 200}),
+                               _q("status", {"type": "string"}, STATUS_INPUT), LIMIT]),
+            "post": _op("Seed one: create a task", "seed one", _success({"task": SEED_ONE_TASK}, ["task"]),
+                        body={**CREATE, "additionalProperties": True}),
+            "put": _op("Seed one: update a task's status", "seed one", _success({"task": SEED_ONE_TASK}, ["task"]),
+                       body={"type": "object", "required": ["taskId", "status"],
+                             "properties": {"taskId": {"type": "string"}, **STATUS_UPDATE_PROPS}}),
+            "delete": _op("Seed one: cancel, retry or delete a task, or clear completed tasks", "seed one",
+                          _success({"message": {"type": "string"}, "task": SEED_ONE_TASK,
+                                    "taskId": {"type": "string"}, "deletedCount": {"type": "integer"}}, []),
+                          params=[_q("taskId", {"type": "string"}),
+                                  _q("action", {"enum": ["cancel", "retry", "delete", "clear-completed"]}),
+                                  _q("projectId", {"type": "string"}, "clear-completed: only this project")]),
+        },
+        "/api/kiro/background-tasks/queue": {
+            "get": _op("Seed one: queue status (queueSettings.isActive)", "seed one", QUEUE_STATE),
+            "post": _op("Seed one: start or stop the queue (superusers)", "seed one", QUEUE_OK,
+                        body={"type": "object", "required": ["action"],
+                              "properties": {"action": {"enum": ["start", "stop"]}}}),
+        },
+        # ---- seed two
+        "/api/generateAIQuestions": {"post": {**_op(
+            "Seed two: queue AI question generation; returns taskId at once", "seed two",
+            _success({"taskId": {"type": "string"}, "task": SEED_TWO_TASK}, ["taskId"]), body=GENERATION),
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}]}},
+        "/api/getBackgroundTasks": {"get": _op(
+            "Seed two: a user's tasks (a superuser's without userId: everyone's)", "seed two",
+            _success({"tasks": {"type": "array", "items": SEED_TWO_TASK}, "count": {"type": "integer"}},
+                     ["tasks"]),
+            params=[_q("userId", {"type": "string", "maxLength": 200}), LIMIT])},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "bgtasks", "version": "1",
+                 "description": "Background AI tasks: the resource API, and both seed documents' endpoints. "
+                                "Errors are {success: false, error, field, code}. See docs/api.md."},
+        "paths": paths,
+        "components": {
+            "schemas": {"Task": _task_schema(False), "SeedTwoTask": _task_schema(True),
+                        "SeedOneTask": {**_task_schema(False), "description": "Task plus seed one's column names"},
+                        "Error": ERROR},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "an API key from `bgtasks keys create`"}},
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+DOCUMENT = build()
+
+
+async def openapi_json(request: Request) -> JSONResponse:
+    return JSONResponse(DOCUMENT)

@@ -1,0 +1,274 @@
+"""The resource API for tasks: /api/tasks (list, create, batch, counts, bulk actions) and /api/tasks/{id}
+(read, change status, delete, cancel, retry). Seed one's and seed two's paths (seeds.py) reuse these pieces."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..errors import TaskNotFound
+from ..settings import Settings
+from ..store import tasks as store
+from ..store import workflows as workflow_store
+from . import validation as v
+from . import workflows
+from .auth import Principal, authenticate
+from .serialize import counts_json, ok, task_json
+
+BULK_LIMIT = 10_000  # rows one bulk call changes at most; `more: true` says call again
+
+
+def pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+# ---------------------------------------------------------------- shared by the resource and seed APIs
+
+def owner_filter(principal: Principal, requested: str | None) -> tuple[str | None, bool]:
+    """(user filter, visible at all). A user asking for another user's tasks sees none, not an error."""
+    if principal.is_superuser:
+        return requested, True
+    if requested is not None and requested != principal.user_id:
+        return principal.user_id, False
+    return principal.user_id, True
+
+
+def filter_from(params: Mapping[str, str], principal: Principal, *, project_key: str = "projectId",
+                status_key: str = "status", type_key: str = "type") -> tuple[store.TaskFilter, bool]:
+    user_id, visible = owner_filter(principal, v.q_str(params, "userId"))
+    flt = store.TaskFilter(
+        user_id=user_id,
+        statuses=v.q_statuses(params, status_key),
+        task_types=v.q_types(params, type_key) if type_key else None,
+        project_id=v.q_str(params, project_key),
+        created_since=v.q_time(params, "createdSince"),
+        created_until=v.q_time(params, "createdUntil"),
+        search=v.q_str(params, "q"),
+    )
+    return flt, visible
+
+
+async def visible_task(request: Request, principal: Principal, task_id: str) -> asyncpg.Record:
+    row = await store.get_visible_task(pool(request), v.check_task_id(task_id), principal.owner)
+    if row is None:
+        raise TaskNotFound(task_id)
+    return row
+
+
+async def create_from_body(request: Request, principal: Principal, body: Mapping[str, Any], *,
+                           strict: bool) -> tuple[asyncpg.Record, bool]:
+    """Validate and insert one task: one statement (plus its NOTIFY). (row, created now?)"""
+    spec = v.build_task_spec(body, principal, settings(request).project_roots,
+                             idempotency_key=v.idempotency_key(request), strict=strict)
+    # Under the creation rate limit (429), and with its dependencies, in one transaction (api/workflows.py).
+    depends_on = workflows.depends_on_from(body)
+    row = (await workflow_store.create_tasks_checked(pool(request), [spec], [depends_on]))[0]
+    return row, bool(row["is_new"]) if "is_new" in row.keys() else True
+
+
+async def cancel_one(request: Request, principal: Principal, task_id: str, reason: str) -> asyncpg.Record:
+    row = await store.cancel_visible_task(pool(request), v.check_task_id(task_id), principal.owner, reason)
+    if row is None:
+        raise TaskNotFound(task_id)
+    return row
+
+
+async def retry_one(request: Request, principal: Principal, task_id: str) -> asyncpg.Record:
+    row = await store.retry_visible_task(pool(request), v.check_task_id(task_id), principal.owner)
+    if row is None:
+        raise TaskNotFound(task_id)
+    return row
+
+
+async def delete_one(request: Request, principal: Principal, task_id: str) -> asyncpg.Record:
+    row = await store.delete_visible_task(pool(request), v.check_task_id(task_id), principal.owner)
+    if row is None:
+        raise TaskNotFound(task_id)
+    return row
+
+
+async def update_status(request: Request, principal: Principal, task_id: str, body: Mapping[str, Any],
+                        *, field_prefix: str = "") -> asyncpg.Record:
+    """Seed one's PUT and the resource PATCH: status (required), errorMessage, resultData."""
+    status = v.parse_status_value(body.get("status"), f"{field_prefix}status") if "status" in body else None
+    if status is None:
+        raise v.fail("status", "required")
+    changes: dict[str, Any] = {}
+    if "errorMessage" in body:
+        changes["error_message"] = v.get_str(body, "errorMessage", allow_empty=True)
+    if "resultData" in body:
+        changes["result_data"] = body["resultData"]
+    row = await store.set_task_status(pool(request), v.check_task_id(task_id), principal.owner, status.value,
+                                      **changes)
+    if row is None:
+        raise TaskNotFound(task_id)
+    return row
+
+
+async def counts_for(request: Request, principal: Principal, user_id: str | None, visible: bool,
+                     task_types: list[str] | None = None, *, seed_two: bool = False) -> dict[str, int]:
+    counts = await store.count_tasks_by_status(pool(request), user_id, task_types) if visible else {}
+    return counts_json(counts, seed_two=seed_two)
+
+
+# ---------------------------------------------------------------- /api/tasks
+
+async def list_tasks(request: Request) -> JSONResponse:
+    principal = await authenticate(request)
+    params = request.query_params
+    flt, visible = filter_from(params, principal)
+    sort = v.q_sort(params)
+    limit = v.q_limit(params)
+    after = v.decode_cursor(params.get("cursor"), sort)
+    rows = await store.list_tasks(pool(request), flt, sort=sort, after=after, limit=limit + 1) if visible else []
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = v.encode_cursor(sort, *store.cursor_key(rows[-1], sort))
+    counts = await counts_for(request, principal, flt.user_id, visible, list(flt.task_types or []) or None)
+    return ok({"tasks": [task_json(r) for r in rows], "nextCursor": next_cursor, "counts": counts})
+
+
+async def create_task(request: Request) -> JSONResponse:
+    principal = await authenticate(request)
+    body = await v.read_json_object(request)
+    row, created = await create_from_body(request, principal, body, strict=True)
+    return ok({"task": task_json(row), "created": created}, status_code=201 if created else 200)
+
+
+async def create_batch(request: Request) -> JSONResponse:
+    """Up to 1000 tasks in one INSERT statement (one NOTIFY)."""
+    principal = await authenticate(request)
+    body = await v.read_json_object(request)
+    v.only_fields(body, {"tasks"})
+    items = body.get("tasks")
+    if not isinstance(items, list) or not items:
+        raise v.fail("tasks", "expected a non-empty array of task objects")
+    if len(items) > v.MAX_BATCH:
+        raise v.fail("tasks", f"at most {v.MAX_BATCH} tasks per batch")
+    roots = settings(request).project_roots
+    specs = []
+    depends_on: list[list[str] | None] = []
+    keys: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"tasks[{i}]."
+        if not isinstance(item, dict):
+            raise v.fail(f"tasks[{i}]", "expected a task object")
+        key = v.get_str(item, "idempotencyKey", field=f"{where}idempotencyKey",
+                        max_len=v.LENGTHS["Idempotency-Key"])
+        if key is not None:
+            if key in keys:
+                raise v.fail(f"{where}idempotencyKey", "repeated within the batch")
+            keys.add(key)
+        fields = {k: val for k, val in item.items() if k != "idempotencyKey"}
+        specs.append(v.build_task_spec(fields, principal, roots, idempotency_key=key, where=where))
+        depends_on.append(workflows.depends_on_from(fields, where))
+    rows = await workflow_store.create_tasks_checked(pool(request), specs, depends_on)
+    return ok({"tasks": [task_json(r) for r in rows], "count": len(rows)}, status_code=201)
+
+
+async def task_counts(request: Request) -> JSONResponse:
+    principal = await authenticate(request)
+    params = request.query_params
+    user_id, visible = owner_filter(principal, v.q_str(params, "userId"))
+    return ok({"counts": await counts_for(request, principal, user_id, visible, v.q_types(params))})
+
+
+async def bulk_action(request: Request) -> JSONResponse:
+    """POST /api/tasks/bulk/{action}: cancel, retry or delete by `ids`, by `filter`, or both (intersection)."""
+    principal = await authenticate(request)
+    action = request.path_params["action"]
+    if action not in ("cancel", "retry", "delete"):
+        raise TaskNotFound(f"bulk/{action}")  # no such sub-resource
+    body = await v.read_json_object(request)
+    v.only_fields(body, {"ids", "filter", "reason"})
+    ids = body.get("ids")
+    raw_filter = body.get("filter")
+    if ids is None and raw_filter is None:
+        raise v.fail("ids", "give ids (an array of task ids), a filter (an object), or both")
+    if ids is not None:
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise v.fail("ids", "expected an array of task id strings")
+        if len(ids) > v.MAX_BULK_IDS:
+            raise v.fail("ids", f"at most {v.MAX_BULK_IDS} ids per call")
+        ids = [i for i in dict.fromkeys(ids) if v.TASK_ID.match(i)]  # a malformed id matches no task
+    params: dict[str, str] = {}
+    if raw_filter is not None:
+        if not isinstance(raw_filter, dict):
+            raise v.fail("filter", "expected an object")
+        v.only_fields(raw_filter, {"status", "type", "projectId", "userId", "createdSince", "createdUntil", "q"},
+                      "filter.")
+        for name, value in raw_filter.items():
+            if isinstance(value, list) and name in ("status", "type") and all(isinstance(x, str) for x in value):
+                value = ",".join(value)
+            if value is not None and not isinstance(value, str):
+                raise v.fail(f"filter.{name}", "expected a string" + (" or an array of strings"
+                                                                        if name in ("status", "type") else ""))
+            if value is not None:
+                params[name] = value
+    flt, visible = filter_from(params, principal)
+    reason = v.get_str(body, "reason") or f"cancelled by {principal.user_id}"
+    changed: list[str] = []
+    if visible and (ids is None or ids):
+        op = {"cancel": store.cancel_tasks_matching, "retry": store.retry_tasks_matching,
+              "delete": store.delete_tasks_matching}[action]
+        extra = {"reason": reason} if action == "cancel" else {}
+        changed = await op(pool(request), flt, ids, limit=BULK_LIMIT, **extra)
+    result: dict[str, Any] = {"action": action, "count": len(changed), "ids": changed,
+                              "more": ids is None and len(changed) >= BULK_LIMIT}
+    if ids is not None:
+        done = set(changed)
+        result["skipped"] = [i for i in body["ids"] if i not in done]
+    return ok(result)
+
+
+# ---------------------------------------------------------------- /api/tasks/{id}
+
+async def get_task(request: Request) -> JSONResponse:
+    principal = await authenticate(request)
+    row = await visible_task(request, principal, request.path_params["task_id"])
+    return ok({"task": task_json(row)})
+
+
+async def patch_task(request: Request) -> JSONResponse:
+    principal = await authenticate(request)
+    body = await v.read_json_object(request)
+    v.only_fields(body, {"status", "errorMessage", "resultData"})
+    row = await update_status(request, principal, request.path_params["task_id"], body)
+    return ok({"task": task_json(row)})
+
+
+async def delete_task(request: Request) -> JSONResponse:
+    principal = await authenticate(request)
+    row = await delete_one(request, principal, request.path_params["task_id"])
+    return ok({"deleted": row["id"]})
+
+
+async def _optional_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    return v.parse_json_object(raw) if raw.strip() else {}
+
+
+async def cancel_task(request: Request) -> JSONResponse:
+    principal = await authenticate(request)
+    body = await _optional_body(request)
+    v.only_fields(body, {"reason"})
+    reason = v.get_str(body, "reason") or f"cancelled by {principal.user_id}"
+    row = await cancel_one(request, principal, request.path_params["task_id"], reason)
+    return ok({"task": task_json(row)})
+
+
+async def retry_task(request: Request) -> JSONResponse:
+    principal = await authenticate(request)
+    body = await _optional_body(request)
+    v.only_fields(body, set())
+    row = await retry_one(request, principal, request.path_params["task_id"])
+    return ok({"task": task_json(row)})

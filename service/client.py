@@ -1,0 +1,128 @@
+"""The HTTP client behind the CLI's task and queue commands: a running service's REST API and live stream,
+with every failure mapped to one of the CLI's exit codes (people may have no database access; scripts need
+codes they can branch on).
+
+Exit codes: 0 ok, 1 the task failed, 2 usage or configuration (including 400/401/403/422), 3 not found,
+4 refused (409, 429) or the task was cancelled, 5 the service cannot be reached (or answers 5xx).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+OK, FAILED, USAGE, NOT_FOUND, REFUSED, UNREACHABLE = 0, 1, 2, 3, 4, 5
+CANCELLED_EXIT = REFUSED  # `watch`/`submit --wait`: the task was cancelled
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class CliError(Exception):
+    """Ends a command with a message on stderr and an exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def exit_code_for_status(status: int) -> int:
+    if status == 404:
+        return NOT_FOUND
+    if status in (409, 429):
+        return REFUSED
+    if status >= 500:
+        return UNREACHABLE
+    return USAGE
+
+
+class Client:
+    """A few calls to the REST API of one bgtasks service (any API instance: they share the database)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"accept": "application/json", "user-agent": "bgtasks-cli"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            resp = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the service at {self.base_url}: {exc}", UNREACHABLE) from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"error": resp.text[:200]}
+        if resp.status_code >= 400:
+            message = body.get("error") if isinstance(body, dict) else None
+            raise CliError(f"{message or resp.reason_phrase} (HTTP {resp.status_code})",
+                           exit_code_for_status(resp.status_code))
+        return body if isinstance(body, dict) else {"data": body}
+
+    def events(self, path: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """The `data:` messages of one SSE stream as JSON objects, until the server ends it."""
+        try:
+            with self.http.stream("GET", path, params=params, headers={"accept": "text/event-stream"},
+                                  timeout=httpx.Timeout(10.0, read=60.0)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    try:
+                        message = resp.json().get("error")
+                    except ValueError:
+                        message = resp.text[:200]
+                    raise CliError(f"{message} (HTTP {resp.status_code})", exit_code_for_status(resp.status_code))
+                data: list[str] = []
+                for line in resp.iter_lines():
+                    if line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+                    elif line == "" and data:
+                        try:
+                            yield json.loads("\n".join(data))
+                        except ValueError:
+                            pass
+                        data = []
+        except httpx.HTTPError as exc:
+            raise CliError(f"lost the live stream from {self.base_url}: {exc}", UNREACHABLE) from None
+
+
+def add_client_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help=f"the service's base URL (default BGTASKS_URL, {DEFAULT_URL})")
+    p.add_argument("--api-key", help="API key (default BGTASKS_API_KEY; none needed in development mode)")
+
+
+def client_from(args: argparse.Namespace) -> Client:
+    # The CLI's edge: these two come from the environment here, not from Settings (they describe the
+    # service to talk to, not this process).
+    url = getattr(args, "url", None) or os.environ.get("BGTASKS_URL") or DEFAULT_URL
+    if not url.startswith(("http://", "https://")):
+        raise CliError(f"BGTASKS_URL: expected http://host:port, not {url!r}", USAGE)
+    return Client(url, getattr(args, "api_key", None) or os.environ.get("BGTASKS_API_KEY"))
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A CLI command: CliError becomes its message on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except CliError as exc:
+            print(f"bgtasks: {exc}", file=sys.stderr)
+            return exc.exit_code
+
+    return run

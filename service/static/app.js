@@ -1,0 +1,873 @@
+// The dashboard: the task table (one page at a time, updated live from /api/events), counts by status,
+// filters and search, details, actions, the create form, toasts and, for superusers, the queue controls.
+// The server is the source of truth: a page comes from GET /api/tasks, every change after it from the stream.
+
+import { ApiError, apiKey, del, get, patch, post, query, setApiKey } from "./api.js";
+import { collect, loadTaskTypes, renderTypeFields, typeOptions } from "./form.js";
+import {
+  STATUSES, STATUS_LABEL, TERMINAL, absolute, duration, h, normaliseStatus, percent, relative, shortId, taskTitle,
+} from "./format.js";
+import { LiveStream } from "./live.js";
+import { renderResult } from "./results.js";
+
+const $ = (id) => document.getElementById(id);
+const KNOWN_LIMIT = 20000; // statuses remembered for tasks off the page (to keep counts exact)
+
+const state = {
+  me: { userId: null, isSuperuser: false },
+  types: loadTaskTypes(),
+  tasks: new Map(), // id -> task JSON, for rows on the page and the open dialog
+  known: new Map(), // id -> [status, seq] of every task seen (bounded)
+  page: [], // ids shown, in order
+  counts: Object.fromEntries(STATUSES.map((s) => [s, 0])),
+  filters: { q: "", status: "", type: "", projectId: "", userId: "", sort: "-createdAt" },
+  pageSize: 50,
+  cursors: [null], // cursor of each page visited; the last is the current page's
+  nextCursor: null,
+  selected: new Set(),
+  loading: null, // the AbortController of the list request in flight
+  bufferedDuringLoad: false,
+  live: false,
+  streamStart: Date.now(),
+  detailId: null,
+  queue: null,
+};
+const rows = new Map(); // id -> <tr>
+
+// ------------------------------------------------------------------ identity and the API key
+
+async function loadMe() {
+  try {
+    const me = await get("/api/me");
+    state.me = { userId: me.userId ?? me.user?.id ?? null, isSuperuser: Boolean(me.isSuperuser ?? me.user?.isSuperuser) };
+  } catch (err) {
+    if (err.status === 401) throw err;
+    // No /api/me on this server: development mode without a key is the local superuser.
+    state.me = { userId: apiKey() ? null : "local", isSuperuser: !apiKey() };
+  }
+  $("whoami").textContent = state.me.userId
+    ? `Signed in as ${state.me.userId}${state.me.isSuperuser ? " (superuser)" : ""}` : "";
+  for (const node of document.querySelectorAll(".superuser-only")) node.hidden = !state.me.isSuperuser;
+  $("queue-panel").hidden = !state.me.isSuperuser;
+  document.body.classList.toggle("is-superuser", state.me.isSuperuser);
+}
+
+function showBanner(message) {
+  const b = $("banner");
+  b.textContent = message ?? "";
+  b.hidden = !message;
+}
+
+function needKey(message) {
+  showBanner(message || "This server needs an API key: enter one under “API key”.");
+  $("key-box").open = true;
+  $("api-key").focus();
+}
+
+// ------------------------------------------------------------------ tasks in memory
+
+function remember(task) {
+  state.known.delete(task.id);
+  state.known.set(task.id, [task.status, task.seq ?? 0]);
+  if (state.known.size > KNOWN_LIMIT) state.known.delete(state.known.keys().next().value);
+}
+
+function normalise(task) {
+  task.status = normaliseStatus(task.status);
+  return task;
+}
+
+/** Whether `task` belongs in the table under the current filters (the server decides for whole pages). */
+function matches(task) {
+  const f = state.filters;
+  if (!state.me.isSuperuser && state.me.userId && task.userId !== state.me.userId) return false;
+  if (f.status && task.status !== f.status) return false;
+  if (f.type && task.taskType !== f.type) return false;
+  if (f.projectId && task.projectId !== f.projectId) return false;
+  if (f.userId && task.userId !== f.userId) return false;
+  if (f.q) {
+    const hay = [task.id, task.label, task.description, task.taskType, task.projectName, task.projectId,
+      task.userId, task.errorMessage].filter(Boolean).join(" ").toLowerCase();
+    if (!hay.includes(f.q.toLowerCase())) return false;
+  }
+  return true;
+}
+
+/** Counts follow the list's scope: the user (and type) filters, not status, project or search. */
+function counted(task) {
+  const f = state.filters;
+  if (!state.me.isSuperuser && state.me.userId && task.userId !== state.me.userId) return false;
+  if (f.userId && task.userId !== f.userId) return false;
+  if (f.type && task.taskType !== f.type) return false;
+  return true;
+}
+
+// ------------------------------------------------------------------ loading a page
+
+let countsTimer = null;
+function refreshCountsSoon() {
+  clearTimeout(countsTimer);
+  countsTimer = setTimeout(refreshCounts, 1000);
+}
+
+async function refreshCounts() {
+  try {
+    const f = state.filters;
+    const res = await get(`/api/tasks/counts${query({ type: f.type, userId: f.userId })}`);
+    setCounts(res.counts);
+  } catch {
+    /* the next page load corrects them */
+  }
+}
+
+function listParams(cursor) {
+  const f = state.filters;
+  return query({ q: f.q, status: f.status, type: f.type, projectId: f.projectId, userId: f.userId,
+    sort: f.sort, limit: state.pageSize, cursor });
+}
+
+async function loadPage({ keepFocus = false } = {}) {
+  if (state.loading) state.loading.abort();
+  const controller = new AbortController();
+  state.loading = controller;
+  state.bufferedDuringLoad = false;
+  const cursor = state.cursors[state.cursors.length - 1];
+  $("task-table").setAttribute("aria-busy", "true");
+  try {
+    const res = await get(`/api/tasks${listParams(cursor)}`);
+    if (controller.signal.aborted) return;
+    showBanner("");
+    const tasks = (res.tasks || []).map(normalise);
+    // A change streamed while the request was in flight may be newer than the row it returned.
+    const keep = new Map(state.tasks);
+    state.tasks.clear();
+    for (const t of tasks) {
+      const newer = keep.get(t.id);
+      state.tasks.set(t.id, newer && (newer.seq ?? 0) > (t.seq ?? 0) ? newer : t);
+      remember(state.tasks.get(t.id));
+    }
+    if (state.detailId && keep.has(state.detailId)) state.tasks.set(state.detailId, keep.get(state.detailId));
+    state.page = tasks.map((t) => t.id);
+    state.nextCursor = res.nextCursor ?? null;
+    setCounts(res.counts);
+    if (state.bufferedDuringLoad) refreshCountsSoon();
+    for (const id of [...state.selected]) if (!state.tasks.has(id)) state.selected.delete(id);
+    renderRows();
+    learnOptions(tasks);
+    if (!keepFocus && document.activeElement === document.body) $("tasks-h").focus({ preventScroll: true });
+  } catch (err) {
+    if (controller.signal.aborted) return;
+    if (err.status === 401) needKey();
+    else showBanner(`Could not load tasks: ${err.message}`);
+  } finally {
+    if (state.loading === controller) state.loading = null;
+    $("task-table").removeAttribute("aria-busy");
+  }
+}
+
+function learnOptions(tasks) {
+  const add = (listId, values) => {
+    const list = $(listId);
+    const have = new Set([...list.options].map((o) => o.value));
+    for (const v of values) {
+      if (v && !have.has(v) && list.options.length < 200) {
+        list.append(h("option", { value: v }));
+        have.add(v);
+      }
+    }
+  };
+  add("projects", tasks.map((t) => t.projectId));
+  add("users", tasks.map((t) => t.userId));
+}
+
+// ------------------------------------------------------------------ counts
+
+function setCounts(counts) {
+  if (!counts) return;
+  for (const s of STATUSES) state.counts[s] = Number(counts[s] ?? (s === "error" ? counts.failed : 0) ?? 0);
+  renderCounts();
+}
+
+function bump(status, delta) {
+  if (status in state.counts) state.counts[status] = Math.max(0, state.counts[status] + delta);
+}
+
+function renderCounts() {
+  const list = $("counts");
+  const total = STATUSES.reduce((n, s) => n + state.counts[s], 0);
+  const items = [["", "All", total], ...STATUSES.map((s) => [s, STATUS_LABEL[s], state.counts[s]])];
+  if (list.children.length !== items.length) {
+    list.replaceChildren(...items.map(([status, label]) => h("li", {},
+      h("button", { type: "button", class: `count status-${status || "all"}`, dataset: { status },
+        onclick: () => setFilter("status", status) },
+      h("span", { class: "count-label" }, label), h("span", { class: "count-n" }, "0")))));
+  }
+  items.forEach(([status, label, n], i) => {
+    const btn = list.children[i].firstElementChild;
+    btn.querySelector(".count-n").textContent = String(n);
+    btn.setAttribute("aria-pressed", String(state.filters.status === status));
+    btn.setAttribute("aria-label", `${label}: ${n}${status ? "" : " tasks"}. Show ${label.toLowerCase()}`);
+  });
+}
+
+// ------------------------------------------------------------------ the table
+
+function actionButtons(task, { inDialog = false } = {}) {
+  const title = taskTitle(task);
+  const out = [];
+  if (task.status === "pending" || task.status === "processing") {
+    out.push(h("button", { type: "button", class: "act act-cancel", "aria-label": `Cancel ${title}`,
+      onclick: () => act(task.id, "cancel") }, "Cancel"));
+  }
+  if (task.status === "error" || task.status === "cancelled") {
+    out.push(h("button", { type: "button", class: "act act-retry", "aria-label": `Retry ${title}`,
+      onclick: () => act(task.id, "retry") }, "Retry"));
+  }
+  out.push(h("button", { type: "button", class: "act act-delete danger", "aria-label": `Delete ${title}`,
+    onclick: () => act(task.id, "delete") }, "Delete"));
+  if (!inDialog) {
+    out.unshift(h("button", { type: "button", class: "act act-details", "aria-label": `Details of ${title}`,
+      "aria-haspopup": "dialog", onclick: (e) => openDetail(task.id, e.currentTarget) }, "Details"));
+  }
+  return out;
+}
+
+function progressBar(task, label) {
+  const pct = percent(task);
+  const fill = h("span", { class: "bar-fill" });
+  fill.style.width = `${pct}%`;
+  return h("div", { class: `bar status-${task.status}`, role: "progressbar", "aria-valuemin": "0",
+    "aria-valuemax": "100", "aria-valuenow": String(pct), "aria-label": label }, fill);
+}
+
+function buildRow(task) {
+  const tr = h("tr", { dataset: { id: task.id } });
+  tr.append(
+    h("td", { class: "col-select" }, h("input", { type: "checkbox", class: "select-row",
+      "aria-label": `Select ${taskTitle(task)}`, onchange: (e) => toggleSelect(task.id, e.target.checked) })),
+    h("td", { class: "col-task", "data-label": "Task" }),
+    h("td", { class: "col-status", "data-label": "Status" }),
+    h("td", { class: "col-progress", "data-label": "Progress" }),
+    h("td", { class: "col-duration", "data-label": "Duration" }),
+    h("td", { class: "col-user superuser-only", "data-label": "User" }),
+    h("td", { class: "col-created", "data-label": "Created" }),
+    h("td", { class: "col-actions" }),
+  );
+  fillRow(tr, task);
+  return tr;
+}
+
+function fillRow(tr, task) {
+  const [, cTask, cStatus, cProgress, cDuration, cUser, cCreated, cActions] = tr.children;
+  tr.className = `row status-${task.status}`;
+  tr.querySelector(".select-row").checked = state.selected.has(task.id);
+  const meta = [task.taskType, task.projectName || task.projectId, `#${shortId(task.id)}`].filter(Boolean).join(" · ");
+  cTask.replaceChildren(h("span", { class: "task-title" }, taskTitle(task)), h("span", { class: "task-meta" }, meta));
+  const retries = task.retryCount > 0 ? h("span", { class: "retries" }, `retry ${task.retryCount}/${task.maxRetries}`) : null;
+  cStatus.replaceChildren(h("span", { class: `badge status-${task.status}` }, STATUS_LABEL[task.status] ?? task.status),
+    ...(retries ? [retries] : []));
+  const pct = percent(task);
+  const bar = cProgress.querySelector(".bar");
+  const note = task.status === "error" ? task.errorMessage : task.description && task.label ? task.description : "";
+  if (bar) {
+    // Update in place, so the width transition runs and assistive technology hears one value change.
+    bar.className = `bar status-${task.status}`;
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.firstElementChild.style.width = `${pct}%`;
+    cProgress.querySelector(".pct").textContent = `${pct}%`;
+    cProgress.querySelector(".note").textContent = note || "";
+  } else {
+    cProgress.replaceChildren(h("div", { class: "bar-line" }, progressBar(task, `Progress of ${taskTitle(task)}`),
+      h("span", { class: "pct" }, `${pct}%`)), h("span", { class: "note" }, note || ""));
+  }
+  cDuration.textContent = duration(task);
+  cUser.textContent = task.userId ?? "";
+  cUser.hidden = !state.me.isSuperuser;
+  cCreated.replaceChildren(h("time", { datetime: task.createdAt ?? "", title: absolute(task.createdAt) }, relative(task.createdAt)));
+  const key = `${task.status}`;
+  if (cActions.dataset.key !== key) {
+    cActions.dataset.key = key;
+    const hadFocus = cActions.contains(document.activeElement) ? document.activeElement.className : null;
+    cActions.replaceChildren(h("div", { class: "actions" }, actionButtons(task)));
+    if (hadFocus) (cActions.querySelector(`.${hadFocus.split(" ")[1]}`) || cActions.querySelector(".act-details"))?.focus();
+  }
+}
+
+function renderRows() {
+  const body = $("rows");
+  const wanted = new Set(state.page);
+  for (const [id, tr] of rows) {
+    if (!wanted.has(id)) {
+      tr.remove();
+      rows.delete(id);
+    }
+  }
+  let prev = null;
+  for (const id of state.page) {
+    const task = state.tasks.get(id);
+    let tr = rows.get(id);
+    if (!tr) {
+      tr = buildRow(task);
+      rows.set(id, tr);
+    } else fillRow(tr, task);
+    const expected = prev ? prev.nextSibling : body.firstChild;
+    if (expected !== tr) body.insertBefore(tr, expected);
+    prev = tr;
+  }
+  $("empty").hidden = state.page.length > 0;
+  const n = state.cursors.length;
+  $("prev-page").disabled = n <= 1;
+  $("next-page").disabled = !state.nextCursor;
+  $("page-info").textContent = state.page.length
+    ? `Page ${n}: ${state.page.length} task${state.page.length === 1 ? "" : "s"}${state.nextCursor ? ", more on the next page" : ""}`
+    : `Page ${n}: no tasks`;
+  renderSelection();
+}
+
+function updateRow(task) {
+  const tr = rows.get(task.id);
+  if (tr) fillRow(tr, task);
+}
+
+// ------------------------------------------------------------------ selection and actions
+
+function toggleSelect(id, on) {
+  if (on) state.selected.add(id);
+  else state.selected.delete(id);
+  renderSelection();
+}
+
+function renderSelection() {
+  const n = state.selected.size;
+  $("selected-count").textContent = `${n} selected`;
+  for (const id of ["bulk-cancel", "bulk-retry", "bulk-delete"]) $(id).disabled = n === 0;
+  const all = $("select-page");
+  const onPage = state.page.filter((id) => state.selected.has(id)).length;
+  all.checked = onPage > 0 && onPage === state.page.length;
+  all.indeterminate = onPage > 0 && onPage < state.page.length;
+}
+
+const PAST = { cancel: "cancelled", retry: "queued again", delete: "deleted" };
+
+async function act(id, action) {
+  const task = state.tasks.get(id);
+  const title = task ? taskTitle(task) : id;
+  if (action === "delete" && !confirm(`Delete “${title}”? This cannot be undone.`)) return;
+  try {
+    if (action === "delete") await del(`/api/tasks/${encodeURIComponent(id)}`);
+    else {
+      const res = await post(`/api/tasks/${encodeURIComponent(id)}/${action}`);
+      if (res && res.task) applyTask(normalise(res.task), { quiet: true });
+    }
+    toast(`${title}: ${PAST[action]}`, "info");
+  } catch (err) {
+    toast(`Could not ${action} ${title}: ${err.message}`, "error");
+  }
+}
+
+async function bulk(action) {
+  const ids = [...state.selected];
+  if (!ids.length) return;
+  if (action === "delete" && !confirm(`Delete ${ids.length} selected task(s)? This cannot be undone.`)) return;
+  try {
+    const res = await post(`/api/tasks/bulk/${action}`, { ids });
+    const skipped = (res.skipped || []).length;
+    toast(`${res.count} task(s) ${PAST[action]}${skipped ? `; ${skipped} skipped (not in a state that allows it)` : ""}`, "info");
+    if (action === "delete") for (const id of res.ids || []) state.selected.delete(id);
+    renderSelection();
+  } catch (err) {
+    toast(`Could not ${action} the selected tasks: ${err.message}`, "error");
+  }
+}
+
+async function clearCompleted() {
+  const n = state.counts.completed;
+  if (!confirm(`Delete all ${n} completed task(s)${state.me.isSuperuser && !state.filters.userId ? " of every user" : ""}?`)) return;
+  let total = 0;
+  try {
+    for (let round = 0; round < 100; round += 1) {
+      const filter = { status: "completed" };
+      if (state.filters.userId) filter.userId = state.filters.userId;
+      const res = await post("/api/tasks/bulk/delete", { filter });
+      total += res.count;
+      if (!res.more) break;
+    }
+    toast(`Cleared ${total} completed task(s)`, "info");
+  } catch (err) {
+    toast(`Could not clear completed tasks: ${err.message}`, "error");
+  }
+}
+
+// ------------------------------------------------------------------ live events
+
+function applyTask(task, { quiet = false } = {}) {
+  const before = state.known.get(task.id);
+  if (before && before[1] > (task.seq ?? 0)) return; // older than what we have
+  const prevStatus = before ? before[0] : null;
+  remember(task);
+  if (state.loading) state.bufferedDuringLoad = true;
+
+  // Counts: exact when we know the previous status; a task we never saw is new if it was created after we
+  // connected, otherwise ask the server once things settle.
+  if (counted(task)) {
+    if (prevStatus !== null) {
+      if (prevStatus !== task.status) {
+        bump(prevStatus, -1);
+        bump(task.status, +1);
+      }
+    } else if ((Date.parse(task.createdAt) || 0) >= state.streamStart - 2000) bump(task.status, +1);
+    else refreshCountsSoon();
+    renderCounts();
+  }
+
+  const onPage = state.tasks.has(task.id) && state.page.includes(task.id);
+  if (onPage) {
+    if (matches(task)) {
+      state.tasks.set(task.id, task);
+      updateRow(task);
+    } else {
+      state.page = state.page.filter((id) => id !== task.id);
+      if (state.detailId !== task.id) state.tasks.delete(task.id);
+      renderRows();
+    }
+  } else if (prevStatus === null && state.cursors.length === 1 && matches(task) &&
+    (state.filters.sort === "-createdAt" || state.filters.sort === "-updatedAt")) {
+    state.tasks.set(task.id, task);
+    state.page = [task.id, ...state.page];
+    if (state.page.length > state.pageSize) {
+      for (const id of state.page.slice(state.pageSize)) if (id !== state.detailId) state.tasks.delete(id);
+      state.page = state.page.slice(0, state.pageSize);
+      reloadSoon(); // the next page's cursor moved
+    }
+    learnOptions([task]);
+    renderRows();
+  } else if (state.filters.sort === "-updatedAt" && state.cursors.length === 1 && matches(task)) {
+    reloadSoon();
+  }
+  if (state.detailId === task.id) {
+    state.tasks.set(task.id, task);
+    renderDetail(task, prevStatus !== task.status);
+  }
+
+  if (!quiet && prevStatus !== task.status && (task.status === "completed" || task.status === "error")) {
+    const fresh = prevStatus !== null ? !TERMINAL.has(prevStatus)
+      : Date.now() - (Date.parse(task.completedAt || task.updatedAt) || 0) < 60000;
+    if (fresh) notifyFinished(task);
+  }
+}
+
+function applyDeleted(id) {
+  const before = state.known.get(id);
+  if (before) {
+    const task = state.tasks.get(id);
+    if (!task || counted(task)) bump(before[0], -1);
+    renderCounts();
+    state.known.delete(id);
+  } else refreshCountsSoon();
+  state.selected.delete(id);
+  if (state.page.includes(id)) {
+    state.page = state.page.filter((x) => x !== id);
+    state.tasks.delete(id);
+    renderRows();
+  }
+  if (state.detailId === id) {
+    $("detail-body").prepend(h("p", { class: "form-error" }, "This task was deleted."));
+  }
+}
+
+let reloadTimer = null;
+function reloadSoon() {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(() => loadPage({ keepFocus: true }), 1500);
+}
+
+function onEvent(name, data) {
+  if (name === "task" && data) applyTask(normalise(data));
+  else if (name === "deleted" && data) applyDeleted(data.id);
+  else if (name === "queue" && data) renderQueue(data.queueSettings ?? data);
+  else if (name === "ready") {
+    if (!state.live) {
+      state.live = true;
+      loadPage({ keepFocus: true });
+    }
+  }
+}
+
+function onState(s, detail) {
+  const conn = $("conn");
+  conn.dataset.state = s;
+  conn.textContent = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…",
+    unauthorized: "Not authorised" }[s] ?? s;
+  if (s === "unauthorized") needKey(detail === 403 ? "This API key may not watch these tasks." : undefined);
+}
+
+// ------------------------------------------------------------------ toasts
+
+function toast(message, kind = "info", { taskId } = {}) {
+  const region = kind === "error" ? $("toasts-alert") : $("toasts-polite");
+  const node = h("div", { class: `toast toast-${kind}` }, h("p", {}, message));
+  const actions = h("div", { class: "toast-actions" });
+  if (taskId) {
+    actions.append(h("button", { type: "button", onclick: () => {
+      openDetail(taskId, null);
+      node.remove();
+    } }, "Details"));
+  }
+  actions.append(h("button", { type: "button", "aria-label": "Dismiss notification", onclick: () => node.remove() }, "×"));
+  node.append(actions);
+  region.append(node);
+  while (region.children.length > 4) region.firstElementChild.remove();
+  let timer = setTimeout(() => node.remove(), kind === "error" ? 12000 : 6000);
+  const hold = () => clearTimeout(timer);
+  const resume = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => node.remove(), 4000);
+  };
+  node.addEventListener("mouseenter", hold);
+  node.addEventListener("focusin", hold);
+  node.addEventListener("mouseleave", resume);
+  node.addEventListener("focusout", resume);
+}
+
+function notifyFinished(task) {
+  const title = taskTitle(task);
+  if (task.status === "completed") toast(`Completed: ${title}`, "success", { taskId: task.id });
+  else toast(`Failed: ${title}${task.errorMessage ? ` — ${task.errorMessage}` : ""}`, "error", { taskId: task.id });
+}
+
+// ------------------------------------------------------------------ the details dialog
+
+let detailOpener = null;
+
+async function openDetail(id, opener) {
+  detailOpener = opener;
+  state.detailId = id;
+  const dialog = $("detail");
+  let task = state.tasks.get(id);
+  $("detail-body").replaceChildren(h("p", { class: "muted" }, "Loading…"));
+  if (!dialog.open) dialog.showModal();
+  try {
+    const res = await get(`/api/tasks/${encodeURIComponent(id)}`);
+    if (state.detailId !== id) return;
+    task = normalise(res.task);
+    state.tasks.set(id, task);
+    renderDetail(task, true, res.attempts);
+  } catch (err) {
+    if (task) renderDetail(task, true);
+    $("detail-body").prepend(h("p", { class: "form-error" }, `Could not load the task: ${err.message}`));
+  }
+}
+
+function dlRow(label, value) {
+  return [h("dt", {}, label), h("dd", {}, value ?? "—")];
+}
+
+function renderDetail(task, full, attempts) {
+  const body = $("detail-body");
+  $("detail-h").textContent = taskTitle(task);
+  const live = body.querySelector(".detail-live");
+  if (!full && live) {
+    // Progress ticks: update the parts that change, keep the rest (and any scroll position) as it is.
+    live.replaceWith(detailLive(task));
+    return;
+  }
+  if (!full && !live) return;
+  const tokens = task.promptTokens || task.completionTokens
+    ? `${task.promptTokens ?? 0} prompt + ${task.completionTokens ?? 0} completion` : null;
+  const sections = [
+    detailLive(task),
+    h("div", { class: "actions detail-actions" }, actionButtons(task, { inDialog: true })),
+    h("dl", { class: "fields meta" },
+      dlRow("Id", h("code", {}, task.id)), dlRow("Type", task.taskType), dlRow("User", task.userId),
+      task.projectId ? dlRow("Project", `${task.projectName ?? ""} (${task.projectId})${task.projectPath ? ` ${task.projectPath}` : ""}`) : [],
+      dlRow("Priority", String(task.priority ?? 0)),
+      dlRow("Attempts", `${(task.retryCount ?? 0) + (task.status === "pending" && !task.startedAt ? 0 : 1)} (retries ${task.retryCount ?? 0} of ${task.maxRetries ?? 0})`),
+      task.workerId ? dlRow("Worker", task.workerId) : [],
+      dlRow("Created", absolute(task.createdAt)), dlRow("Started", absolute(task.startedAt)),
+      dlRow("Finished", absolute(task.completedAt)), tokens ? dlRow("Tokens", tokens) : [],
+      task.runAt ? dlRow("Runs at", absolute(task.runAt)) : []),
+  ];
+  if (task.errorMessage) {
+    sections.push(h("section", { class: "error-box" }, h("h3", {}, "Error"), h("pre", { class: "wrap" }, task.errorMessage)));
+  }
+  if (task.cancelReason) sections.push(h("p", {}, h("strong", {}, "Cancelled: "), task.cancelReason));
+  const list = attempts ?? task.attempts;
+  if (Array.isArray(list) && list.length) {
+    sections.push(h("section", { class: "attempts" }, h("h3", {}, "Attempts"),
+      h("div", { class: "table-scroll" }, h("table", {},
+        h("thead", {}, h("tr", {}, ["Attempt", "Outcome", "Error", "When", "Worker"].map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, list.map((a) => h("tr", {},
+          h("td", {}, String(a.attempt ?? "")), h("td", {}, a.outcome ?? ""),
+          h("td", {}, h("strong", {}, a.errorType ? `${a.errorType}: ` : ""), a.errorMessage ?? ""),
+          h("td", {}, absolute(a.failedAt ?? a.createdAt)), h("td", {}, a.workerId ?? ""))))))));
+  }
+  const result = renderResult(task);
+  if (result) sections.push(h("section", { class: "result-box" }, h("h3", {}, "Result"), result));
+  if (task.payload && Object.keys(task.payload).length) {
+    sections.push(h("details", { class: "raw" }, h("summary", {}, "Payload"), h("pre", {}, JSON.stringify(task.payload, null, 2))));
+  }
+  body.replaceChildren(...sections);
+}
+
+function detailLive(task) {
+  const pct = percent(task);
+  return h("div", { class: "detail-live" },
+    h("p", {}, h("span", { class: `badge status-${task.status}` }, STATUS_LABEL[task.status] ?? task.status),
+      " ", h("span", { class: "duration" }, duration(task))),
+    h("div", { class: "bar-line" }, progressBar(task, "Progress"), h("span", { class: "pct" }, `${pct}%`)),
+    task.description ? h("p", { class: "note" }, task.description) : null);
+}
+
+function closeDetail() {
+  state.detailId = null;
+  if (detailOpener && document.contains(detailOpener)) detailOpener.focus();
+  detailOpener = null;
+}
+
+// ------------------------------------------------------------------ the queue (superusers)
+
+function renderQueue(q) {
+  if (!q) return;
+  state.queue = { ...(state.queue || {}), ...q };
+  const s = state.queue;
+  $("queue-state").textContent = s.isActive ? "Running" : "Stopped";
+  $("queue-state").className = s.isActive ? "on" : "off";
+  $("queue-start").disabled = Boolean(s.isActive);
+  $("queue-stop").disabled = !s.isActive;
+  $("queue-poll").textContent = s.lastPollAt ? ` · last claim ${relative(s.lastPollAt)}` : "";
+  const max = $("queue-max");
+  if (document.activeElement !== max) max.value = s.maxConcurrentTasks ?? "";
+}
+
+async function loadQueue() {
+  if (!state.me.isSuperuser) return;
+  try {
+    const res = await get("/api/queue");
+    renderQueue(res.queueSettings);
+  } catch (err) {
+    toast(`Could not read the queue settings: ${err.message}`, "error");
+  }
+}
+
+async function changeQueue(body, message) {
+  try {
+    const res = await patch("/api/queue", body);
+    renderQueue(res.queueSettings);
+    toast(message, "info");
+  } catch (err) {
+    toast(`Could not change the queue: ${err.message}`, "error");
+  }
+}
+
+// ------------------------------------------------------------------ the create form
+
+function selectedType() {
+  return state.types.find((t) => t.name === $("f-taskType").value);
+}
+
+function onTypeChange() {
+  const type = selectedType();
+  renderTypeFields($("type-fields"), type);
+  $("type-desc").textContent = type ? type.description : "";
+  $("f-maxRetries").placeholder = type ? String(type.maxRetries) : "";
+  $("create-error").hidden = true;
+}
+
+async function onCreate(e) {
+  e.preventDefault();
+  const form = e.currentTarget;
+  const err = $("create-error");
+  err.hidden = true;
+  for (const bad of form.querySelectorAll("[aria-invalid]")) bad.removeAttribute("aria-invalid");
+  const type = selectedType();
+  if (!type) return;
+  const missing = [...form.querySelectorAll("[required]")].find((i) => !i.value.trim());
+  if (missing) return formError(`${form.querySelector(`label[for="${missing.id}"]`)?.firstChild?.textContent ?? missing.name}: required`, missing);
+  let body;
+  try {
+    body = collect(form, type);
+  } catch (ex) {
+    return formError(ex.message, ex.field ? $(ex.field) : null);
+  }
+  const submit = form.querySelector("button[type=submit]");
+  submit.disabled = true;
+  try {
+    const res = await post("/api/tasks", body);
+    const task = normalise(res.task);
+    applyTask(task, { quiet: true });
+    toast(`Created: ${taskTitle(task)}`, "success", { taskId: task.id });
+  } catch (ex) {
+    const field = ex.body && ex.body.field;
+    const input = field ? form.querySelector(`[name="${CSS.escape(field)}"], [name="payload.${CSS.escape(field.replace(/^payload\./, ""))}"]`) : null;
+    formError(ex.message, input);
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+function formError(message, input) {
+  const err = $("create-error");
+  err.textContent = message;
+  err.hidden = false;
+  if (input) {
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", "create-error");
+    input.focus();
+  }
+}
+
+// ------------------------------------------------------------------ filters and paging
+
+function setFilter(name, value) {
+  state.filters[name] = value;
+  const input = { status: "filter-status", type: "filter-type", projectId: "filter-project", userId: "filter-user", q: "q", sort: "sort" }[name];
+  if (input && $(input).value !== value) $(input).value = value;
+  state.cursors = [null];
+  state.selected.clear();
+  renderCounts();
+  loadPage({ keepFocus: true });
+}
+
+function setupFilters() {
+  const status = $("filter-status");
+  status.append(h("option", { value: "" }, "Any status"), ...STATUSES.map((s) => h("option", { value: s }, STATUS_LABEL[s])));
+  typeOptions(state.types, $("filter-type"), { empty: "Any type" });
+  let timer = null;
+  $("q").addEventListener("input", (e) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => setFilter("q", e.target.value.trim()), 250);
+  });
+  status.addEventListener("change", (e) => setFilter("status", e.target.value));
+  $("filter-type").addEventListener("change", (e) => setFilter("type", e.target.value));
+  $("sort").addEventListener("change", (e) => setFilter("sort", e.target.value));
+  for (const [id, name] of [["filter-project", "projectId"], ["filter-user", "userId"]]) {
+    $(id).addEventListener("change", (e) => setFilter(name, e.target.value.trim()));
+  }
+  $("filters").addEventListener("submit", (e) => e.preventDefault());
+  $("filters").addEventListener("reset", () => {
+    setTimeout(() => {
+      Object.assign(state.filters, { q: "", status: "", type: "", projectId: "", userId: "" });
+      setFilter("sort", $("sort").value || "-createdAt");
+    });
+  });
+  $("prev-page").addEventListener("click", () => {
+    if (state.cursors.length > 1) state.cursors.pop();
+    loadPage();
+  });
+  $("next-page").addEventListener("click", () => {
+    if (!state.nextCursor) return;
+    state.cursors.push(state.nextCursor);
+    loadPage();
+  });
+  $("page-size").addEventListener("change", (e) => {
+    state.pageSize = Number(e.target.value);
+    state.cursors = [null];
+    loadPage({ keepFocus: true });
+  });
+  $("select-page").addEventListener("change", (e) => {
+    for (const id of state.page) {
+      if (e.target.checked) state.selected.add(id);
+      else state.selected.delete(id);
+    }
+    for (const [id, tr] of rows) tr.querySelector(".select-row").checked = state.selected.has(id);
+    renderSelection();
+  });
+}
+
+// ------------------------------------------------------------------ start
+
+let stream = null;
+
+async function start() {
+  showBanner("");
+  state.live = false;
+  state.streamStart = Date.now();
+  try {
+    await loadMe();
+  } catch (err) {
+    if (err.status === 401) {
+      needKey(apiKey() ? "That API key was not accepted." : undefined);
+      return;
+    }
+    throw err;
+  }
+  loadQueue();
+  if (stream) stream.stop();
+  stream = new LiveStream("/api/events", { onEvent, onState });
+  stream.start();
+}
+
+function init() {
+  setupFilters();
+  renderCounts();
+  typeOptions(state.types, $("f-taskType"));
+  const firstDiagnostic = state.types.find((t) => t.name === "sleep");
+  if (firstDiagnostic) $("f-taskType").value = "sleep";
+  onTypeChange();
+  $("f-taskType").addEventListener("change", onTypeChange);
+  $("create-form").addEventListener("submit", onCreate);
+  $("bulk-cancel").addEventListener("click", () => bulk("cancel"));
+  $("bulk-retry").addEventListener("click", () => bulk("retry"));
+  $("bulk-delete").addEventListener("click", () => bulk("delete"));
+  $("clear-completed").addEventListener("click", clearCompleted);
+  $("queue-start").addEventListener("click", () => changeQueue({ isActive: true }, "Queue started"));
+  $("queue-stop").addEventListener("click", () => changeQueue({ isActive: false }, "Queue stopped"));
+  $("queue-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const raw = $("queue-max").value.trim();
+    changeQueue({ maxConcurrentTasks: raw === "" ? null : Number(raw) }, `Max concurrent tasks: ${raw || "no limit"}`);
+  });
+  $("detail-close").addEventListener("click", () => $("detail").close());
+  $("detail").addEventListener("close", closeDetail);
+  $("detail").addEventListener("click", (e) => {
+    if (e.target === e.currentTarget) e.currentTarget.close(); // a click on the backdrop
+  });
+  $("api-key").value = apiKey();
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    setApiKey($("api-key").value.trim());
+    $("key-box").open = false;
+    restart();
+  });
+  $("key-forget").addEventListener("click", () => {
+    setApiKey("");
+    $("api-key").value = "";
+    restart();
+  });
+  // Durations and "x s ago" tick locally; nothing is fetched for them.
+  setInterval(() => {
+    const now = Date.now();
+    for (const [id, tr] of rows) {
+      const task = state.tasks.get(id);
+      if (!task) continue;
+      const d = duration(task, now);
+      const cell = tr.children[4];
+      if (cell.textContent !== d) cell.textContent = d;
+      const t = tr.children[6].firstElementChild;
+      const r = relative(task.createdAt, now);
+      if (t && t.textContent !== r) t.textContent = r;
+    }
+    if (state.detailId) {
+      const task = state.tasks.get(state.detailId);
+      const node = $("detail-body").querySelector(".duration");
+      if (task && node) node.textContent = duration(task, now);
+    }
+  }, 1000);
+  start();
+}
+
+function restart() {
+  state.tasks.clear();
+  state.known.clear();
+  state.page = [];
+  state.selected.clear();
+  state.cursors = [null];
+  renderRows();
+  if (stream) stream.stop();
+  stream = null;
+  start();
+}
+
+window.addEventListener("error", (e) => console.error("dashboard error", e.error || e.message));
+export const _state = state; // for the browser tests and the curious
+init();

@@ -1,0 +1,96 @@
+// Small formatting helpers shared by the table, the details dialog and the toasts.
+
+export const STATUSES = ["pending", "processing", "completed", "error", "cancelled"];
+export const TERMINAL = new Set(["completed", "error", "cancelled"]);
+export const STATUS_LABEL = {
+  pending: "Pending",
+  processing: "Processing",
+  completed: "Completed",
+  error: "Failed",
+  cancelled: "Cancelled",
+};
+
+export function normaliseStatus(status) {
+  return status === "failed" ? "error" : status;
+}
+
+export function time(value) {
+  if (value === null || value === undefined || value === "") return null;
+  const t = typeof value === "number" ? value : Date.parse(value);
+  return Number.isFinite(t) ? t : null;
+}
+
+export function percent(task) {
+  if (task.status === "completed") return 100;
+  const total = Number(task.total) > 0 ? Number(task.total) : 100;
+  const p = Math.round((Number(task.progress) || 0) * 100 / total);
+  return Math.max(0, Math.min(100, p));
+}
+
+export function formatDuration(ms) {
+  if (ms === null || !Number.isFinite(ms) || ms < 0) return "—";
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return ms < 10000 ? `${(ms / 1000).toFixed(1)} s` : `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
+  const h = Math.floor(m / 60);
+  return `${h} h ${String(m % 60).padStart(2, "0")} min`;
+}
+
+/** How long the task ran (or has run so far); pending tasks: how long they have waited, marked as such. */
+export function duration(task, now = Date.now()) {
+  const started = time(task.startedAt);
+  const ended = time(task.completedAt);
+  if (started !== null) {
+    const end = ended ?? (task.status === "processing" ? now : time(task.updatedAt) ?? now);
+    return formatDuration(end - started);
+  }
+  if (task.status === "pending") {
+    const created = time(task.createdAt);
+    return created === null ? "—" : `waiting ${formatDuration(now - created)}`;
+  }
+  return "—";
+}
+
+export function relative(value, now = Date.now()) {
+  const t = time(value);
+  if (t === null) return "—";
+  const s = Math.round((now - t) / 1000);
+  if (s < 5) return "just now";
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return new Date(t).toLocaleDateString();
+}
+
+export function absolute(value) {
+  const t = time(value);
+  return t === null ? "—" : new Date(t).toLocaleString();
+}
+
+export function taskTitle(task) {
+  return task.label || task.description || `${task.taskType} task`;
+}
+
+export function shortId(id) {
+  const s = String(id ?? "");
+  return s.length > 12 ? `${s.slice(0, 8)}…` : s;
+}
+
+/** document.createElement with text children and attributes, never innerHTML. */
+export function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on") && typeof v === "function") node.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}

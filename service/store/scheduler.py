@@ -1,0 +1,38 @@
+"""The scheduler tick's and the chain's queries over psycopg (worker processes are synchronous)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from .. import queries
+
+Conn = psycopg.Connection[Any]
+
+
+def _run(conn: Conn, name: str, *args: object) -> psycopg.Cursor[Any]:
+    q = queries.get(name)
+    return conn.execute(q.psycopg_sql, q.psycopg_params(*args), prepare=True)
+
+
+def lock_due_schedules(conn: Conn, limit: int) -> list[dict[str, Any]]:
+    return list(_run(conn, "lock_due_schedules", limit).fetchall())
+
+
+def enqueue_scheduled_tasks(conn: Conn, name: str, due: list[datetime]) -> list[str]:
+    return [r["id"] for r in _run(conn, "enqueue_scheduled_tasks", name, due).fetchall()]
+
+
+def advance_schedule(conn: Conn, name: str, next_run_at: datetime, last_run_at: datetime | None) -> None:
+    _run(conn, "advance_schedule", name, next_run_at, last_run_at)
+
+
+def disable_schedule(conn: Conn, name: str, why: str) -> None:
+    _run(conn, "disable_schedule", name, why)
+
+
+def task_upstream_results(conn: Conn, task_id: str) -> dict[str, Any]:
+    row = _run(conn, "task_upstream_results", task_id).fetchone()
+    return dict(row["results"]) if row and row["results"] else {}

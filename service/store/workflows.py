@@ -1,0 +1,182 @@
+"""Workflow rows for the API and the CLI (asyncpg): creating tasks under the creation rate limit and with
+dependencies, schedules, analytics. The rules live in SQL functions (migration 0002); this module calls them
+and turns their SQLSTATEs (BG404, BG422, BG429) into our errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from .. import db, queries, schedules
+from ..errors import BgtasksError, NotFound, RateLimited, ValidationFailed
+from . import tasks as task_store
+from .tasks import TaskSpec
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+
+def translate(exc: asyncpg.PostgresError) -> BgtasksError | None:
+    """BG429 -> RateLimited (DETAIL: seconds for Retry-After); BG422 -> ValidationFailed (HINT: the field);
+    BG404 -> NotFound. None for any other error."""
+    state = getattr(exc, "sqlstate", None)
+    message = str(getattr(exc, "message", None) or exc)
+    if state == "BG429":
+        detail = getattr(exc, "detail", None) or "60"
+        return RateLimited(message, int(detail) if detail.isdigit() else 60)
+    if state == "BG422":
+        field = getattr(exc, "hint", None) or "dependsOn"
+        return ValidationFailed(field, message.removeprefix(f"{field}: "))
+    if state == "BG404":
+        return NotFound(message)
+    return None
+
+
+async def _fetch(conn: Executor, name: str, *args: Any) -> list[asyncpg.Record]:
+    try:
+        return await conn.fetch(queries.get(name).sql, *args)
+    except asyncpg.PostgresError as exc:
+        ours = translate(exc) or db.translate(exc)
+        if ours is None:
+            raise
+        raise ours from exc
+
+
+# ---------------------------------------------------------------- creating tasks
+
+async def check_creation_rate(conn: asyncpg.Connection, specs: Sequence[TaskSpec]) -> None:
+    """Raise RateLimited if creating `specs` takes any of their owners over the creation rate. Call inside
+    the transaction that inserts them: the per-user lock it takes is held until that transaction ends."""
+    for user_id, n in sorted(Counter(s.user_id for s in specs).items()):
+        await _fetch(conn, "check_creation_rate", user_id, n)
+
+
+async def create_tasks_checked(pool: Executor, specs: Sequence[TaskSpec],
+                               depends_on: Sequence[Sequence[str] | None] | None = None) -> list[asyncpg.Record]:
+    """Create tasks in one transaction: the creation rate limit first, then the rows (one INSERT), then each
+    one's dependencies (`depends_on[i]` for `specs[i]`; ids of the owner's existing tasks). A task with
+    dependencies is never claimable before they are recorded: nothing is visible before the commit.
+    Returns the rows in the order of `specs` (as they are after their dependencies were added)."""
+    if not specs:
+        return []
+    deps = list(depends_on or [None] * len(specs))
+    if len(deps) != len(specs):
+        raise ValueError("depends_on must have one entry per spec")
+    conn_cm = pool.acquire() if isinstance(pool, asyncpg.Pool) else _Borrowed(pool)
+    async with conn_cm as conn, conn.transaction():
+        await check_creation_rate(conn, specs)
+        rows = await task_store.create_tasks(conn, specs)
+        out = []
+        for row, ids in zip(_order(rows, specs), deps, strict=True):
+            if ids and (row.get("is_new", True) if "is_new" in row.keys() else True):
+                [row] = await _fetch(conn, "add_task_dependencies", row["id"], list(ids))
+            out.append(row)
+        return out
+
+
+class _Borrowed:
+    """An already acquired connection, used like pool.acquire()."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _order(rows: Sequence[asyncpg.Record], specs: Sequence[TaskSpec]) -> list[asyncpg.Record]:
+    """create_tasks returns rows in no set order: match them back to their specs (one row per spec)."""
+    if len(rows) == 1 == len(specs):
+        return list(rows)
+    pool_rows = list(rows)
+    out = []
+    for s in specs:
+        for i, r in enumerate(pool_rows):
+            if (r["task_type"], r["user_id"], r["idempotency_key"], r["label"], r["priority"]) == (
+                    s.task_type, s.user_id, s.idempotency_key, s.label, s.priority) and r["payload"] == s.payload:
+                out.append(pool_rows.pop(i))
+                break
+        else:
+            raise RuntimeError("a created task could not be matched to its spec")
+    return out
+
+
+async def add_task_dependencies(conn: Executor, task_id: str, depends_on: Sequence[str]) -> asyncpg.Record:
+    [row] = await _fetch(conn, "add_task_dependencies", task_id, list(depends_on))
+    return row
+
+
+async def task_dependencies_of(conn: Executor, task_id: str) -> list[asyncpg.Record]:
+    return await _fetch(conn, "task_dependencies_of", task_id)
+
+
+# ---------------------------------------------------------------- schedules
+
+SCHEDULE_FIELDS = ("task_type", "payload", "cron", "timezone", "enabled", "catch_up", "priority", "max_retries",
+                   "label")
+
+
+def check_schedule(cron: str | None, timezone: str | None, catch_up: str | None) -> str | None:
+    """Validate what SQL cannot (cron, time zone); returns the normalised cron expression."""
+    if timezone is not None:
+        schedules.zone(timezone)
+    if catch_up is not None and catch_up not in schedules.CATCH_UP:
+        raise ValidationFailed("catchUp", f"must be one of {', '.join(schedules.CATCH_UP)}")
+    return schedules.check_cron(cron) if cron is not None else None
+
+
+async def list_schedules(conn: Executor, owner: str | None) -> list[asyncpg.Record]:
+    return await _fetch(conn, "list_schedules", owner)
+
+
+async def get_schedule(conn: Executor, name: str, owner: str | None) -> asyncpg.Record:
+    rows = await _fetch(conn, "get_schedule", name, owner)
+    if not rows:
+        raise NotFound(f"schedule {name!r} not found")
+    return rows[0]
+
+
+async def create_schedule(conn: Executor, *, name: str, task_type: str, user_id: str, cron: str,
+                          payload: dict[str, Any] | None = None, timezone: str = "UTC", enabled: bool = True,
+                          catch_up: str = "skip", priority: int = 0, max_retries: int = 3,
+                          label: str | None = None) -> asyncpg.Record:
+    cron = check_schedule(cron, timezone, catch_up) or cron
+    rows = await _fetch(conn, "create_schedule", name, task_type, payload or {}, user_id, cron,
+                        timezone, enabled, catch_up, priority, max_retries, label)
+    if not rows:
+        raise ValidationFailed("name", f"a schedule named {name!r} exists already")
+    return rows[0]
+
+
+async def update_schedule(conn: Executor, name: str, owner: str | None, *, payload: dict[str, Any] | None = None,
+                          cron: str | None = None, timezone: str | None = None, enabled: bool | None = None,
+                          catch_up: str | None = None, priority: int | None = None,
+                          max_retries: int | None = None, label: str | None = None, clear_label: bool = False,
+                          task_type: str | None = None) -> asyncpg.Record:
+    cron = check_schedule(cron, timezone, catch_up)
+    rows = await _fetch(conn, "update_schedule", name, owner,
+                        payload, cron, timezone, enabled, catch_up,
+                        priority, max_retries, label, task_type, clear_label)
+    if not rows:
+        raise NotFound(f"schedule {name!r} not found")
+    return rows[0]
+
+
+async def delete_schedule(conn: Executor, name: str, owner: str | None) -> asyncpg.Record:
+    rows = await _fetch(conn, "delete_schedule", name, owner)
+    if not rows:
+        raise NotFound(f"schedule {name!r} not found")
+    return rows[0]
+
+
+# ---------------------------------------------------------------- analytics
+
+async def task_analytics(conn: Executor, since: datetime, until: datetime, group_by: str,
+                         owner: str | None) -> list[asyncpg.Record]:
+    return await _fetch(conn, "task_analytics", since, until, group_by, owner)
