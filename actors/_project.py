@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from actors._schema import Schema, array, integer, obj, string
+from actors._schema import Schema, array, check_payload, integer, obj, string
 from actors.errors import ProjectPathError
 from actors.project_files import ProjectSnapshot, collect_project_files, resolve_project_path
 from service.errors import PermanentTaskError
@@ -52,6 +52,7 @@ def budget_chars(task: TaskContext) -> int:
 async def read_project(task: TaskContext) -> ProjectSnapshot:
     """The project's files within the budget. A path that is missing or outside the roots fails the task at
     once: retrying cannot make it readable."""
+    check_payload(task)
     try:
         root = resolve_project_path(task.project_path or "", task.settings.project_roots)
     except ProjectPathError as exc:

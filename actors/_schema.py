@@ -8,8 +8,9 @@ from typing import Any
 Schema = dict[str, Any]
 
 
-def obj(description: str = "", **properties: Schema) -> Schema:
-    """A closed object: every property required, nothing else allowed."""
+def obj(description: str = "", /, **properties: Schema) -> Schema:
+    """A closed object: every property required, nothing else allowed. (``description`` is positional-only, so
+    a property may be called "description".)"""
     out: Schema = {"type": "object", "properties": properties, "required": list(properties),
                    "additionalProperties": False}
     if description:
@@ -47,3 +48,17 @@ def integer(description: str = "", *, minimum: int | None = None, maximum: int |
     if description:
         out["description"] = description
     return out
+
+
+def check_payload(task: Any) -> dict[str, Any]:
+    """The task's payload, checked against its registry schema once more: a row inserted at psql skips the
+    API's check, and a payload that cannot work should fail at once with what is wrong, not be retried."""
+    from actors import get_task_type
+    from actors.model import schema_problems
+    from service.errors import PermanentTaskError
+
+    task_type = get_task_type(task.task_type)
+    problems = schema_problems(task.payload, task_type.payload_schema) if task_type else []
+    if problems:
+        raise PermanentTaskError(f"invalid payload for task type {task.task_type!r}: {'; '.join(problems[:5])}")
+    return dict(task.payload)

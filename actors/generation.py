@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors._schema import Schema, array, integer, obj, string
+from actors._schema import Schema, array, check_payload, integer, obj, string
 from service.store import questions as store
 from service.task_context import TaskContext
 
@@ -47,7 +47,7 @@ RESULT_SCHEMA = obj(
 
 
 async def run(task: TaskContext) -> dict[str, Any]:
-    p = task.payload
+    p = check_payload(task)
     amount, category = int(p["amount"]), str(p["category"]).strip()
     age_group, difficulty = p.get("ageGroup", "adults"), p.get("difficulty", "medium")
 

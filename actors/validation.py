@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actors._schema import Schema, array, integer, obj, string
+from actors._schema import Schema, array, check_payload, integer, obj, string
 from service.errors import PermanentTaskError
 from service.store import questions as store
 from service.task_context import TaskContext
@@ -38,7 +38,7 @@ RESULT_SCHEMA = obj(
 
 async def load_owned(task: TaskContext) -> list[dict[str, Any]]:
     """The task's questions, all owned by its user; any id that is not is an error naming it."""
-    ids = sorted({int(i) for i in task.payload["questionIds"]})
+    ids = sorted({int(i) for i in check_payload(task)["questionIds"]})
     rows = await task.db(store.load_questions, task.user_id, ids)
     missing = sorted(set(ids) - {r["id"] for r in rows})
     if missing:

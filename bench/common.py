@@ -397,15 +397,18 @@ def main(run: Runner, description: str, baseline: str | None = None) -> None:
 async def _run_and_print(run: Runner, url: str, n: int, baseline: str | None) -> None:
     settings = await server_settings(url)
     print("server: " + ", ".join(f"{k}={v}" for k, v in settings.items()), flush=True)
-    print(f"machine: {load_note()}", flush=True)
+    print(f"machine before: {load_note()}", flush=True)
     results = await run(url, n)
-    print(f"machine: {load_note()}", flush=True)
+    print(f"machine after: {load_note(judge=False)}", flush=True)
     print_table(results, baseline)
 
 
-def load_note() -> str:
-    """CPUs and load average: a busy machine (a test suite next door) moves every figure, so say so."""
+def load_note(judge: bool = True) -> str:
+    """CPUs and load average: a busy machine (a test suite next door) moves every figure, so say so.
+
+    `judge` flags a load above half the CPUs; only meaningful before a run, whose own processes add about 1.
+    """
     cpus = os.cpu_count() or 1
     load = os.getloadavg()
     note = f"{cpus} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    return note + (" (busy: figures will be low and noisy)" if load[0] > cpus / 2 else "")
+    return note + (" (busy: figures will be low and noisy)" if judge and load[0] > cpus / 2 else "")

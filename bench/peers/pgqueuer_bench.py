@@ -1,9 +1,9 @@
 """pgqueuer (1.x, asyncpg driver) on the benchmark's work: enqueue, drain at concurrency 1 and 10 with
 dequeue batches of 10, and the pickup latency of an idle worker woken by LISTEN/NOTIFY.
 
-Concurrency c is the entrypoint's `concurrency_limit=c` (enforced in SQL, pgqueuer's per-task cap); the
-library default, no limit, is measured too. The worker's QueueManager and the producer each have their own
-connection, in one process and event loop.
+Concurrency c is the entrypoint's `concurrency_limit=c` (enforced in SQL, pgqueuer's per-task cap), with a
+batch of min(10, c); the library default, no limit, is measured too and runs the latency worker. The worker's
+QueueManager and the producer each have their own connection, in one process and event loop.
 Run: `python -m bench.peers.pgqueuer_bench [--n 10000] [--database-url URL]`.
 """
 

@@ -1,4 +1,4 @@
-"""`bgtasks sql [PSQL ARGS…]`: psql on DATABASE_URL (views and functions: docs/operations.md)."""
+"""`bgtasks sql [-c SQL] [-- PSQL ARGS…]`: psql on DATABASE_URL (views and functions: docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from ..settings import load_settings
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sql", help="open psql on the configured database (extra arguments go to psql)")
-    p.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="PSQL ARGS",
-                   help="e.g. -c 'SELECT * FROM queue_health'")
+    p.add_argument("-c", "--command", dest="sql_command", help="run one SQL command and exit, as psql -c")
+    p.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="-- PSQL ARGS",
+                   help="anything else for psql after --, e.g. -- -A -t -c 'SELECT * FROM queue_health'")
     p.set_defaults(func=command(run))
 
 
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     psql = find_psql()
     if psql is None:
         raise CliError("psql not found: install the PostgreSQL client (e.g. apt install postgresql-client)", USAGE)
-    extra = [a for a in args.psql_args if a != "--"] if args.psql_args[:1] == ["--"] else list(args.psql_args)
+    extra = list(args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args)
+    if args.sql_command:
+        extra += ["-c", args.sql_command]
     os.execv(psql, [psql, settings.database_url, *extra])
     return 0  # not reached

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import asyncpg
 
 from .. import queries
 
-Executor = asyncpg.Connection | asyncpg.Pool
+Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 KEY_PREFIX = "bgt_"
 _SHOWN_PREFIX = 12  # "bgt_" and 8 more characters: enough to recognise a key in `bgtasks keys ls`

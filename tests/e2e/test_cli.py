@@ -154,7 +154,7 @@ def test_cleanup_and_sql_work_on_the_database(service: Service) -> None:
     assert "deleted 1500 finished task(s)" in _ok(service.run("cleanup", "--older-than", "7d"))
     assert service.run("cleanup", "--older-than", "soon").returncode == 2
 
-    out = _ok(service.run("sql", "-A", "-t", "-c", "SELECT tasks FROM task_status_counts WHERE status = 'completed'"))
+    out = _ok(service.run("sql", "--", "-A", "-t", "-c", "SELECT tasks FROM task_status_counts WHERE status = 'completed'"))
     assert out.strip() == "0"
     health = _ok(service.run("sql", "-c", "SELECT is_active, live_workers FROM queue_health"))
     assert "is_active" in health and "live_workers" in health

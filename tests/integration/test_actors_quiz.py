@@ -113,7 +113,10 @@ def test_question_ids_of_another_user_are_an_error_that_names_them(
     ai_worker(procs, fake)
     checks = insert_task(sql, "validation", {"questionIds": [mine, theirs, 999999]}, user_id="anna")
     emoji = insert_task(sql, "emoji-regeneration", {"questionIds": [theirs]}, user_id="anna")
-    rows = wait_final(sql, [checks, emoji])
+    broken = insert_task(sql, "generation", {"category": "Historia", "amount": 500}, user_id="anna")  # as at psql
+    rows = wait_final(sql, [checks, emoji, broken])
+    assert (rows[broken]["status"], rows[broken]["retry_count"]) == ("error", 0)
+    assert rows[broken]["error_message"] == "invalid payload for task type 'generation': amount: expected at most 50, got 500"
     for task_id, named in ((checks, f"{theirs}, 999999"), (emoji, str(theirs))):
         row = rows[task_id]
         assert row["status"] == "error" and row["retry_count"] == 0

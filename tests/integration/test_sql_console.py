@@ -304,3 +304,31 @@ def test_purge_skips_rows_another_transaction_holds(database_url: str, sql: psyc
             sql.execute("SET lock_timeout = '2s'")  # would fail the test rather than hang if purge waited
             assert sql.execute("SELECT purge_finished_tasks('1 day', 10) AS n").fetchone() == {"n": 2}
     assert sql.execute("SELECT purge_finished_tasks('1 day', 10) AS n").fetchone() == {"n": 1}
+
+
+def test_downgrade_drops_the_operations_objects_and_upgrade_restores_them(empty_database_url: str) -> None:
+    from alembic import command
+
+    def present(conn: psycopg.Connection) -> set[str]:
+        rows = conn.execute("""
+            SELECT viewname AS name FROM pg_views WHERE schemaname = 'public'
+            UNION ALL SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = 'public' AND proname IN ('enqueue_task', 'clear_completed', 'pause_queue',
+                'resume_queue', 'set_concurrency_limit', 'purge_finished_tasks', 'worker_stale_after')
+            UNION ALL SELECT indexname FROM pg_indexes WHERE indexname = 'task_attempt_errors_failed_idx'
+        """).fetchall()
+        return {r["name"] for r in rows}
+
+    ours = {"task_status_counts", "task_type_counts", "queue_health", "stuck_tasks", "task_type_stats",
+            "usage_by_user", "enqueue_task", "clear_completed", "pause_queue", "resume_queue",
+            "set_concurrency_limit", "purge_finished_tasks", "worker_stale_after", "task_attempt_errors_failed_idx"}
+    db.migrate(empty_database_url)
+    with db.sync_connect(empty_database_url) as conn:
+        assert ours <= present(conn)
+    command.downgrade(db.alembic_config(empty_database_url), "0002")
+    with db.sync_connect(empty_database_url) as conn:
+        assert not ours & present(conn)
+        assert conn.execute("SELECT count(*) AS n FROM background_tasks").fetchone() == {"n": 0}
+    db.migrate(empty_database_url)
+    with db.sync_connect(empty_database_url) as conn:
+        assert ours <= present(conn)

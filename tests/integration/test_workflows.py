@@ -5,6 +5,7 @@ creation rate limit, cron schedules with several workers, analytics."""
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import time
 from datetime import timedelta
@@ -280,7 +281,7 @@ def test_schedule_every_second_with_four_workers_creates_one_task_per_due_time(s
     due = [r["scheduled_for"] for r in rows]
     assert len(due) >= 28, len(due)
     assert len(set(due)) == len(due), "two tasks for one due time"
-    assert all(b - a == timedelta(seconds=1) for a, b in zip(due, due[1:], strict=False)), "a gap"
+    assert all(b - a == timedelta(seconds=1) for a, b in itertools.pairwise(due)), "a gap"
     assert all(d.microsecond == 0 for d in due)
     assert rows[0]["payload"] == {"from": "cron"} and rows[0]["user_id"] == "ops"
     wait_until(lambda: unfinished(sql) == 0, 20, "the scheduled tasks to run")
@@ -335,3 +336,38 @@ def test_analytics_per_type_and_user(sql: psycopg.Connection[Any]) -> None:
     mine = sql.execute("SELECT * FROM task_analytics(now() - interval '1 hour', now() + interval '1 s', "
                        "'user', 'bob')").fetchall()
     assert [r["key"] for r in mine] == ["bob"]
+
+
+# ---------------------------------------------------------------- over HTTP
+
+def test_api_schedules_dependencies_rate_limit_and_analytics(sql: psycopg.Connection[Any],
+                                                             procs: Processes) -> None:
+    import httpx
+
+    _, base = procs.api()
+    with httpx.Client(base_url=base, timeout=10) as http:
+        made = http.post("/api/schedules", json={"name": "nightly", "taskType": "noop", "cron": "0 3 * * *",
+                                                 "timezone": "Europe/Madrid", "catchUp": "once"})
+        assert made.status_code == 201, made.text
+        assert made.json()["schedule"]["catchUp"] == "once"
+        bad = http.post("/api/schedules", json={"name": "x", "taskType": "noop", "cron": "61 * * * *"})
+        assert bad.status_code == 422 and bad.json()["field"] == "cron"
+        assert http.patch("/api/schedules/nightly", json={"enabled": False}).json()["schedule"]["enabled"] is False
+        assert [s["name"] for s in http.get("/api/schedules").json()["schedules"]] == ["nightly"]
+        assert http.delete("/api/schedules/nightly").status_code == 200
+        assert http.get("/api/schedules/nightly").status_code == 404
+
+        first = http.post("/api/tasks", json={"taskType": "noop", "runAt": "2100-01-01T00:00:00Z"}).json()["task"]
+        second = http.post("/api/tasks", json={"taskType": "noop", "dependsOn": [first["id"]]})
+        assert second.status_code == 201, second.text
+        assert row(sql, second.json()["task"]["id"])["waiting_for"] == 1
+        assert http.post("/api/tasks", json={"taskType": "noop", "dependsOn": ["task_nope"]}).status_code == 404
+
+        sql.execute("INSERT INTO user_limits (user_id, max_created_per_minute) VALUES ('*', 2)")  # two created so far
+        over = http.post("/api/tasks", json={"taskType": "noop"})
+        assert over.status_code == 429, over.text
+        assert 55 <= int(over.headers["Retry-After"]) <= 60
+
+        stats = http.get("/api/analytics", params={"groupBy": "user"})
+        assert stats.status_code == 200, stats.text
+        assert stats.json()["groups"][0]["total"] == 2

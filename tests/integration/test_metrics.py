@@ -1,0 +1,65 @@
+"""GET /metrics' numbers come from the database at scrape time: totals from task_counts, the queue from
+queue_health, and the recent window from finished rows, attempt errors and model calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.metrics import collect, render
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def test_metrics_reflect_the_tables(sql: psycopg.Connection, pool: Any) -> None:
+    sql.execute("""
+        INSERT INTO background_tasks (task_type, user_id, status, created_at, run_at, started_at, completed_at)
+        VALUES ('docs', 'a', 'completed', now() - interval '20 s', now() - interval '20 s',
+                now() - interval '19.8 s', now() - interval '10 s'),
+               ('docs', 'a', 'completed', now() - interval '20 s', now() - interval '20 s',
+                now() - interval '17 s', now() - interval '16 s'),
+               ('docs', 'b', 'error', now() - interval '9 s', now() - interval '9 s',
+                now() - interval '8.99 s', now() - interval '8 s'),
+               ('docs', 'b', 'completed', now() - interval '2 days', now() - interval '2 days',
+                now() - interval '2 days', now() - interval '2 days')""")
+    sql.execute("INSERT INTO background_tasks (task_type, user_id) VALUES ('generation', 'a'), ('generation', 'a')")
+    failed = sql.execute("SELECT id FROM background_tasks WHERE status = 'error'").fetchone()["id"]  # type: ignore[index]
+    sql.execute("INSERT INTO task_attempt_errors (task_id, attempt, error_type, error_message, outcome) VALUES "
+                "(%s, 1, 'E', 'x', 'retried'), (%s, 2, 'E', 'x', 'failed')", (failed, failed))
+    sql.execute("INSERT INTO task_model_calls (task_id, user_id, task_type, attempt, model, prompt_tokens, "
+                "completion_tokens, total_tokens, duration_ms) VALUES "
+                "('t', 'a', 'docs', 1, 'gpt-x', 100, 40, 140, 1500), ('t', 'a', 'docs', 1, 'gpt-x', 10, 4, 14, 500)")
+    sql.execute("SELECT set_concurrency_limit(4)")
+
+    s = _samples(render(await collect(pool)).decode())
+
+    assert s[("bgtasks_tasks", (("status", "completed"), ("task_type", "docs")))] == 3
+    assert s[("bgtasks_tasks", (("status", "pending"), ("task_type", "generation")))] == 2
+    assert s[("bgtasks_queue_active", ())] == 1 and s[("bgtasks_queue_max_concurrent_tasks", ())] == 4
+    assert s[("bgtasks_queue_pending_due", ())] == 2 and s[("bgtasks_queue_running", ())] == 0
+    assert s[("bgtasks_queue_oldest_due_seconds", ())] >= 0
+
+    run = (("status", "completed"), ("task_type", "docs"))
+    # Completed in the window: 9.8 s and 1 s runs (the 2-day-old one is outside it).
+    assert s[("bgtasks_recent_run_duration_seconds_bucket", (("le", "+Inf"), *run))] == 2
+    assert s[("bgtasks_recent_run_duration_seconds_bucket", (("le", "5.0"), *run))] == 1
+    assert s[("bgtasks_recent_run_duration_seconds_bucket", (("le", "0.5"), *run))] == 0
+    assert abs(s[("bgtasks_recent_run_duration_seconds_gsum", run)] - 10.8) < 0.01
+    claim = (("le", "0.25"), ("task_type", "docs"))
+    assert s[("bgtasks_recent_claim_latency_seconds_bucket", claim)] == 2  # 0.2 s and 0.01 s; the 3 s one is not
+    assert s[("bgtasks_recent_finished_tasks", (("status", "error"), ("task_type", "docs")))] == 1
+    assert s[("bgtasks_recent_attempt_errors", (("outcome", "retried"), ("task_type", "docs")))] == 1
+    assert s[("bgtasks_recent_attempt_errors", (("outcome", "failed"), ("task_type", "docs")))] == 1
+    assert s[("bgtasks_recent_model_calls", (("model", "gpt-x"), ("task_type", "docs")))] == 2
+    assert s[("bgtasks_recent_model_tokens", (("kind", "prompt"), ("model", "gpt-x"), ("task_type", "docs")))] == 110
+    assert s[("bgtasks_recent_model_tokens", (("kind", "completion"), ("model", "gpt-x"),
+                                              ("task_type", "docs")))] == 44
+    assert s[("bgtasks_recent_model_call_seconds", (("model", "gpt-x"), ("task_type", "docs")))] == 2.0
