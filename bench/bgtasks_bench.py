@@ -56,7 +56,7 @@ class Child:
     """A bgtasks process (worker or API) started for a scenario and stopped after it."""
 
     def __init__(self, args: list[str], env: dict[str, str], ready: str | None) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-bgtasks-", suffix=".log", delete=False)  # noqa: SIM115
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-bgtasks-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", *args], env=env, stdout=self.log, stderr=subprocess.STDOUT
         )

@@ -104,12 +104,13 @@ def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-async def bench(url: str, clients: int, changes: int, interval: float) -> None:
+async def bench(url: str, clients: int, changes: int, interval: float) -> dict[str, float]:
+    """Run the measurement with an API process of its own; returns p50/p99 ms, missing deliveries and RSS."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bgtasks-fanout-") as tmp:
         api = start_api(url, port, Path(tmp) / "api.log")
         try:
-            await measure(url, api.pid, port, clients, changes, interval)
+            return await measure(url, api.pid, port, clients, changes, interval)
         finally:
             api.terminate()
             try:
@@ -118,7 +119,7 @@ async def bench(url: str, clients: int, changes: int, interval: float) -> None:
                 api.kill()
 
 
-async def measure(url: str, pid: int, port: int, n: int, changes: int, interval: float) -> None:
+async def measure(url: str, pid: int, port: int, n: int, changes: int, interval: float) -> dict[str, float]:
     with psycopg.connect(url, autocommit=True) as sql:
         row = sql.execute(
             "INSERT INTO background_tasks (task_type, user_id) VALUES ('fanout', 'bench') RETURNING id"
@@ -179,6 +180,7 @@ async def measure(url: str, pid: int, port: int, n: int, changes: int, interval:
         f"API RSS: idle {idle_rss:.0f} MB, {n} clients {connected_rss:.0f} MB "
         f"(~{(connected_rss - idle_rss) * 1024 / max(n, 1):.0f} KB per client), end {peak_rss:.0f} MB"
     )
+    return {"p50": pct(50), "p99": pct(99), "missing": float(missing), "rss_mb": connected_rss}
 
 
 def main() -> None:

@@ -11,7 +11,14 @@ import asyncpg
 import psycopg
 from psycopg.rows import dict_row
 
-from .errors import BgtasksError, IllegalTransition, SchemaOutdated, TaskNotFound
+from .errors import (
+    BgtasksError,
+    IllegalTransition,
+    RateLimited,
+    SchemaOutdated,
+    TaskNotFound,
+    ValidationFailed,
+)
 
 VERSION_TABLE = "bgtasks_schema_version"
 
@@ -88,9 +95,16 @@ def sync_connect(url: str, **kwargs: Any) -> psycopg.Connection[dict[str, Any]]:
 # ---------------------------------------------------------------- errors
 
 def translate(exc: BaseException, task_id: str | None = None) -> BgtasksError | None:
-    """Our SQLSTATEs (BG404, BG409) as our exceptions; None for anything else."""
+    """Our SQLSTATEs as our exceptions (BG404 not found, BG409 illegal move, BG422 bad input naming the field
+    in HINT, BG429 rate limit with the seconds to wait in DETAIL); None for anything else."""
     state = getattr(exc, "sqlstate", None)
     message = str(getattr(exc, "message", None) or exc).splitlines()[0]
+    if state == "BG429":
+        detail = str(getattr(exc, "detail", None) or "60")
+        return RateLimited(message, int(detail) if detail.isdigit() else 60)
+    if state == "BG422":
+        field = getattr(exc, "hint", None) or "input"
+        return ValidationFailed(field, message.removeprefix(f"{field}: "))
     if state == "BG404":
         return TaskNotFound(task_id or "?")
     if state == "BG409":

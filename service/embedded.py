@@ -104,7 +104,7 @@ class EmbeddedPostgres:
         sock_dir.mkdir(exist_ok=True)
         if self.user:
             _chown_tree(sock_dir, self.user)
-        log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        log = open(self.data_dir / "postgres.log", "ab")
         args = [
             str(bin_dir() / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sock_dir}",

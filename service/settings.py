@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
 
 import platformdirs
 from pydantic import Field, ValidationError, model_validator
@@ -48,8 +47,6 @@ class Settings(BaseSettings):
     bgtasks_sse_timeout_s: float = Field(300.0, gt=0, description="seed two's 5-minute monitoring timeout")
     bgtasks_sse_keepalive_s: float = Field(15.0, gt=0)
     bgtasks_sse_buffer: int = Field(256, ge=1)
-
-    bgtasks_run_mode: Literal["all", "api", "worker"] = "all"
 
     @property
     def heartbeat_s(self) -> float:

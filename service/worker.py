@@ -425,10 +425,9 @@ def build_broker(runtime: Runtime) -> PostgresBroker:
     logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_ResultsAreStored())
     broker = PostgresBroker(runtime, middleware=[AsyncIO(), TimeLimit(interval=200), Outcome()])
     for task_type in actors.TASK_TYPES.values():
-        try:
-            _declare_actor(broker, runtime, task_type)
-        except ImportError as exc:
-            log.error("task type %r is not served by this worker: %s", task_type.name, exc)
+        # An actor module that fails to import stops the worker here: serving the other types would claim
+        # that type's tasks too and fail them.
+        _declare_actor(broker, runtime, task_type)
     return broker
 
 
@@ -448,8 +447,9 @@ def _declare_actor(broker: PostgresBroker, runtime: Runtime, task_type: actors.T
             runtime.end(task_id)
 
     run.__name__ = task_type.name.replace("-", "_")
-    dramatiq.actor(run, actor_name=task_type.name, queue_name=QUEUE, broker=broker,
-                   time_limit=int(task_type.time_limit_s * 1000))
+    declare = dramatiq.actor(actor_name=task_type.name, queue_name=QUEUE, broker=broker,
+                             time_limit=int(task_type.time_limit_s * 1000))
+    declare(run)
 
 
 def run_worker(settings: Settings, concurrency: int) -> int:

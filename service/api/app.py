@@ -72,6 +72,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/tasks/{task_id}", tasks.delete_task, methods=["DELETE"]),
         Route("/api/tasks/{task_id}/cancel", tasks.cancel_task, methods=["POST"]),
         Route("/api/tasks/{task_id}/retry", tasks.retry_task, methods=["POST"]),
+        Route("/api/me", tasks.me, methods=["GET"]),
+        Route("/api/usage", tasks.usage, methods=["GET"]),
         Route("/api/queue", queue.get_queue, methods=["GET"]),
         Route("/api/queue", queue.patch_queue, methods=["PATCH"]),
         Route("/api/queue/start", queue.start_queue, methods=["POST"]),

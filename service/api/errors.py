@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any
 
+import asyncpg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -102,9 +103,24 @@ async def _bug(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("internal error", code="internal"), status_code=500)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database is restarting, failing over or unreachable: a 503 the client can retry, never a 500."""
+    log.warning("database unavailable on %s %s: %s: %s", request.method, request.url.path,
+                type(exc).__name__, exc)
+    return JSONResponse(error_body("database unavailable; retry shortly", code="unavailable"), status_code=503,
+                        headers={"Retry-After": "1"})
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     BgtasksError: _bgtasks_error,
     HTTPException: _http_error,
+    # Lost or refused connections (a Postgres restart): asyncpg's connection errors, admin shutdown and
+    # "starting up" (OperatorIntervention), a closed connection (InterfaceError), refused sockets and
+    # timeouts (OSError, which TimeoutError is).
+    asyncpg.PostgresConnectionError: _database_unavailable,
+    asyncpg.exceptions.OperatorInterventionError: _database_unavailable,
+    asyncpg.InterfaceError: _database_unavailable,
+    OSError: _database_unavailable,
     Exception: _bug,
 }
 

@@ -211,6 +211,14 @@ def build() -> S:
                   "additionalProperties": False})},
         "/api/tasks/{task_id}/retry": {"parameters": [TASK_ID], "post": _op(
             "Retry an error or cancelled task", "tasks", TASK_OK)},
+        "/api/me": {"get": _op("Who the caller is", "accounts", _success(
+            {"userId": {"type": "string"}, "isSuperuser": {"type": "boolean"}}, ["userId", "isSuperuser"]))},
+        "/api/usage": {"get": _op("Model usage totals per user and task type", "usage", _success(
+            {"usage": {"type": "array", "items": {"type": "object"}}}, ["usage"]), params=[
+                _q("userId", {"type": "string", "maxLength": 200}, "superusers only"),
+                _q("type", {"type": "string", "maxLength": 40}),
+                _q("since", {"type": "string", "format": "date-time"}),
+                _q("until", {"type": "string", "format": "date-time"})])},
         "/api/queue": {
             "get": _op("Queue settings and counts", "queue", QUEUE_STATE),
             "patch": _op("Change queue settings (superusers)", "queue", QUEUE_OK, body=QUEUE_PATCH),

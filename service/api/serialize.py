@@ -74,7 +74,7 @@ _SEED_ONE_ALIASES: tuple[tuple[str, str], ...] = (
 )
 
 
-def _iso(value: Any) -> Any:
+def iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
@@ -94,7 +94,7 @@ def task_json(row: Mapping[str, Any], *, seed_two: bool = False) -> dict[str, An
     out: dict[str, Any] = {}
     for name, column in _FIELDS:
         value = _get(row, column)
-        out[name] = _iso(value)
+        out[name] = iso(value)
     if out["result"] is None and out["resultData"] is not None:  # rows built before `result` existed
         out["result"] = out["resultData"]
     status = str(out["status"]) if out["status"] is not None else None
@@ -111,7 +111,7 @@ def seed_one_task_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """Seed one's API: the camelCase task plus seed one's snake_case column names."""
     out = task_json(row)
     for alias, column in _SEED_ONE_ALIASES:
-        out[alias] = _iso(_get(row, column))
+        out[alias] = iso(_get(row, column))
     return out
 
 
@@ -132,9 +132,9 @@ def queue_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "maxConcurrentTasks": row["max_concurrent_tasks"],
         "retryBaseDelayMs": row["retry_base_delay_ms"],
         "retryMaxDelayMs": row["retry_max_delay_ms"],
-        "lastPollAt": _iso(row["last_poll_at"]),
-        "createdAt": _iso(row["created_at"]),
-        "updatedAt": _iso(row["updated_at"]),
+        "lastPollAt": iso(row["last_poll_at"]),
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
     }
 
 

@@ -13,11 +13,12 @@ from starlette.responses import JSONResponse
 from ..errors import TaskNotFound
 from ..settings import Settings
 from ..store import tasks as store
+from ..store import usage as usage_store
 from ..store import workflows as workflow_store
 from . import validation as v
 from . import workflows
 from .auth import Principal, authenticate
-from .serialize import counts_json, ok, task_json
+from .serialize import counts_json, iso, ok, task_json
 
 BULK_LIMIT = 10_000  # rows one bulk call changes at most; `more: true` says call again
 
@@ -235,7 +236,39 @@ async def bulk_action(request: Request) -> JSONResponse:
 async def get_task(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     row = await visible_task(request, principal, request.path_params["task_id"])
-    return ok({"task": task_json(row)})
+    attempts = await store.task_attempts(pool(request), row["id"])
+    calls = await usage_store.task_model_calls(pool(request), row["id"])
+    return ok({
+        "task": task_json(row),
+        "attempts": [{"attempt": a["attempt"], "workerId": a["worker_id"], "errorType": a["error_type"],
+                      "errorMessage": a["error_message"], "outcome": a["outcome"],
+                      "startedAt": iso(a["started_at"]), "failedAt": iso(a["failed_at"])} for a in attempts],
+        "modelCalls": [{"attempt": c["attempt"], "model": c["model"], "promptTokens": c["prompt_tokens"],
+                        "completionTokens": c["completion_tokens"], "totalTokens": c["total_tokens"],
+                        "durationMs": c["duration_ms"], "at": iso(c["created_at"])} for c in calls],
+    })
+
+
+async def me(request: Request) -> JSONResponse:
+    """Who the caller is: the dashboard shows superuser controls from this."""
+    principal = await authenticate(request)
+    return ok({"userId": principal.user_id, "isSuperuser": principal.is_superuser})
+
+
+async def usage(request: Request) -> JSONResponse:
+    """Model usage totals per user and task type (own for users; everyone's, or ?userId=, for superusers)."""
+    principal = await authenticate(request)
+    params = request.query_params
+    v.only_fields(params, {"userId", "type", "since", "until"})
+    asked = v.q_str(params, "userId", max_len=200)
+    user_id = asked if principal.is_superuser else principal.user_id
+    types = v.q_types(params)
+    since, until = v.q_time(params, "since"), v.q_time(params, "until")
+    rows = await usage_store.usage_totals(pool(request), user_id, types, since, until)
+    return ok({"usage": [{"userId": r["user_id"], "taskType": r["task_type"], "calls": r["calls"],
+                          "tasks": r["tasks"], "promptTokens": r["prompt_tokens"],
+                          "completionTokens": r["completion_tokens"], "totalTokens": r["total_tokens"],
+                          "durationMs": r["duration_ms"]} for r in rows]})
 
 
 async def patch_task(request: Request) -> JSONResponse:

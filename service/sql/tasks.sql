@@ -7,12 +7,17 @@
 
 -- name: create_tasks
 -- Create tasks from a JSON array of specs ($1) in one statement; a repeated idempotency key returns the first
--- (is_new false).
+-- (is_new false). The per-user creation rate limit is checked first, in the same statement (SQLSTATE BG429).
 WITH spec AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS s(
         task_type text, user_id text, priority integer, max_retries integer, project_id text,
         project_name text, project_path text, label text, description text, payload jsonb,
         run_at timestamptz, idempotency_key text, schedule_name text, scheduled_for timestamptz)
+), rate_checked AS (
+    -- Users in a fixed order: check_creation_rate takes a per-user lock until commit.
+    SELECT count(*) AS users FROM (
+        SELECT check_creation_rate(user_id, count(*)::integer) FROM spec
+        WHERE schedule_name IS NULL GROUP BY user_id ORDER BY user_id) checked
 ), inserted AS (
     INSERT INTO background_tasks (task_type, user_id, priority, max_retries, project_id, project_name,
                                   project_path, label, description, payload, run_at, idempotency_key,
@@ -20,7 +25,7 @@ WITH spec AS (
     SELECT task_type, user_id, coalesce(priority, 0), coalesce(max_retries, 3), project_id, project_name,
            project_path, label, description, coalesce(payload, '{}'::jsonb), coalesce(run_at, now()),
            idempotency_key, schedule_name, scheduled_for
-    FROM spec
+    FROM spec, rate_checked
     ON CONFLICT DO NOTHING
     RETURNING *
 )
@@ -227,3 +232,8 @@ SELECT count(*) AS n FROM gone;
 SELECT status::text AS status, sum(n)::bigint AS n FROM task_counts
 WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text[] IS NULL OR task_type = ANY ($2::text[]))
 GROUP BY status;
+
+-- name: task_attempts
+-- Every failed attempt of task $1, oldest first: error, worker, what followed.
+SELECT attempt, worker_id, error_type, error_message, outcome, started_at, failed_at
+FROM task_attempt_errors WHERE task_id = $1 ORDER BY id;

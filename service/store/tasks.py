@@ -52,7 +52,13 @@ async def create_tasks(conn: Executor, specs: Sequence[TaskSpec]) -> list[asyncp
     if not specs:
         return []
     # The pool's codec encodes the list as JSON.
-    rows = await conn.fetch(queries.get("create_tasks").sql, [s.as_json() for s in specs])
+    try:
+        rows = await conn.fetch(queries.get("create_tasks").sql, [s.as_json() for s in specs])
+    except asyncpg.PostgresError as exc:
+        ours = db.translate(exc)  # BG429: over the user's creation rate
+        if ours is None:
+            raise
+        raise ours from exc
     # A concurrent create with the same key commits after our statement's snapshot: ON CONFLICT skipped our
     # row, and the statement could not see theirs. Read it now (a second round trip only in that race).
     found = {(r["user_id"], r["idempotency_key"]) for r in rows if r["idempotency_key"] is not None}
@@ -231,3 +237,7 @@ async def delete_tasks_matching(
     conn: Executor, flt: TaskFilter, ids: Sequence[str] | None = None, *, limit: int = 10_000
 ) -> list[str]:
     return await _bulk(conn, "delete_tasks_matching", flt, ids, limit)
+
+
+async def task_attempts(conn: Executor, task_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(queries.get("task_attempts").sql, task_id)

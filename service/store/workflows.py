@@ -7,39 +7,30 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from .. import db, queries, schedules
-from ..errors import BgtasksError, NotFound, RateLimited, ValidationFailed
+from ..errors import BgtasksError, NotFound, ValidationFailed
 from . import tasks as task_store
 from .tasks import TaskSpec
 
-Executor = asyncpg.Connection | asyncpg.Pool
+Executor: TypeAlias = "asyncpg.Connection[Any] | asyncpg.Pool[Any]"
 
 
 def translate(exc: asyncpg.PostgresError) -> BgtasksError | None:
-    """BG429 -> RateLimited (DETAIL: seconds for Retry-After); BG422 -> ValidationFailed (HINT: the field);
-    BG404 -> NotFound. None for any other error."""
-    state = getattr(exc, "sqlstate", None)
-    message = str(getattr(exc, "message", None) or exc)
-    if state == "BG429":
-        detail = getattr(exc, "detail", None) or "60"
-        return RateLimited(message, int(detail) if detail.isdigit() else 60)
-    if state == "BG422":
-        field = getattr(exc, "hint", None) or "dependsOn"
-        return ValidationFailed(field, message.removeprefix(f"{field}: "))
-    if state == "BG404":
-        return NotFound(message)
-    return None
+    """BG404 here means an unknown dependency (not a task of the caller's): NotFound with the message."""
+    if getattr(exc, "sqlstate", None) == "BG404":
+        return NotFound(str(getattr(exc, "message", None) or exc))
+    return db.translate(exc)
 
 
 async def _fetch(conn: Executor, name: str, *args: Any) -> list[asyncpg.Record]:
     try:
         return await conn.fetch(queries.get(name).sql, *args)
     except asyncpg.PostgresError as exc:
-        ours = translate(exc) or db.translate(exc)
+        ours = translate(exc)
         if ours is None:
             raise
         raise ours from exc
@@ -65,9 +56,11 @@ async def create_tasks_checked(pool: Executor, specs: Sequence[TaskSpec],
     deps = list(depends_on or [None] * len(specs))
     if len(deps) != len(specs):
         raise ValueError("depends_on must have one entry per spec")
+    if not any(deps):
+        # One statement, one round trip: create_tasks checks the creation rate itself.
+        return _order(await task_store.create_tasks(pool, specs), specs)
     conn_cm = pool.acquire() if isinstance(pool, asyncpg.Pool) else _Borrowed(pool)
     async with conn_cm as conn, conn.transaction():
-        await check_creation_rate(conn, specs)
         rows = await task_store.create_tasks(conn, specs)
         out = []
         for row, ids in zip(_order(rows, specs), deps, strict=True):

@@ -61,7 +61,7 @@ def test_up_serves_healthz_and_sigint_leaves_no_process(tmp_path: Path) -> None:
             conn.execute("INSERT INTO background_tasks (id, task_type, user_id) VALUES ('kept', 'noop', 'me')")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
-        gone, alive = psutil.wait_procs(children, timeout=10)
+        _, alive = psutil.wait_procs(children, timeout=10)
         assert alive == [], [p.cmdline() for p in alive]
     finally:
         if proc.poll() is None:

@@ -4,6 +4,7 @@ after SIGKILL, retries with backoff, cancellation, pause/resume, delays, priorit
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import signal
 import time
@@ -94,7 +95,7 @@ def test_retries_back_off_exponentially_and_permanent_errors_are_not_retried(
     rows = {r["id"]: r for r in sql.execute("SELECT * FROM background_tasks").fetchall()}
     assert rows[flaky]["status"] == "completed" and rows[flaky]["retry_count"] == 3
     starts = [ln["t"] for ln in procs.journal_lines() if ln["task"] == flaky and ln["event"] == "start"]
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     # base 0.4 s doubling, jitter 0.5-1.0: at least 0.2, 0.4, 0.8 s; and growing on the whole.
     for n, gap in enumerate(gaps):
         assert gap >= 0.4 * 2**n * 0.5 - 0.05, gaps
