@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import psycopg.rows
 import pytest
 
 from tests.processes import Processes, wait_until
@@ -172,6 +173,7 @@ def test_nothing_is_lost_or_doubled_under_faults(pg_server: Any, database_url: s
                "every subscriber to see every completion")
     stop.set()
 
+    sql = psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row)  # the old one died
     # The table's own accounting: every task completed, counted once.
     rows = sql.execute("SELECT status::text, count(*) AS n FROM background_tasks GROUP BY 1").fetchall()
     assert rows == [{"status": "completed", "n": TASKS}]
