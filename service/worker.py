@@ -86,6 +86,7 @@ class Runtime:
         self.stopping = threading.Event()
         self.idle = threading.Condition(self.lock)
         self.poll_interval_s = 5.0
+        self.starved = False
         self.next_poll = 0.0
         self._claim_conn: psycopg.Connection[Any] | None = None
         self.completions: queue.Queue[tuple[str, int, Any]] = queue.Queue()
@@ -141,6 +142,9 @@ class Runtime:
         free = self.free_capacity()
         if free <= 0:
             return []
+        # Until this claim proves otherwise, a task finishing anywhere should wake us (set before the claim:
+        # a finish committed while it runs must not be missed).
+        self.starved = True
         try:
             conn = self._claim_connection()
             rows = store.claim_tasks(conn, self.worker_id, free, self.lease_s)
@@ -155,6 +159,9 @@ class Runtime:
             return []
         if len(rows) == free:
             self.wake.set()  # there may be more: claim again as soon as threads free up
+        # Fewer than asked: the queue is empty, or a limit (global, per user, per type) held us back. Then
+        # a task finishing anywhere may make room, so the listener wakes us on finished tasks too.
+        self.starved = len(rows) < free
         with self.lock:
             for r in rows:
                 self.in_flight[r["id"]] = InFlight(r["id"], r["attempt"], self._context(r))
@@ -310,6 +317,8 @@ class Runtime:
             except queue.Empty:
                 break
         done = self._with_retry(lambda conn: store.complete_tasks(conn, batch), attempts=600)
+        if self.starved:
+            self.wake.set()  # rows just left `processing`: room under a global limit, without the NOTIFY trip
         if done is not None and len(done) < len(batch):
             lost = [tid for tid, _, _ in batch if tid not in done]
             log.info("not completed (cancelled or taken back meanwhile): %s", ", ".join(lost[:20]))
@@ -369,7 +378,9 @@ class Runtime:
             status = e.get("status")
             if status == "pending":
                 self.wake.set()
-            elif status in ("cancelled", "deleted", "error", "completed") and e.get("id") in self.in_flight:
+            elif status in ("cancelled", "deleted", "error", "completed") and self.starved:
+                self.wake.set()
+            if status in ("cancelled", "deleted", "error", "completed") and e.get("id") in self.in_flight:
                 with self.lock:
                     rec = self.in_flight.get(e["id"])
                     ours = rec is not None and rec.interruptible

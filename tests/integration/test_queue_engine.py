@@ -168,3 +168,13 @@ def test_finished_work_runs_as_soon_as_capacity_frees_not_at_the_next_poll(sql: 
     procs.worker(concurrency=1)
     insert(sql, "sleep", 3, {"seconds": 0.2, "steps": 1})
     wait_until(lambda: all_done(sql, 3), 5, "three tasks through one thread without polling")
+
+
+def test_room_freed_under_a_global_limit_is_used_at_once_not_at_the_next_poll(sql: psycopg.Connection[Any],
+                                                                            procs: Processes) -> None:
+    sql.execute("UPDATE task_queue_settings SET poll_interval = 60000, max_concurrent_tasks = 2")
+    procs.worker(concurrency=4)
+    procs.worker(concurrency=4)
+    insert(sql, "sleep", 30, {"seconds": 0.05, "steps": 1})
+    wait_until(lambda: all_done(sql, 30), 15, "30 tasks through a limit of 2 without waiting for polls")
+    assert peak_concurrency(procs.journal_lines()) <= 2
