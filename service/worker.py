@@ -19,6 +19,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -145,14 +146,18 @@ class Runtime:
         # Until this claim proves otherwise, a task finishing anywhere should wake us (set before the claim:
         # a finish committed while it runs must not be missed).
         self.starved = True
+        finished = self._take_completions()
         try:
             conn = self._claim_connection()
-            rows = store.claim_tasks(conn, self.worker_id, free, self.lease_s)
+            # Completions ride along with the claim: one round trip and one commit for both.
+            rows = store.complete_and_claim(conn, finished, self.worker_id, free, self.lease_s)
             if polling:
                 store.mark_polled(conn, int(self.poll_interval_s * 1000))
             if len(rows) < free:
                 self.next_poll = self._next_poll_time(conn, now)
         except psycopg.Error as exc:
+            for item in finished:
+                self.completions.put(item)  # the completer writes them once the database answers
             log.warning("claim failed (%s); retrying shortly", exc.__class__.__name__)
             self._drop_claim_connection()
             self.next_poll = now + 0.5
@@ -168,6 +173,15 @@ class Runtime:
         for r in rows:
             self._emit("claimed", task_id=r["id"], attempt=r["attempt"])
         return rows
+
+    def _take_completions(self, at_most: int = 500) -> list[tuple[str, int, Any]]:
+        items: list[tuple[str, int, Any]] = []
+        while len(items) < at_most:
+            try:
+                items.append(self.completions.get_nowait())
+            except queue.Empty:
+                break
+        return items
 
     def _next_poll_time(self, conn: psycopg.Connection[Any], now: float) -> float:
         """Poll again at the poll interval, or earlier when a delayed or retried task falls due."""
@@ -310,12 +324,16 @@ class Runtime:
             first = self.completions.get(timeout=0.05 if final else 0.2)
         except queue.Empty:
             return
-        batch = [first]
-        while len(batch) < 500:
-            try:
-                batch.append(self.completions.get_nowait())
-            except queue.Empty:
-                break
+        if not final and not self.stopping.is_set() and self.free_capacity() > 0:
+            # The consumer is about to claim for the thread this task freed and takes completions along;
+            # write them here only if it has not within a few milliseconds.
+            self.completions.put(first)
+            time.sleep(0.005)
+            batch = self._take_completions()
+            if not batch:
+                return
+        else:
+            batch = [first, *self._take_completions(499)]
         done = self._with_retry(lambda conn: store.complete_tasks(conn, batch), attempts=600)
         if self.starved:
             self.wake.set()  # rows just left `processing`: room under a global limit, without the NOTIFY trip
@@ -466,6 +484,9 @@ def _declare_actor(broker: PostgresBroker, runtime: Runtime, task_type: actors.T
 def run_worker(settings: Settings, concurrency: int) -> int:
     """Run until SIGTERM/SIGINT: then stop claiming, let running tasks finish within the grace period, and
     hand the rest back to pending without counting an attempt."""
+    # A wake-up crosses three threads (listener, consumer, worker); with CPython's default 5 ms GIL switch
+    # interval a busy thread can hold each hand-off that long. 1 ms keeps pickup tails short.
+    sys.setswitchinterval(0.001)
     runtime = Runtime(settings, concurrency)
     broker = build_broker(runtime)
     dramatiq.set_broker(broker)

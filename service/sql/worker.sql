@@ -74,3 +74,9 @@ WHERE id IN (SELECT task_id FROM call);
 -- name: complete_tasks
 -- Complete a batch: ids $1, attempts $2, results $3 (jsonb[]); returns the ids that were still ours.
 SELECT id FROM complete_tasks($1::text[], $2::integer[], $3::jsonb[]) AS id;
+
+-- name: complete_and_claim
+-- Complete a batch (ids $1, attempts $2, results $3) and claim up to $5 tasks for worker $4 (lease $6 s).
+SELECT id, task_type, payload, attempt, user_id, project_id, project_name, project_path, retry_count,
+       max_retries, run_at, created_at
+FROM complete_and_claim($1::text[], $2::integer[], $3::jsonb[], $4, $5, $6);

@@ -84,3 +84,11 @@ def record_model_call(conn: Conn, task_id: str, attempt: int, model: str, prompt
                       completion_tokens: int, total_tokens: int, duration_ms: int) -> None:
     _run(conn, "record_model_call", task_id, attempt, model, prompt_tokens, completion_tokens, total_tokens,
          duration_ms)
+
+
+def complete_and_claim(conn: Conn, items: Sequence[tuple[str, int, Any]], worker_id: str, limit: int,
+                       lease_s: float) -> list[dict[str, Any]]:
+    ids = [i for i, _, _ in items]
+    attempts = [a for _, a, _ in items]
+    results = [Jsonb(r) for _, _, r in items]
+    return list(_run(conn, "complete_and_claim", ids, attempts, results, worker_id, limit, lease_s).fetchall())
