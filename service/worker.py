@@ -153,6 +153,7 @@ class Runtime:
             rows = store.complete_and_claim(conn, finished, self.worker_id, free, self.lease_s)
             if polling:
                 store.mark_polled(conn, int(self.poll_interval_s * 1000))
+                self.next_poll = now + self.poll_interval_s
             if len(rows) < free:
                 self.next_poll = self._next_poll_time(conn, now)
         except psycopg.Error as exc:
