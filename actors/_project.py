@@ -95,3 +95,15 @@ def with_source(task: TaskContext, answer: dict[str, Any], snapshot: ProjectSnap
 
 
 PRIORITY = string("how soon it matters", enum=["high", "medium", "low"])
+
+
+async def run_project_task(task: TaskContext, *, system: str, ask: str, schema_name: str,
+                           answer_schema: Schema) -> dict[str, Any]:
+    """The flow every per-project type shares: read the project, ask the model, return answer + source."""
+    await task.progress(10, "Reading project files")
+    snapshot = await read_project(task)
+    await task.progress(30, f"Calling the model with {len(snapshot.files)} of {snapshot.total_files_seen} files")
+    answer = await task.ask_model(system=system, user=user_prompt(task, snapshot, ask), schema_name=schema_name,
+                                  schema=answer_schema)
+    await task.progress(70, "Saving")
+    return with_source(task, answer, snapshot)

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors._project import (
-    SYSTEM_PREAMBLE,
-    read_project,
-    result_schema,
-    user_prompt,
-    with_source,
-)
+from actors._project import SYSTEM_PREAMBLE, result_schema, run_project_task
 from actors._schema import array, obj, string
 from service.task_context import TaskContext
 
@@ -39,10 +33,5 @@ RESULT_SCHEMA = result_schema(ANSWER_SCHEMA)
 
 
 async def run(task: TaskContext) -> dict[str, Any]:
-    await task.progress(10, "Reading project files")
-    snapshot = await read_project(task)
-    await task.progress(30, f"Calling the model with {len(snapshot.files)} of {snapshot.total_files_seen} files")
-    answer = await task.ask_model(system=SYSTEM, user=user_prompt(task, snapshot, ASK), schema_name=SCHEMA_NAME,
-                                  schema=ANSWER_SCHEMA)
-    await task.progress(70, "Saving")
-    return with_source(task, answer, snapshot)
+    return await run_project_task(task, system=SYSTEM, ask=ASK, schema_name=SCHEMA_NAME,
+                                  answer_schema=ANSWER_SCHEMA)

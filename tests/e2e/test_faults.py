@@ -10,6 +10,7 @@ only while the database restarted (503 with Retry-After). Short form here; the l
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import random
@@ -196,7 +197,7 @@ def test_nothing_is_lost_or_doubled_under_faults(pg_server: Any, database_url: s
         by_task[task].append(span)
     for task, spans in by_task.items():
         spans.sort()
-        for a, b in zip(spans, spans[1:], strict=False):
+        for a, b in itertools.pairwise(spans):
             assert b[0] >= a[1], f"task {task} ran twice at once: {spans}"
     events = sorted([(s[0], 1) for s in runs.values()] + [(s[1], -1) for s in runs.values()],
                     key=lambda e: (e[0], e[1]))

@@ -67,8 +67,6 @@ class _CountingAcquire:
         await self.cm.__aexit__(*exc)  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(reason="the creation rate limit (store/workflows.create_tasks_checked) wraps the INSERT in a "
-                          "transaction with a separate check: 4 round trips; for the lead to settle", strict=False)
 async def test_create_is_one_round_trip(api: Api) -> None:
     """Creating a task (behind the trusted proxy: no key lookup) is one statement plus its NOTIFY."""
     counting = Counting(api.pool)
