@@ -120,6 +120,9 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     asyncpg.PostgresConnectionError: _database_unavailable,
     asyncpg.exceptions.OperatorInterventionError: _database_unavailable,
     asyncpg.InterfaceError: _database_unavailable,
+    # A connection killed mid-query (server shutdown) can leave asyncpg's protocol in a state it reports as
+    # an internal client error; the pool discards that connection.
+    asyncpg.exceptions.InternalClientError: _database_unavailable,
     OSError: _database_unavailable,
     Exception: _bug,
 }
