@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -86,15 +86,7 @@ class EventStreamResponse(Response):
                     "headers": [(k.encode(), v.encode()) for k, v in SSE_HEADERS.items()],
                 }
             )
-            tasks = [asyncio.create_task(pump()), asyncio.create_task(watch())]
-            try:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for t in tasks:
-                    t.cancel()
-                for t in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, OSError):
-                        await t
+            await _until_first_ends(pump(), watch())
             if not disconnected:
                 with contextlib.suppress(OSError):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -102,6 +94,19 @@ class EventStreamResponse(Response):
             with contextlib.suppress(Exception):
                 await self.chunks.aclose()  # type: ignore[attr-defined]
             self.on_close()
+
+
+async def _until_first_ends(*jobs: Coroutine[Any, Any, None]) -> None:
+    """Run the jobs until one ends (the stream ran out, or the client went away), then stop the others."""
+    tasks = [asyncio.create_task(job) for job in jobs]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
 
 
 def _sse(data: str, *, event: str | None = None, id: int | None = None) -> str:
@@ -349,14 +354,6 @@ async def events_ws(websocket: WebSocket) -> None:
                 while (await websocket.receive())["type"] != "websocket.disconnect":
                     pass
 
-        tasks = [asyncio.create_task(pump()), asyncio.create_task(watch())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+        await _until_first_ends(pump(), watch())
     finally:
         sub.close()
