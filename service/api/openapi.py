@@ -161,6 +161,18 @@ QUEUE_PATCH: S = {
 GENERATION: S = actors.TASK_TYPES["generation"].payload_schema
 
 TASK_OK = _success({"task": TASK}, ["task"])
+SCHEDULE: S = {"type": "object", "properties": {
+    "name": {"type": "string"}, "taskType": {"type": "string"}, "cron": {"type": "string"},
+    "timezone": {"type": "string"}, "enabled": {"type": "boolean"}, "catchUp": {"enum": ["skip", "once"]}},
+    "required": ["name", "taskType", "cron"]}
+SCHEDULE_BODY: S = {"type": "object", "properties": {
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"}, "taskType": {"type": "string"},
+    "payload": {"type": "object"}, "cron": {"type": "string", "maxLength": 200},
+    "timezone": {"type": "string", "maxLength": 100}, "enabled": {"type": "boolean"},
+    "catchUp": {"enum": ["skip", "once"]}, "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+    "maxRetries": {"type": "integer", "minimum": 0, "maximum": 100}, "label": {"type": "string", "maxLength": 200},
+    "userId": {"type": "string", "maxLength": 200}},
+    "required": ["name", "taskType", "cron"], "additionalProperties": False}
 QUEUE_OK = _success({"queueSettings": QUEUE, "message": {"type": "string"}}, ["queueSettings"])
 QUEUE_STATE = _success({"queueSettings": QUEUE, "taskCounts": _counts()}, ["queueSettings", "taskCounts"])
 
@@ -211,6 +223,26 @@ def build() -> S:
                   "additionalProperties": False})},
         "/api/tasks/{task_id}/retry": {"parameters": [TASK_ID], "post": _op(
             "Retry an error or cancelled task", "tasks", TASK_OK)},
+        "/api/schedules": {
+            "get": _op("List schedules (own; superusers: all)", "workflows",
+                       _success({"schedules": {"type": "array", "items": SCHEDULE}}, ["schedules"])),
+            "post": _op("Create a cron schedule", "workflows", _success({"schedule": SCHEDULE}, ["schedule"]),
+                        status="201", body=SCHEDULE_BODY),
+        },
+        "/api/schedules/{name}": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": _op("Read a schedule", "workflows", _success({"schedule": SCHEDULE}, ["schedule"])),
+            "patch": _op("Change a schedule", "workflows", _success({"schedule": SCHEDULE}, ["schedule"]),
+                         body={**SCHEDULE_BODY, "required": []}),
+            "delete": _op("Delete a schedule", "workflows", _success({}, [])),
+        },
+        "/api/analytics": {"get": _op(
+            "Counts, success rate, durations, queue wait, retries and tokens per user or type", "workflows",
+            _success({"groups": {"type": "array", "items": {"type": "object"}}}, ["groups"]), params=[
+                _q("since", {"type": "string", "format": "date-time"}),
+                _q("until", {"type": "string", "format": "date-time"}),
+                _q("groupBy", {"enum": ["user", "type"]}),
+                _q("userId", {"type": "string", "maxLength": 200}, "superusers only")])},
         "/api/me": {"get": _op("Who the caller is", "accounts", _success(
             {"userId": {"type": "string"}, "isSuperuser": {"type": "boolean"}}, ["userId", "isSuperuser"]))},
         "/api/usage": {"get": _op("Model usage totals per user and task type", "usage", _success(

@@ -26,6 +26,11 @@ def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
+def _name(request: Request) -> str:
+    """The schedule name from the path, checked like any text input (a NUL byte is a 422, not a 500)."""
+    return v.check_text(request.path_params["name"], "name")
+
+
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
@@ -98,7 +103,7 @@ async def create_schedule(request: Request) -> JSONResponse:
 
 async def get_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    row = await store.get_schedule(_pool(request), request.path_params["name"], principal.owner)
+    row = await store.get_schedule(_pool(request), _name(request), principal.owner)
     return ok({"schedule": schedule_json(row)})
 
 
@@ -106,14 +111,14 @@ async def patch_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     body = await v.read_json_object(request)
     v.only_fields(body, SCHEDULE_PATCH)
-    row = await store.update_schedule(_pool(request), request.path_params["name"], principal.owner,
+    row = await store.update_schedule(_pool(request), _name(request), principal.owner,
                                       **_schedule_fields(body, creating=False))
     return ok({"schedule": schedule_json(row)})
 
 
 async def delete_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    row = await store.delete_schedule(_pool(request), request.path_params["name"], principal.owner)
+    row = await store.delete_schedule(_pool(request), _name(request), principal.owner)
     return ok({"schedule": schedule_json(row)})
 
 
@@ -143,7 +148,7 @@ async def analytics(request: Request) -> JSONResponse:
     group_by = params.get("groupBy", "type")
     if group_by not in ("user", "type"):
         raise v.fail("groupBy", "must be user or type")
-    owner = principal.owner if principal.owner is not None else (params.get("userId") or None)
+    owner = principal.owner if principal.owner is not None else v.q_str(params, "userId", max_len=200)
     rows = await store.task_analytics(_pool(request), since, until, group_by, owner)
     return ok({"since": since.isoformat(), "until": until.isoformat(), "groupBy": group_by,
                "groups": [analytics_json(r) for r in rows]})
