@@ -1,16 +1,6 @@
 -- The worker's queries: claim, finish, heartbeat, reap. Each calls a SQL function of the schema, so a
 -- worker and an operator at psql go through the same rules.
 
--- name: claim_tasks
--- Claim up to $2 tasks for worker $1 with a lease of $3 seconds (honours is_active and the global limit).
-SELECT id, task_type, payload, attempt, user_id, project_id, project_name, project_path, retry_count,
-       max_retries, run_at, created_at
-FROM claim_tasks($1, $2, $3);
-
--- name: complete_task
--- Mark task $1 (attempt $2) completed with result $3; false if that attempt no longer holds it.
-SELECT complete_task($1, $2, $3::jsonb);
-
 -- name: fail_task
 -- Record a failed attempt ($1, $2) with type $3 and message $4; $5 permanent; $6 Retry-After seconds.
 SELECT fail_task($1, $2, $3, $4, $5, $6)::text;

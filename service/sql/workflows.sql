@@ -1,10 +1,6 @@
 -- Workflows: creation rate limit, dependencies and chains, schedules, analytics. State changes go through
 -- the SQL functions of migration 0002 (operators at psql call the same ones).
 
--- name: check_creation_rate
--- Refuse (SQLSTATE BG429, DETAIL = seconds for Retry-After) if user $1 creating $2 more tasks goes over its rate.
-SELECT check_creation_rate($1, $2);
-
 -- name: add_task_dependencies
 -- Make pending task $1 wait for tasks $2 (same owner); refuses unknown ids (BG404) and cycles (BG422).
 SELECT * FROM add_task_dependencies($1, $2::text[]);

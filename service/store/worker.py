@@ -18,10 +18,6 @@ def _run(conn: Conn, name: str, *args: object) -> psycopg.Cursor[Any]:
     return conn.execute(q.psycopg_sql, q.psycopg_params(*args), prepare=True)
 
 
-def claim_tasks(conn: Conn, worker_id: str, limit: int, lease_s: float) -> list[dict[str, Any]]:
-    return list(_run(conn, "claim_tasks", worker_id, limit, lease_s).fetchall())
-
-
 def complete_tasks(conn: Conn, items: Sequence[tuple[str, int, Any]]) -> set[str]:
     ids = [i for i, _, _ in items]
     attempts = [a for _, a, _ in items]

@@ -4,7 +4,6 @@ and turns their SQLSTATEs (BG404, BG422, BG429) into our errors."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
@@ -37,13 +36,6 @@ async def _fetch(conn: Executor, name: str, *args: Any) -> list[asyncpg.Record]:
 
 
 # ---------------------------------------------------------------- creating tasks
-
-async def check_creation_rate(conn: asyncpg.Connection, specs: Sequence[TaskSpec]) -> None:
-    """Raise RateLimited if creating `specs` takes any of their owners over the creation rate. Call inside
-    the transaction that inserts them: the per-user lock it takes is held until that transaction ends."""
-    for user_id, n in sorted(Counter(s.user_id for s in specs).items()):
-        await _fetch(conn, "check_creation_rate", user_id, n)
-
 
 async def create_tasks_checked(pool: Executor, specs: Sequence[TaskSpec],
                                depends_on: Sequence[Sequence[str] | None] | None = None) -> list[asyncpg.Record]:
