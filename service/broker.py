@@ -52,9 +52,9 @@ class PostgresBroker(dramatiq.Broker):
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
         """`actor.send(**payload)` from Python: a task row of the actor's type, owned by user "system"."""
-        row = self.runtime.enqueue(message.actor_name, dict(message.kwargs), delay_ms=delay,
-                                   user_id=str(message.options.get("user_id", "system")))
-        return message.copy(message_id=row["id"])
+        task_id = self.runtime.enqueue(message.actor_name, dict(message.kwargs), delay_ms=delay,
+                                       user_id=str(message.options.get("user_id", "system")))
+        return message.copy(message_id=task_id)
 
     def get_declared_queues(self) -> set[str]:
         return self.queues.copy()

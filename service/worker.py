@@ -14,6 +14,7 @@ Threads and connections (a worker uses at most concurrency + 5 connections):
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import queue
@@ -32,7 +33,6 @@ import psycopg
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import AsyncIO, TimeLimit
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 import actors
@@ -50,6 +50,7 @@ log = logging.getLogger("bgtasks.worker")
 
 CHANNEL_TASKS = "bgtasks_tasks"
 CHANNEL_QUEUE = "bgtasks_queue"
+FINISHED = frozenset({"completed", "error", "cancelled", "deleted"})
 
 
 @dataclass
@@ -187,11 +188,9 @@ class Runtime:
     def _next_poll_time(self, conn: psycopg.Connection[Any], now: float) -> float:
         """Poll again at the poll interval, or earlier when a delayed or retried task falls due."""
         nxt = now + self.poll_interval_s
-        row = conn.execute(
-            "SELECT extract(epoch FROM min(run_at) - now()) AS wait FROM background_tasks "
-            "WHERE status = 'pending' AND waiting_for = 0 AND run_at > now()", prepare=True).fetchone()
-        if row and row["wait"] is not None:
-            nxt = min(nxt, now + max(0.0, float(row["wait"])) + 0.002)
+        wait = store.next_due_in(conn)
+        if wait is not None:
+            nxt = min(nxt, now + max(0.0, wait) + 0.002)
         return nxt
 
     def _claim_connection(self) -> psycopg.Connection[Any]:
@@ -303,13 +302,9 @@ class Runtime:
                 delay = min(delay * 2, 2.0)
         return None
 
-    def enqueue(self, task_type: str, payload: dict[str, Any], *, delay_ms: int | None, user_id: str) -> Any:
+    def enqueue(self, task_type: str, payload: dict[str, Any], *, delay_ms: int | None, user_id: str) -> str:
         with self.pool.connection() as conn:
-            return conn.execute(
-                "INSERT INTO background_tasks (task_type, user_id, payload, run_at) "
-                "VALUES (%s, %s, %s, now() + make_interval(secs => %s)) RETURNING id",
-                (task_type, user_id, Jsonb(payload), (delay_ms or 0) / 1000),
-            ).fetchone()
+            return store.enqueue_task(conn, task_type, user_id, payload, (delay_ms or 0) / 1000)
 
     def wait_idle(self, timeout_s: float | None) -> bool:
         with self.lock:
@@ -370,17 +365,13 @@ class Runtime:
         with self.lock:
             held = list(self.in_flight)
         if held:
-            rows = conn.execute("SELECT id, status::text AS status FROM background_tasks WHERE id = ANY(%s)",
-                                (held,)).fetchall()
-            present = {r["id"]: r["status"] for r in rows}
+            present = store.task_statuses(conn, held)
             for tid in held:
                 status = present.get(tid)
                 if status != "processing":
                     self.interrupt(tid, f"task is {status or 'deleted'}")
 
     def _on_notify(self, channel: str, payload: str) -> None:
-        import json
-
         if channel == CHANNEL_QUEUE:
             try:
                 self.poll_interval_s = json.loads(payload)["poll_interval"] / 1000
@@ -397,13 +388,10 @@ class Runtime:
             status = e.get("status")
             if status == "pending":
                 self.wake.set()
-            elif status in ("cancelled", "deleted", "error", "completed") and self.starved:
-                self.wake.set()
-            if status in ("cancelled", "deleted", "error", "completed") and e.get("id") in self.in_flight:
-                with self.lock:
-                    rec = self.in_flight.get(e["id"])
-                    ours = rec is not None and rec.interruptible
-                if ours:
+            elif status in FINISHED:
+                if self.starved:
+                    self.wake.set()  # room may have freed under a limit
+                if e.get("id") in self.in_flight:  # our own outcomes leave in_flight before they are written
                     self.interrupt(e["id"], f"task was {status}")
 
     # ------------------------------------------------------------------ heartbeat thread
@@ -428,9 +416,8 @@ class Runtime:
                         if n:
                             log.info("took back %s task(s) whose worker stopped heartbeating", n)
                         next_reap = time.monotonic() + self.settings.bgtasks_reap_interval_s
-            except (psycopg.Error, Exception) as exc:  # keep beating through outages
+            except Exception as exc:  # keep beating through outages
                 log.warning("heartbeat failed: %s", exc)
-
 
     # ------------------------------------------------------------------ scheduler thread
     def _schedule_loop(self) -> None:

@@ -70,3 +70,16 @@ SELECT id FROM complete_tasks($1::text[], $2::integer[], $3::jsonb[]) AS id;
 SELECT id, task_type, payload, attempt, user_id, project_id, project_name, project_path, retry_count,
        max_retries, run_at, created_at
 FROM complete_and_claim($1::text[], $2::integer[], $3::jsonb[], $4, $5, $6);
+
+-- name: next_due_in
+-- Seconds until the earliest delayed or retried task falls due (NULL when none is waiting for its time).
+SELECT extract(epoch FROM min(run_at) - now())::float8 AS wait FROM background_tasks
+WHERE status = 'pending' AND waiting_for = 0 AND run_at > now();
+
+-- name: task_statuses
+-- The status of each of tasks $1 that still exists (a worker re-checks what it holds after reconnecting).
+SELECT id, status::text AS status FROM background_tasks WHERE id = ANY($1::text[]);
+
+-- name: enqueue_task
+-- Python's `actor.send(**payload)`: a task of type $1 for user $2 with payload $3, due in $4 seconds.
+SELECT id FROM enqueue_task($1, $2, $3::jsonb, run_at => now() + make_interval(secs => $4));

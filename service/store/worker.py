@@ -88,3 +88,18 @@ def complete_and_claim(conn: Conn, items: Sequence[tuple[str, int, Any]], worker
     attempts = [a for _, a, _ in items]
     results = [Jsonb(r) for _, _, r in items]
     return list(_run(conn, "complete_and_claim", ids, attempts, results, worker_id, limit, lease_s).fetchall())
+
+
+def next_due_in(conn: Conn) -> float | None:
+    row = _run(conn, "next_due_in").fetchone()
+    return None if row is None or row["wait"] is None else float(row["wait"])
+
+
+def task_statuses(conn: Conn, task_ids: Sequence[str]) -> dict[str, str]:
+    return {r["id"]: r["status"] for r in _run(conn, "task_statuses", list(task_ids)).fetchall()}
+
+
+def enqueue_task(conn: Conn, task_type: str, user_id: str, payload: dict[str, Any], delay_s: float) -> str:
+    row = _run(conn, "enqueue_task", task_type, user_id, Jsonb(payload), delay_s).fetchone()
+    assert row is not None
+    return str(row["id"])
