@@ -25,9 +25,10 @@ log = logging.getLogger("bgtasks.broker")
 
 
 def message_for(row: dict[str, Any]) -> dramatiq.Message[Any]:
-    """The Dramatiq message of a claimed row: the actor is the task type, the argument the task id."""
+    """The Dramatiq message of a claimed row: the actor is the task type, the arguments the task id and the
+    attempt that claimed it (a message left over from an earlier claim of the same task never runs it)."""
     return dramatiq.Message(
-        queue_name=QUEUE, actor_name=row["task_type"], args=(row["id"],), kwargs={},
+        queue_name=QUEUE, actor_name=row["task_type"], args=(row["id"], row["attempt"]), kwargs={},
         options={"attempt": row["attempt"]}, message_id=row["id"],
         message_timestamp=int(row["created_at"].timestamp() * 1000),
     )

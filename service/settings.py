@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     bgtasks_heartbeat_s: float = Field(0.0, ge=0, description="0: a third of the lease")
     bgtasks_shutdown_grace_s: float = Field(30.0, ge=0)
     bgtasks_worker_concurrency: int = Field(8, ge=1, le=1000)
+    bgtasks_claim_ahead_ms: float = Field(
+        20.0, ge=0, description="claim up to 3 tasks per thread ahead while tasks average under this; 0: never")
     bgtasks_reap_interval_s: float = Field(1.0, gt=0)
     bgtasks_retention_days: float = Field(30.0, ge=0, description="0 keeps finished tasks forever")
     bgtasks_sse_timeout_s: float = Field(300.0, gt=0, description="seed two's 5-minute monitoring timeout")

@@ -2,7 +2,8 @@
 capacity, leases and shutdown.
 
 Threads and connections (a worker uses at most concurrency + 5 connections):
-- Dramatiq's consumer thread claims (one dedicated connection) only when threads are free;
+- Dramatiq's consumer thread claims (one dedicated connection) for free threads, and while the tasks are
+  short (BGTASKS_CLAIM_AHEAD_MS) up to one task per thread ahead, so the next one is in hand when a thread frees;
 - Dramatiq's worker threads run actors; progress and failures use the shared pool;
 - the listener (dedicated connection) LISTENs: new pending work wakes the consumer, a cancel interrupts the
   running actor, a settings change is seen at once; after a reconnect it re-checks everything it holds;
@@ -39,6 +40,7 @@ import actors
 
 from . import scheduler
 from .broker import QUEUE, PostgresBroker
+from .errors import TaskCancelled
 from .middleware.cancellation import interrupt_thread
 from .middleware.outcome import Failure, Outcome, json_result
 from .retention import start_retention
@@ -51,6 +53,13 @@ log = logging.getLogger("bgtasks.worker")
 CHANNEL_TASKS = "bgtasks_tasks"
 CHANNEL_QUEUE = "bgtasks_queue"
 FINISHED = frozenset({"completed", "error", "cancelled", "deleted"})
+# Claiming ahead (short tasks only): up to CLAIM_AHEAD_PER_THREAD tasks per thread wait in the process, fetched
+# up to CLAIM_BATCH_PER_THREAD per thread in one round trip, so one batch runs while the next is fetched. A
+# task claimed ahead waits for a thread at most CLAIM_AHEAD_MAX_WAIT_S, then goes back to pending; a thread
+# busy for longer than that also stops claiming ahead (what would wait behind it could wait long).
+CLAIM_AHEAD_PER_THREAD = 3
+CLAIM_BATCH_PER_THREAD = 2
+CLAIM_AHEAD_MAX_WAIT_S = 0.2
 
 
 @dataclass
@@ -60,8 +69,10 @@ class InFlight:
     task_id: str
     attempt: int
     context: TaskContext | None = None
-    thread_id: int | None = None
+    thread_id: int | None = None  # set when a thread starts it; None: claimed ahead, waiting for a thread
     interruptible: bool = False
+    claimed_at: float = 0.0  # time.monotonic()
+    started_at: float | None = None
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:
@@ -88,10 +99,14 @@ class Runtime:
         self.stopping = threading.Event()
         self.idle = threading.Condition(self.lock)
         self.poll_interval_s = 5.0
+        self.claim_ahead_s = settings.bgtasks_claim_ahead_ms / 1000
+        self.global_limit: int | None = None  # max_concurrent_tasks: set, it decides; no claiming ahead
+        self.avg_run_s: float | None = None  # moving average of this worker's task run times; None: no evidence
         self.starved = False
         self.next_poll = 0.0
         self._claim_conn: psycopg.Connection[Any] | None = None
         self.completions: queue.Queue[tuple[str, int, Any]] = queue.Queue()
+        self.claim_rounds = 0  # round trips the consumer started (the completer leaves completions to them)
         self._threads: list[threading.Thread] = []
         self.events: list[Callable[[str, dict[str, Any]], None]] = []  # test hooks: (event, fields)
 
@@ -99,7 +114,9 @@ class Runtime:
     def start(self) -> None:
         with self.pool.connection() as conn:
             store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid(), self.concurrency)
-            self.poll_interval_s = store.queue_settings(conn)["poll_interval"] / 1000
+            queue_settings = store.queue_settings(conn)
+            self.poll_interval_s = queue_settings["poll_interval"] / 1000
+            self.global_limit = queue_settings["max_concurrent_tasks"]
         for target, name in ((self._listen, "listener"), (self._complete_loop, "completer"),
                              (self._heartbeat_loop, "heartbeat"), (self._schedule_loop, "scheduler")):
             t = threading.Thread(target=target, name=f"bgtasks-{name}", daemon=True)
@@ -128,26 +145,77 @@ class Runtime:
             hook(event, fields)
 
     # ------------------------------------------------------------------ claiming (consumer thread)
+    def _lookahead(self, now: float) -> int:
+        """How many tasks to hold beyond the threads: CLAIM_AHEAD_PER_THREAD per thread while tasks are
+        short, else none. Caller holds the lock."""
+        if self.avg_run_s is None or self.avg_run_s >= self.claim_ahead_s or self.global_limit is not None:
+            return 0  # under a global limit a task held ahead would take a slot from a running one
+        if any(r.started_at is not None and now - r.started_at > CLAIM_AHEAD_MAX_WAIT_S
+               for r in self.in_flight.values()):
+            return 0
+        return CLAIM_AHEAD_PER_THREAD * self.concurrency
+
     def free_capacity(self) -> int:
         with self.lock:
-            return self.concurrency - len(self.in_flight)
+            return self.concurrency + self._lookahead(time.monotonic()) - len(self.in_flight)
+
+    def _claim_size(self, now: float) -> int:
+        """How many to claim now: the free places (threads, and room ahead while tasks are short). Claiming
+        ahead, batches of up to CLAIM_BATCH_PER_THREAD per thread: one batch runs while the next is fetched.
+        While tasks claimed ahead still wait for a thread, claim only once half the room ahead is free (a
+        round trip for one task would cost more than it saves)."""
+        with self.lock:
+            lookahead = self._lookahead(now)
+            free = self.concurrency + lookahead - len(self.in_flight)
+            waiting = any(r.thread_id is None for r in self.in_flight.values())
+        if lookahead:
+            free = min(free, CLAIM_BATCH_PER_THREAD * self.concurrency)
+        if waiting and free < max(1, lookahead // 2):
+            return 0
+        return free
+
+    def _hand_back_stale(self, now: float) -> None:
+        """Tasks claimed ahead that no thread started within CLAIM_AHEAD_MAX_WAIT_S go back to pending, for
+        any worker to take. Their messages stay in Dramatiq's queue; begin() then finds them gone."""
+        with self.lock:
+            stale = [r for r in self.in_flight.values()
+                     if r.thread_id is None and now - r.claimed_at > CLAIM_AHEAD_MAX_WAIT_S]
+            for r in stale:
+                del self.in_flight[r.task_id]
+            if stale:
+                self.avg_run_s = None  # tasks are not short after all: no claiming ahead until they prove it
+        if not stale:
+            return
+        try:
+            conn = self._claim_connection()
+            for r in stale:
+                store.release_task(conn, r.task_id, r.attempt)
+        except psycopg.Error as exc:  # their leases run out and the reaper takes them back
+            log.warning("could not hand back tasks claimed ahead (%s)", exc.__class__.__name__)
+            self._drop_claim_connection()
+        log.info("handed back %s task(s) claimed ahead that no thread started", len(stale))
+        for r in stale:
+            self._emit("released", task_id=r.task_id, attempt=r.attempt)
 
     def claim_if_due(self) -> list[dict[str, Any]]:
         """Claim for the free threads when woken (NOTIFY, a finished task) or when the poll interval ran out."""
         if self.stopping.is_set():
             return []
         now = time.monotonic()
+        if self.claim_ahead_s:
+            self._hand_back_stale(now)
         polling = now >= self.next_poll
         if not (self.wake.is_set() or polling):
             return []
         self.wake.clear()
-        free = self.free_capacity()
+        free = self._claim_size(now)
         if free <= 0:
             return []
         # Until this claim proves otherwise, a task finishing anywhere should wake us (set before the claim:
         # a finish committed while it runs must not be missed).
         self.starved = True
         finished = self._take_completions()
+        self.claim_rounds += 1
         try:
             conn = self._claim_connection()
             # Completions ride along with the claim: one round trip and one commit for both.
@@ -169,9 +237,10 @@ class Runtime:
         # Fewer than asked: the queue is empty, or a limit (global, per user, per type) held us back. Then
         # a task finishing anywhere may make room, so the listener wakes us on finished tasks too.
         self.starved = len(rows) < free
+        claimed_at = time.monotonic()
         with self.lock:
             for r in rows:
-                self.in_flight[r["id"]] = InFlight(r["id"], r["attempt"], self._context(r))
+                self.in_flight[r["id"]] = InFlight(r["id"], r["attempt"], self._context(r), claimed_at=claimed_at)
         for r in rows:
             self._emit("claimed", task_id=r["id"], attempt=r["attempt"])
         return rows
@@ -207,7 +276,8 @@ class Runtime:
 
     def wait_for_work(self, timeout_s: float) -> None:
         """Sleep until woken, the next poll, or the timeout. With every thread busy, only a finished task
-        (which sets `wake`) can make a claim useful, so the poll clock is not watched then."""
+        (which sets `wake`) can make a claim useful, so the poll clock is not watched then. (Tasks claimed
+        ahead and still waiting are checked within Dramatiq's worker timeout, 100 ms: `_hand_back_stale`.)"""
         if self.free_capacity() > 0 and not self.stopping.is_set():
             timeout_s = min(timeout_s, max(0.0, self.next_poll - time.monotonic()))
         self.wake.wait(timeout_s)
@@ -221,13 +291,18 @@ class Runtime:
         )
 
     # ------------------------------------------------------------------ running (worker threads)
-    def begin(self, task_id: str) -> TaskContext:
+    def begin(self, task_id: str, attempt: int) -> TaskContext:
         with self.lock:
-            rec = self.in_flight[task_id]
-            rec.thread_id = threading.get_ident()
-            rec.interruptible = True
+            rec = self.in_flight.get(task_id)
+            if rec is None or rec.attempt != attempt:
+                raise TaskCancelled(f"task {task_id} was handed back before it started")
             assert rec.context is not None
             ctx = rec.context
+            if ctx.cancelled.is_set():  # cancelled while it waited for a thread
+                raise TaskCancelled(ctx.cancel_reason or f"task {task_id} was cancelled")
+            rec.thread_id = threading.get_ident()
+            rec.interruptible = True
+            rec.started_at = time.monotonic()
         self._emit("started", task_id=task_id, attempt=rec.attempt)
         return ctx
 
@@ -236,6 +311,9 @@ class Runtime:
             rec = self.in_flight.get(task_id)
             if rec is not None:
                 rec.interruptible = False
+                if rec.started_at is not None:
+                    ran = time.monotonic() - rec.started_at
+                    self.avg_run_s = ran if self.avg_run_s is None else 0.7 * self.avg_run_s + 0.3 * ran
 
     def interrupt(self, task_id: str, reason: str) -> None:
         """Stop the actor running task_id, if any: flag it (cooperative) and interrupt its thread."""
@@ -322,9 +400,12 @@ class Runtime:
             return
         if not final and not self.stopping.is_set() and self.free_capacity() > 0:
             # The consumer is about to claim for the thread this task freed and takes completions along;
-            # write them here only if it has not within a few milliseconds.
+            # write them here only if it has not started a round trip within a few milliseconds.
+            rounds = self.claim_rounds
             self.completions.put(first)
             time.sleep(0.005)
+            if self.claim_rounds != rounds:
+                return  # it is claiming: what is queued rides with its next round trip
             batch = self._take_completions()
             if not batch:
                 return
@@ -360,7 +441,11 @@ class Runtime:
                 backoff = min(backoff * 2, 5.0)
 
     def _resync(self, conn: psycopg.Connection[Any]) -> None:
-        """After (re)connecting: notifications may have been missed. Claim again, and re-check our tasks."""
+        """After (re)connecting: notifications may have been missed. Re-read the settings, claim again, and
+        re-check our tasks."""
+        queue_settings = store.queue_settings(conn)
+        self.poll_interval_s = queue_settings["poll_interval"] / 1000
+        self.global_limit = queue_settings["max_concurrent_tasks"]
         self.wake.set()
         with self.lock:
             held = list(self.in_flight)
@@ -374,7 +459,9 @@ class Runtime:
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == CHANNEL_QUEUE:
             try:
-                self.poll_interval_s = json.loads(payload)["poll_interval"] / 1000
+                changed = json.loads(payload)
+                self.poll_interval_s = changed["poll_interval"] / 1000
+                self.global_limit = changed["max_concurrent_tasks"]
             except (ValueError, KeyError, TypeError):
                 pass
             self.next_poll = 0.0
@@ -452,8 +539,8 @@ def _declare_actor(broker: PostgresBroker, runtime: Runtime, task_type: actors.T
     handler = task_type.load()
     is_async = inspect.iscoroutinefunction(handler)
 
-    def run(task_id: str) -> Any:
-        ctx = runtime.begin(task_id)
+    def run(task_id: str, attempt: int) -> Any:
+        ctx = runtime.begin(task_id, attempt)
         try:
             if is_async:
                 loop_thread = get_event_loop_thread()

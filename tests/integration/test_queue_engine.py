@@ -178,3 +178,58 @@ def test_room_freed_under_a_global_limit_is_used_at_once_not_at_the_next_poll(sq
     insert(sql, "sleep", 30, {"seconds": 0.05, "steps": 1})
     wait_until(lambda: all_done(sql, 30), 15, "30 tasks through a limit of 2 without waiting for polls")
     assert peak_concurrency(procs.journal_lines()) <= 2
+
+
+def _peak_processing_while(sql: psycopg.Connection[Any], done: Any, timeout: float) -> int:
+    """The most `processing` rows seen at once, sampling as fast as the database answers, until done()."""
+    peak = 0
+    deadline = time.monotonic() + timeout
+    while not done():
+        peak = max(peak, sql.execute(
+            "SELECT count(*) AS n FROM background_tasks WHERE status = 'processing'").fetchone()["n"])
+        assert time.monotonic() < deadline, "timed out waiting for the tasks to complete"
+    return peak
+
+
+def test_short_tasks_are_claimed_ahead_and_only_with_claim_ahead_on(sql: psycopg.Connection[Any],
+                                                                     procs: Processes) -> None:
+    # A worker holds at most its threads' tasks (claim ahead off) or 1 + 3 per thread (on); in the table,
+    # tasks it finished stay `processing` until their completion is written, which may double the count.
+    procs.worker(concurrency=2)
+    insert(sql, "noop", 3000)
+    peak = _peak_processing_while(sql, lambda: all_done(sql, 3000), 60)
+    print(f"claim ahead on: peak {peak} processing")
+    assert 2 * 2 < peak <= 2 * 8, peak
+    procs.stop_all()
+
+    sql.execute("TRUNCATE background_tasks CASCADE")
+    procs.worker(concurrency=2, BGTASKS_CLAIM_AHEAD_MS="0")
+    insert(sql, "noop", 1000)
+    peak = _peak_processing_while(sql, lambda: all_done(sql, 1000), 60)
+    print(f"claim ahead off: peak {peak} processing")
+    assert peak <= 2 * 2, peak
+
+
+def test_tasks_claimed_ahead_behind_a_long_task_go_back_and_run_elsewhere(sql: psycopg.Connection[Any],
+                                                                          procs: Processes) -> None:
+    busy = procs.worker(concurrency=1)
+    insert(sql, "noop", 50)  # this worker learns that its tasks are short
+    wait_until(lambda: all_done(sql, 50), 20, "the warm-up tasks completed")
+    sql.execute("UPDATE task_queue_settings SET is_active = false")
+    [long_id] = insert(sql, "sleep", 1, {"seconds": 3, "steps": 3}, priority=10)
+    short = insert(sql, "noop", 3)
+    sql.execute("UPDATE task_queue_settings SET is_active = true")
+    wait_until(lambda: any(ln["task"] == long_id and ln["event"] == "start" for ln in procs.journal_lines()),
+               20, "the long task to start")
+    other = procs.worker(concurrency=1)  # only now: what the busy worker claimed ahead must come back to it
+    wait_until(lambda: all_done(sql, 53), 20, "the short tasks completed on the other worker")
+
+    starts = [ln for ln in procs.journal_lines() if ln["event"] == "start" and ln["task"] in short]
+    assert sorted(ln["task"] for ln in starts) == sorted(short), "each short task started exactly once"
+    assert {ln["pid"] for ln in starts} == {other.popen.pid}
+    assert statuses(sql)["processing"] == 1, "the long task is still running on the busy worker"
+    wait_until(lambda: all_done(sql, 54), 20, "the long task completed")
+    assert busy.popen.poll() is None
+    rows = sql.execute("SELECT attempt, retry_count FROM background_tasks WHERE id = ANY(%s)", (short,)).fetchall()
+    assert all(r["retry_count"] == 0 for r in rows), rows  # handed back, not failed: no retry counted
+    assert any(r["attempt"] == 2 for r in rows), rows  # the busy worker had claimed them (attempt 1)
