@@ -100,7 +100,6 @@ class Runtime:
         self.idle = threading.Condition(self.lock)
         self.poll_interval_s = 5.0
         self.claim_ahead_s = settings.bgtasks_claim_ahead_ms / 1000
-        self.global_limit: int | None = None  # max_concurrent_tasks: set, it decides; no claiming ahead
         self.avg_run_s: float | None = None  # moving average of this worker's task run times; None: no evidence
         self.starved = False
         self.next_poll = 0.0
@@ -114,9 +113,7 @@ class Runtime:
     def start(self) -> None:
         with self.pool.connection() as conn:
             store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid(), self.concurrency)
-            queue_settings = store.queue_settings(conn)
-            self.poll_interval_s = queue_settings["poll_interval"] / 1000
-            self.global_limit = queue_settings["max_concurrent_tasks"]
+            self.poll_interval_s = store.queue_settings(conn)["poll_interval"] / 1000
         for target, name in ((self._listen, "listener"), (self._complete_loop, "completer"),
                              (self._heartbeat_loop, "heartbeat"), (self._schedule_loop, "scheduler")):
             t = threading.Thread(target=target, name=f"bgtasks-{name}", daemon=True)
@@ -148,8 +145,9 @@ class Runtime:
     def _lookahead(self, now: float) -> int:
         """How many tasks to hold beyond the threads: CLAIM_AHEAD_PER_THREAD per thread while tasks are
         short, else none. Caller holds the lock."""
-        if self.avg_run_s is None or self.avg_run_s >= self.claim_ahead_s or self.global_limit is not None:
-            return 0  # under a global limit a task held ahead would take a slot from a running one
+        # Under max_concurrent_tasks a task claimed ahead counts as running (the claim enforces the limit).
+        if self.avg_run_s is None or self.avg_run_s >= self.claim_ahead_s:
+            return 0
         if any(r.started_at is not None and now - r.started_at > CLAIM_AHEAD_MAX_WAIT_S
                for r in self.in_flight.values()):
             return 0
@@ -219,12 +217,12 @@ class Runtime:
         try:
             conn = self._claim_connection()
             # Completions ride along with the claim: one round trip and one commit for both.
-            rows = store.complete_and_claim(conn, finished, self.worker_id, free, self.lease_s)
+            rows, due_in = store.complete_and_claim(conn, finished, self.worker_id, free, self.lease_s)
             if polling:
                 store.mark_polled(conn, int(self.poll_interval_s * 1000))
                 self.next_poll = now + self.poll_interval_s
             if len(rows) < free:
-                self.next_poll = self._next_poll_time(conn, now)
+                self.next_poll = self._next_poll_time(now, due_in)
         except psycopg.Error as exc:
             for item in finished:
                 self.completions.put(item)  # the completer writes them once the database answers
@@ -254,12 +252,11 @@ class Runtime:
                 break
         return items
 
-    def _next_poll_time(self, conn: psycopg.Connection[Any], now: float) -> float:
+    def _next_poll_time(self, now: float, due_in: float | None) -> float:
         """Poll again at the poll interval, or earlier when a delayed or retried task falls due."""
         nxt = now + self.poll_interval_s
-        wait = store.next_due_in(conn)
-        if wait is not None:
-            nxt = min(nxt, now + max(0.0, wait) + 0.002)
+        if due_in is not None:
+            nxt = min(nxt, now + max(0.0, due_in) + 0.002)
         return nxt
 
     def _claim_connection(self) -> psycopg.Connection[Any]:
@@ -441,11 +438,9 @@ class Runtime:
                 backoff = min(backoff * 2, 5.0)
 
     def _resync(self, conn: psycopg.Connection[Any]) -> None:
-        """After (re)connecting: notifications may have been missed. Re-read the settings, claim again, and
-        re-check our tasks."""
-        queue_settings = store.queue_settings(conn)
-        self.poll_interval_s = queue_settings["poll_interval"] / 1000
-        self.global_limit = queue_settings["max_concurrent_tasks"]
+        """After (re)connecting: notifications may have been missed. Re-read the poll interval, claim again,
+        and re-check our tasks."""
+        self.poll_interval_s = store.queue_settings(conn)["poll_interval"] / 1000
         self.wake.set()
         with self.lock:
             held = list(self.in_flight)
@@ -459,9 +454,7 @@ class Runtime:
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == CHANNEL_QUEUE:
             try:
-                changed = json.loads(payload)
-                self.poll_interval_s = changed["poll_interval"] / 1000
-                self.global_limit = changed["max_concurrent_tasks"]
+                self.poll_interval_s = json.loads(payload)["poll_interval"] / 1000
             except (ValueError, KeyError, TypeError):
                 pass
             self.next_poll = 0.0

@@ -1,5 +1,6 @@
--- Downgrade of 0005: the statement triggers of an UPDATE as 0001 and 0002 defined them (complete_and_claim()
--- itself is restored from 0004_complete_and_claim.sql).
+-- Downgrade of 0005: complete_tasks(), extend_leases() and the statement triggers of an UPDATE as 0001 and
+-- 0002 defined them (complete_and_claim() itself is restored from 0004_complete_and_claim.sql). The language
+-- of the first two changes, so they are dropped and created again.
 
 CREATE OR REPLACE FUNCTION background_tasks_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -57,3 +58,24 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+DROP FUNCTION complete_tasks(text[], integer[], jsonb[]);
+CREATE FUNCTION complete_tasks(task_ids text[], claimed_attempts integer[], results jsonb[])
+RETURNS SETOF text LANGUAGE sql AS $$
+    UPDATE background_tasks t SET status = 'completed', result_data = r.result, error_message = NULL
+    FROM unnest(task_ids, claimed_attempts, results) AS r(id, attempt, result)
+    WHERE t.id = r.id AND t.attempt = r.attempt AND t.status = 'processing'
+    RETURNING t.id
+$$;
+COMMENT ON FUNCTION complete_tasks(text[], integer[], jsonb[]) IS
+  'Worker: complete_task for a batch in one statement (one NOTIFY); returns the ids it completed.';
+
+DROP FUNCTION extend_leases(text, text[], double precision);
+CREATE FUNCTION extend_leases(worker text, task_ids text[], lease_seconds double precision) RETURNS SETOF text
+LANGUAGE sql AS $$
+    UPDATE background_tasks SET lease_expires_at = now() + make_interval(secs => lease_seconds)
+    WHERE id = ANY (task_ids) AND worker_id = worker AND status = 'processing'
+    RETURNING id
+$$;
+COMMENT ON FUNCTION extend_leases(text, text[], double precision) IS
+  'Worker heartbeat: push the leases of its running tasks forward; returns the ids it still holds.';

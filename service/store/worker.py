@@ -83,16 +83,15 @@ def record_model_call(conn: Conn, task_id: str, attempt: int, model: str, prompt
 
 
 def complete_and_claim(conn: Conn, items: Sequence[tuple[str, int, Any]], worker_id: str, limit: int,
-                       lease_s: float) -> list[dict[str, Any]]:
+                       lease_s: float) -> tuple[list[dict[str, Any]], float | None]:
+    """Complete `items` (id, attempt, result) and claim up to `limit` tasks: (the claimed rows, seconds until
+    the earliest delayed task falls due or None)."""
     ids = [i for i, _, _ in items]
     attempts = [a for _, a, _ in items]
     results = [Jsonb(r) for _, _, r in items]
-    return list(_run(conn, "complete_and_claim", ids, attempts, results, worker_id, limit, lease_s).fetchall())
-
-
-def next_due_in(conn: Conn) -> float | None:
-    row = _run(conn, "next_due_in").fetchone()
-    return None if row is None or row["wait"] is None else float(row["wait"])
+    out = _run(conn, "complete_and_claim", ids, attempts, results, worker_id, limit, lease_s).fetchall()
+    wait = out[0]["wait"] if out else None
+    return [r for r in out if r["id"] is not None], None if wait is None else float(wait)
 
 
 def task_statuses(conn: Conn, task_ids: Sequence[str]) -> dict[str, str]:

@@ -233,3 +233,51 @@ def test_tasks_claimed_ahead_behind_a_long_task_go_back_and_run_elsewhere(sql: p
     rows = sql.execute("SELECT attempt, retry_count FROM background_tasks WHERE id = ANY(%s)", (short,)).fetchall()
     assert all(r["retry_count"] == 0 for r in rows), rows  # handed back, not failed: no retry counted
     assert any(r["attempt"] == 2 for r in rows), rows  # the busy worker had claimed them (attempt 1)
+
+
+def test_completions_and_heartbeats_of_one_worker_never_lose_a_write_or_deadlock(database_url: str,
+                                                                               sql: psycopg.Connection[Any]) -> None:
+    """The consumer completes and claims in one round trip while the heartbeat extends the leases of the same
+    rows from another connection: every completion lands, and the two never deadlock."""
+    import threading
+
+    from psycopg.rows import dict_row
+
+    from service.store import worker as store
+
+    insert(sql, "noop", 3000)
+    consumer = psycopg.connect(database_url, autocommit=True, row_factory=dict_row)
+    heartbeat = psycopg.connect(database_url, autocommit=True, row_factory=dict_row)
+    held: list[str] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                if ids := list(held):
+                    store.extend_leases(heartbeat, "w", ids, 60)
+            except psycopg.Error as exc:
+                errors.append(repr(exc))
+
+    thread = threading.Thread(target=beat)
+    thread.start()
+    lost: list[dict[str, Any]] = []
+    try:
+        finished: list[tuple[str, int, Any]] = []
+        while True:
+            rows, _ = store.complete_and_claim(consumer, finished, "w", 2, 60)
+            if finished:
+                lost += sql.execute("SELECT id, status::text FROM background_tasks WHERE id = ANY(%s) AND "
+                                    "status <> 'completed'", ([f[0] for f in finished],)).fetchall()
+            if not rows:
+                break
+            held[:] = [r["id"] for r in rows]
+            finished = [(r["id"], r["attempt"], None) for r in rows]
+    finally:
+        stop.set()
+        thread.join()
+        consumer.close()
+        heartbeat.close()
+    assert lost == [] and errors == []
+    assert all_done(sql, 3000)
