@@ -3,9 +3,10 @@ subscribers over bounded, coalescing buffers. It reconnects with backoff and res
 after every (re)connect, so a lost connection never loses a terminal event.
 
 Flow: NOTIFY bgtasks_tasks [{"id","status","seq"}, ...] -> ids batched for `batch_window` seconds -> one
-`tasks_by_ids` query -> each row published to the subscribers whose filter matches it. A subscriber's buffer
-keeps only the latest event per task; past `buffer` distinct tasks it is dropped with a reason, and its client
-resumes with Last-Event-ID. See docs/live-updates.md.
+`tasks_by_ids` query -> each row published to the subscribers whose filter matches it (streams are indexed by
+owner, so a change touches only its owner's and the superusers' subscribers). A subscriber's buffer keeps only
+the latest event per task; past `buffer` distinct tasks it is dropped with a reason, and its client resumes
+with Last-Event-ID. See docs/live-updates.md.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -34,6 +36,12 @@ QUEUE_CHANNEL = "bgtasks_queue"
 # an earlier number can commit after a later one. Every read "since seq N" therefore starts RESUME_OVERLAP
 # numbers earlier; the repeats are harmless because every event carries the task's latest state.
 RESUME_OVERLAP = 1000
+
+# An event loop may run a timer up to a clock tick early; a wait that ends this close to its deadline is over.
+TIMER_SLACK = 0.002
+
+K = TypeVar("K")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +98,8 @@ class TaskFilter:
 
 
 class Event:
-    """One change as subscribers receive it; shared by every subscriber, serialised at most once per form."""
+    """One change as subscribers receive it; shared by every subscriber, serialised at most once per form
+    (the JSON text, the SSE frame bytes) however many subscribers read it."""
 
     __slots__ = ("_forms", "data", "kind", "row", "seq", "task_id")
 
@@ -102,31 +111,37 @@ class Event:
         row: asyncpg.Record | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        self.kind = kind  # "task" | "deleted" | "queue"
+        self.kind = kind  # "task" | "deleted" | "queue" (and "ready" | "dropped", made by a stream itself)
         self.seq = seq
         self.task_id = task_id
         self.row = row
         self.data = data
-        self._forms: dict[str, Any] = {}
+        self._forms: dict[Hashable, Any] = {}
 
     @property
     def key(self) -> str:
         return self.task_id if self.task_id is not None else self.kind
 
-    def form(self, name: str, build: Callable[[Event], Any]) -> Any:
+    def form(self, name: Hashable, build: Callable[[Event], T]) -> T:
         """`build(self)` computed once per name (e.g. the task JSON text) whatever the number of readers."""
         try:
-            return self._forms[name]
+            value: T = self._forms[name]
         except KeyError:
             value = self._forms[name] = build(self)
-            return value
+        return value
 
     def __repr__(self) -> str:
         return f"Event({self.kind}, seq={self.seq}, task={self.task_id})"
 
 
 class Subscriber:
-    """A bounded, coalescing buffer: the latest event per task, at most `limit` tasks, then dropped."""
+    """A bounded, coalescing buffer: the latest event per task, at most `limit` tasks, then dropped.
+
+    Waiting is the hot path of a fan-out (one wake per subscriber per change), so it allocates as little as
+    it can: `ready()` hands out a bare future that `offer` resolves (`asyncio.wait_for` would create a Task per
+    wait on Python 3.11, `asyncio.Event` a coroutine), and the keep-alive timer is re-armed only when it fires,
+    not per wait. Whatever a wait allocates lives until the next change and so reaches the older GC
+    generations: the more it is, the sooner a full collection comes, and that pauses every subscriber."""
 
     def __init__(self, hub: Hub, flt: TaskFilter, limit: int) -> None:
         self.hub = hub
@@ -135,7 +150,10 @@ class Subscriber:
         self.last_seq = 0  # the highest change number the reader has taken (named in a drop reason)
         self.closed_reason: str | None = None
         self._buffer: OrderedDict[str, Event] = OrderedDict()
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the reader's, while it waits
+        self._deadline = 0.0  # loop time at which the waiting reader is to be woken with nothing
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     @property
     def closed(self) -> bool:
@@ -156,19 +174,34 @@ class Subscriber:
             return
         else:
             self._buffer[key] = event
-        self._wake.set()
+        self._wake()
 
-    async def next_batch(self, wait_s: float | None = None) -> list[Event]:
-        """Every buffered event, oldest first; [] after `wait_s` seconds with nothing, or once closed."""
-        if not self._buffer and self.closed_reason is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait_s)
-        self._wake.clear()
+    def ready(self, wait_s: float | None = None) -> asyncio.Future[None]:
+        """A future that resolves once there is something to take (or the subscriber closed), or after
+        `wait_s` seconds with nothing; then call `take()`. One reader at a time."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        if self._buffer or self.closed_reason is not None:
+            waiter.set_result(None)
+            return waiter
+        self._waiter = waiter
+        self._deadline = math.inf if wait_s is None else loop.time() + wait_s
+        if self._deadline < math.inf and (self._timer is None or self._timer_at > self._deadline):
+            self._arm(loop, self._deadline)
+        return waiter
+
+    def take(self) -> list[Event]:
+        """Every buffered event, oldest first ([] when there is none, or once closed)."""
         batch = list(self._buffer.values())
         self._buffer.clear()
         for ev in batch:
             self.last_seq = max(self.last_seq, ev.seq)
         return batch
+
+    async def next_batch(self, wait_s: float | None = None) -> list[Event]:
+        """Every buffered event, oldest first; [] after `wait_s` seconds with nothing, or once closed."""
+        await self.ready(wait_s)
+        return self.take()
 
     def close(self, reason: str = "closed") -> None:
         """Leave the hub; idempotent. Releases the buffer at once."""
@@ -178,8 +211,30 @@ class Subscriber:
         if self.closed_reason is None:
             self.closed_reason = reason
         self._buffer.clear()
-        self._wake.set()
+        self._wake()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.hub._remove(self)
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = loop.call_at(at, self._on_timer, loop), at
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        if self._waiter is None or self.closed_reason is not None:
+            return  # the reader is busy; its next wait arms the timer again
+        if loop.time() >= self._deadline - TIMER_SLACK:
+            self._wake()
+        else:
+            self._arm(loop, self._deadline)  # woken by a change since the timer was set: wait on
 
     def __enter__(self) -> Subscriber:
         return self
@@ -219,8 +274,8 @@ class Hub:
         self.connected = False
         self.listen_pid: int | None = None  # the LISTEN connection's server pid (tests terminate it)
 
-        self._by_task: dict[str, set[Subscriber]] = {}
-        self._streams: set[Subscriber] = set()
+        self._by_task: dict[str, set[Subscriber]] = {}  # subscribeToTask: followers of one task
+        self._streams: dict[str | None, set[Subscriber]] = {}  # all-task streams by owner; None: every owner
         self._recent: OrderedDict[str, TaskInfo] = OrderedDict()
         self._pending: dict[str, int] = {}
         self._pending_wake = asyncio.Event()
@@ -232,28 +287,30 @@ class Hub:
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._streams) + sum(len(s) for s in self._by_task.values())
+        return sum(len(s) for s in self._streams.values()) + sum(len(s) for s in self._by_task.values())
 
     def subscribe(self, flt: TaskFilter) -> Subscriber:
         sub = Subscriber(self, flt, 1 if flt.task_id is not None else self.buffer)
         if flt.task_id is not None:
             self._by_task.setdefault(flt.task_id, set()).add(sub)
         else:
-            self._streams.add(sub)
+            self._streams.setdefault(flt.user_id, set()).add(sub)
         self._signal()
         return sub
 
     def _remove(self, sub: Subscriber) -> None:
-        tid = sub.filter.task_id
-        if tid is not None:
-            subs = self._by_task.get(tid)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._by_task[tid]
+        if sub.filter.task_id is not None:
+            _discard(self._by_task, sub.filter.task_id, sub)
         else:
-            self._streams.discard(sub)
+            _discard(self._streams, sub.filter.user_id, sub)
         self._signal()
+
+    def _all_subscribers(self) -> list[Subscriber]:
+        return [s for index in (self._streams, self._by_task) for subs in index.values() for s in subs]
+
+    def _streams_seeing(self, owner: str) -> list[Subscriber]:
+        """The all-task streams that may see a task of `owner`: the owner's, and those of every owner."""
+        return [*self._streams.get(owner, ()), *self._streams.get(None, ())]
 
     # ------------------------------------------------------------ lifecycle
 
@@ -270,7 +327,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
-        for sub in [*self._streams, *(s for subs in self._by_task.values() for s in subs)]:
+        for sub in self._all_subscribers():
             sub.close("server shutting down; reconnect with Last-Event-ID")
 
     async def wait_until(self, predicate: Callable[[], bool], within_s: float, what: str) -> None:
@@ -417,10 +474,10 @@ class Hub:
             self._remember(info)
             self.last_seq = max(self.last_seq or 0, info.seq)
             event = Event("task", info.seq, info.id, row=row)
-            for sub in list(self._by_task.get(info.id, ())):
+            for sub in list(self._by_task.get(info.id, ())):  # a copy: a closing subscriber leaves the set
                 if sub.filter.sees(info):
                     sub.offer(event)
-            for sub in list(self._streams):  # a copy: an overflowing subscriber leaves the set
+            for sub in self._streams_seeing(info.user_id):  # a copy: an overflowing subscriber leaves
                 if sub.filter.matches(info, previous):
                     sub.offer(event)
 
@@ -428,31 +485,35 @@ class Hub:
         info = self._recent.pop(task_id, None)
         event = Event("deleted", seq, task_id, data={"id": task_id})
         if task_id == "*":
-            targets: Iterable[Subscriber] = [*self._streams, *(s for v in self._by_task.values() for s in v)]
+            targets = self._all_subscribers()
+        elif info is not None:
+            streams = [s for s in self._streams_seeing(info.user_id) if s.filter.sees(info)]
+            targets = [*self._by_task.get(task_id, ()), *streams]
         else:
             # Without the owner (a task this hub never saw), only those who see every task hear of it.
-            targets = [
-                *self._by_task.get(task_id, ()),
-                *(
-                    s
-                    for s in self._streams
-                    if (s.filter.sees(info) if info is not None else s.filter.user_id is None)
-                ),
-            ]
-        for sub in list(targets):
+            targets = [*self._by_task.get(task_id, ()), *self._streams.get(None, ())]
+        for sub in targets:
             sub.offer(event)
 
     def _publish_queue(self, data: dict[str, Any]) -> None:
         event = Event("queue", self.last_seq or 0, data=data)
-        for sub in list(self._streams):
-            if sub.filter.queue:
-                sub.offer(event)
+        for sub in [s for subs in self._streams.values() for s in subs if s.filter.queue]:
+            sub.offer(event)
 
     def _remember(self, info: TaskInfo) -> None:
         self._recent[info.id] = info
         self._recent.move_to_end(info.id)
         while len(self._recent) > self.recent_size:
             self._recent.popitem(last=False)
+
+
+def _discard(index: dict[K, set[Subscriber]], key: K, sub: Subscriber) -> None:
+    """Take `sub` out of an index, and its key with the last one (so an idle hub holds nothing)."""
+    subs = index.get(key)
+    if subs is not None:
+        subs.discard(sub)
+        if not subs:
+            del index[key]
 
 
 def _queue_data(d: dict[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """Live updates over HTTP: seed two's `GET /api/subscribeToTask` (SSE, one task), `GET /api/events` (SSE,
-every task the caller may see) and `GET /api/ws` (WebSocket, the same events). All read the process's hub."""
+every task the caller may see) and `GET /api/ws` (WebSocket, the same events). All read the process's hub.
+
+A change reaches many subscribers at once, so everything built from it (the JSON, the SSE frame bytes) is
+built once on the shared `Event` and each subscriber's writer only writes bytes: one write per batch."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -55,12 +58,17 @@ SSE_HEADERS = {
 }
 
 
-class EventStreamResponse(Response):
-    """Streams `chunks`; stops the moment the client goes away (it watches http.disconnect itself rather
-    than waiting for a write to fail), then closes the generator and calls `on_close` exactly once."""
+Write = Callable[[bytes], Awaitable[None]]
 
-    def __init__(self, chunks: AsyncIterator[str], on_close: Callable[[], None]) -> None:
-        self.chunks = chunks
+
+class EventStreamResponse(Response):
+    """Runs `produce(write)`, which writes the stream's bytes; stops the moment the client goes away (it
+    watches http.disconnect itself rather than waiting for a write to fail), then calls `on_close` once."""
+
+    def __init__(
+        self, produce: Callable[[Write], Coroutine[Any, Any, None]], on_close: Callable[[], None]
+    ) -> None:
+        self.produce = produce
         self.on_close = on_close
         self.status_code = 200
         self.background = None
@@ -68,9 +76,8 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         disconnected = False
 
-        async def pump() -> None:
-            async for chunk in self.chunks:
-                await send({"type": "http.response.body", "body": chunk.encode(), "more_body": True})
+        async def write(body: bytes) -> None:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
 
         async def watch() -> None:
             nonlocal disconnected
@@ -86,13 +93,11 @@ class EventStreamResponse(Response):
                     "headers": [(k.encode(), v.encode()) for k, v in SSE_HEADERS.items()],
                 }
             )
-            await _until_first_ends(pump(), watch())
+            await _until_first_ends(self.produce(write), watch())
             if not disconnected:
                 with contextlib.suppress(OSError):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            with contextlib.suppress(Exception):
-                await self.chunks.aclose()  # type: ignore[attr-defined]
             self.on_close()
 
 
@@ -109,15 +114,27 @@ async def _until_first_ends(*jobs: Coroutine[Any, Any, None]) -> None:
                 await t
 
 
-def _sse(data: str, *, event: str | None = None, id: int | None = None) -> str:
+def _sse(data: str, *, event: str | None = None, id: int | None = None) -> bytes:
     head = (f"event: {event}\n" if event else "") + (f"id: {id}\n" if id is not None else "")
-    return head + "".join(f"data: {line}\n" for line in data.split("\n")) + "\n"
+    return (head + "".join(f"data: {line}\n" for line in data.split("\n")) + "\n").encode()
 
 
-KEEPALIVE = ": keepalive\n\n"
+KEEPALIVE = b": keepalive\n\n"
+RETRY = b"retry: 2000\n\n"  # EventSource's reconnect delay, sent first on /api/events
 
 
 # ---------------------------------------------------------------- seed two: one task
+
+
+def _seed_frame(ev: Event, id: int) -> tuple[bytes, bool]:
+    """Seed two's SSE message for a change with this id (built once per event and id: every follower of the
+    task shares the bytes), and whether it ends the stream."""
+
+    def build(e: Event) -> tuple[bytes, bool]:
+        message, done = _seed_message(e)
+        return _sse(_dumps(message), id=id), done
+
+    return ev.form(("seed_two_sse", id), build)
 
 
 def _seed_message(ev: Event) -> tuple[dict[str, Any], bool]:
@@ -164,39 +181,43 @@ async def subscribe_to_task(request: Request) -> Response:
         return error_response(TaskNotFound(task_id))
     settings = request.app.state.settings
     first = Event("task", rows[0]["change_seq"], task_id, row=rows[0])
+    timeout_s, keepalive_s = settings.bgtasks_sse_timeout_s, settings.bgtasks_sse_keepalive_s
     return EventStreamResponse(
-        _task_stream(sub, first, settings.bgtasks_sse_timeout_s, settings.bgtasks_sse_keepalive_s), sub.close
+        lambda write: _task_stream(write, sub, first, timeout_s, keepalive_s), sub.close
     )
 
 
 async def _task_stream(
-    sub: Subscriber, first: Event, timeout_s: float, keepalive_s: float
-) -> AsyncIterator[str]:
+    write: Write, sub: Subscriber, first: Event, timeout_s: float, keepalive_s: float
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     seq = first.seq
-    message, done = _seed_message(first)
-    yield _sse(_dumps(message), id=seq)
+    frame, done = _seed_frame(first, seq)
+    await write(frame)
     while not done:
         remaining = deadline - loop.time()
         if remaining <= 0:
-            yield _sse(_dumps({"type": "timeout", "error": "Task monitoring timeout"}), id=seq)
+            await write(_sse(_dumps({"type": "timeout", "error": "Task monitoring timeout"}), id=seq))
             return
         batch = await sub.next_batch(min(keepalive_s, remaining))
         if sub.closed:
             return  # server shutting down: EventSource reconnects and is sent the current state
         if not batch:
             if deadline - loop.time() > 0:
-                yield KEEPALIVE
+                await write(KEEPALIVE)
             continue
+        frames = []
         for ev in batch:
             if ev.kind == "task" and ev.seq <= seq:
                 continue  # the state read at connect was newer
             seq = max(seq, ev.seq)
-            message, done = _seed_message(ev)
-            yield _sse(_dumps(message), id=seq)
+            frame, done = _seed_frame(ev, seq)
+            frames.append(frame)
             if done:
-                return
+                break
+        if frames:
+            await write(b"".join(frames))
 
 
 # ---------------------------------------------------------------- every task the caller may see
@@ -238,61 +259,93 @@ def _last_event_id(conn: HTTPConnection) -> int | None:
     return value
 
 
-def _task_data(ev: Event) -> str:
-    row = ev.row
-    assert row is not None, "a task event carries its row"
-    return str(ev.form("json", lambda _e: _dumps(task_json(row))))
+def _event_json(ev: Event) -> str:
+    """The `data` of an all-tasks message (the camelCase task JSON for a change), serialised once per event."""
+    return ev.form("json", lambda e: _dumps(task_json(e.row) if e.row is not None else e.data))
 
 
-async def _stream_messages(
-    hub: Hub,
-    pool: Any,
-    sub: Subscriber,
-    last_id: int | None,
-    keepalive_s: float,
-) -> AsyncIterator[tuple[str, int | None, str] | None]:
-    """(event name, id, JSON text) for the all-tasks streams; None means "send a keep-alive"."""
-    flt = sub.filter
-    if last_id is None:
-        high = await store.max_change_seq(pool)
-        yield "ready", high, _dumps({"lastEventId": high})
-    else:
-        high = last_id
-        since = max(0, last_id - RESUME_OVERLAP)
-        while True:
-            rows = await store.tasks_changed_since(
-                pool,
-                since,
-                user_id=flt.user_id,
-                statuses=sorted(flt.statuses) if flt.statuses else None,
-                task_types=sorted(flt.task_types) if flt.task_types else None,
-                project_id=flt.project_id,
-                limit=hub.resync_page,
-            )
-            for row in rows:
-                high = max(high, row["change_seq"])
-                yield "task", high, _task_data(Event("task", row["change_seq"], row["id"], row=row))
-            if len(rows) < hub.resync_page:
-                break
-            since = rows[-1]["change_seq"]
-        yield "ready", high, _dumps({"lastEventId": high})
-    sub.last_seq = max(sub.last_seq, high)
-    while True:
-        batch = await sub.next_batch(keepalive_s)
-        if sub.closed:
-            yield "dropped", None, _dumps({"reason": sub.closed_reason, "lastEventId": high})
-            return
-        if not batch:
-            yield None
-            continue
-        for ev in batch:
-            high = max(high, ev.seq)
-            if ev.kind == "task":
-                yield "task", high, _task_data(ev)
-            elif ev.kind == "deleted":
-                yield "deleted", high, _dumps(ev.data)
-            else:
-                yield ev.kind, None, _dumps(ev.data)
+def _sse_frame(id: int | None, ev: Event) -> bytes:
+    """The SSE message for `ev` with this id, built once per (event, id): a live change carries its own change
+    number as id on every connection that is up to date, so all of those share the same bytes."""
+    return ev.form(("sse", id), lambda e: _sse(_event_json(e), event=e.kind, id=id))
+
+
+def _ws_text(id: int | None, ev: Event) -> str:
+    return ev.form(
+        ("ws", id), lambda e: f'{{"event":{_dumps(e.kind)},"id":{_dumps(id)},"data":{_event_json(e)}}}'
+    )
+
+
+Batch = list[tuple[int | None, Event]]  # (the id a message carries, its event), in order
+
+
+class _Feed:
+    """What the all-tasks streams send, in batches: a replay from the table when resuming, `ready`, then what
+    the hub delivers. The SSE and WebSocket writers only format the batches. A message's id is the highest
+    change number this connection has delivered, so it only grows.
+
+    The live part is `await ready(); take()` rather than an async generator: that is the path every
+    subscriber runs on every change, and a generator step would allocate per wake (see `Subscriber`)."""
+
+    def __init__(self, sub: Subscriber, keepalive_s: float) -> None:
+        self.sub = sub
+        self.keepalive_s = keepalive_s
+        self.high = 0
+        self.done = False  # after `dropped`: the stream ends
+
+    async def replay(self, hub: Hub, pool: Any, last_id: int | None) -> AsyncGenerator[Batch, None]:
+        """When resuming, the latest state of every task that changed since `last_id`, page by page; then
+        `ready`, after which everything is live."""
+        flt = self.sub.filter
+        if last_id is None:
+            self.high = await store.max_change_seq(pool)
+        else:
+            self.high = last_id
+            since = max(0, last_id - RESUME_OVERLAP)
+            while True:
+                rows = await store.tasks_changed_since(
+                    pool,
+                    since,
+                    user_id=flt.user_id,
+                    statuses=sorted(flt.statuses) if flt.statuses else None,
+                    task_types=sorted(flt.task_types) if flt.task_types else None,
+                    project_id=flt.project_id,
+                    limit=hub.resync_page,
+                )
+                page: Batch = []
+                for row in rows:
+                    self.high = max(self.high, row["change_seq"])
+                    page.append((self.high, Event("task", row["change_seq"], row["id"], row=row)))
+                if page:
+                    yield page
+                if len(rows) < hub.resync_page:
+                    break
+                since = rows[-1]["change_seq"]
+        yield [(self.high, Event("ready", self.high, data={"lastEventId": self.high}))]
+        self.sub.last_seq = max(self.sub.last_seq, self.high)
+
+    def ready(self) -> Awaitable[None]:
+        """Resolves when `take()` has something to send (at the latest after the keep-alive interval)."""
+        return self.sub.ready(self.keepalive_s)
+
+    def take(self) -> Batch | None:
+        """The next live batch; None means "send a keep-alive"; `dropped` ends the stream."""
+        events = self.sub.take()
+        if self.sub.closed:
+            self.done = True
+            reason = {"reason": self.sub.closed_reason, "lastEventId": self.high}
+            return [(None, Event("dropped", self.high, data=reason))]
+        if not events:
+            return None
+        batch: Batch = []
+        for ev in events:
+            self.high = max(self.high, ev.seq)
+            batch.append((None if ev.kind == "queue" else self.high, ev))
+        return batch
+
+
+def _sse_body(batch: Batch) -> bytes:
+    return b"".join([_sse_frame(id, ev) for id, ev in batch])
 
 
 async def _open_stream(conn: HTTPConnection) -> tuple[Subscriber, int | None] | JSONResponse:
@@ -314,16 +367,20 @@ async def events(request: Request) -> Response:
     if isinstance(opened, JSONResponse):
         return opened
     sub, last_id = opened
-    app = request.app
+    state = request.app.state
+    feed = _Feed(sub, state.settings.bgtasks_sse_keepalive_s)
 
-    async def chunks() -> AsyncIterator[str]:
-        yield "retry: 2000\n\n"
-        async for msg in _stream_messages(
-            app.state.hub, app.state.pool, sub, last_id, app.state.settings.bgtasks_sse_keepalive_s
-        ):
-            yield KEEPALIVE if msg is None else _sse(msg[2], event=msg[0], id=msg[1])
+    async def produce(write: Write) -> None:
+        await write(RETRY)
+        async with contextlib.aclosing(feed.replay(state.hub, state.pool, last_id)) as pages:
+            async for page in pages:
+                await write(_sse_body(page))
+        while not feed.done:
+            await feed.ready()
+            batch = feed.take()
+            await write(KEEPALIVE if batch is None else _sse_body(batch))
 
-    return EventStreamResponse(chunks(), sub.close)
+    return EventStreamResponse(produce, sub.close)
 
 
 async def events_ws(websocket: WebSocket) -> None:
@@ -333,19 +390,24 @@ async def events_ws(websocket: WebSocket) -> None:
         await websocket.close(code=4401 if opened.status_code == 401 else 4400)
         return
     sub, last_id = opened
-    app = websocket.app
+    state = websocket.app.state
+    feed = _Feed(sub, state.settings.bgtasks_sse_keepalive_s)
     try:
         await websocket.accept()
 
+        async def send(batch: Batch | None) -> None:
+            if batch is None:
+                await websocket.send_text('{"event":"keepalive"}')
+            for id, ev in batch or ():
+                await websocket.send_text(_ws_text(id, ev))
+
         async def pump() -> None:
-            async for msg in _stream_messages(
-                app.state.hub, app.state.pool, sub, last_id, app.state.settings.bgtasks_sse_keepalive_s
-            ):
-                if msg is None:
-                    await websocket.send_text('{"event":"keepalive"}')
-                else:
-                    name, seq, data = msg
-                    await websocket.send_text(f'{{"event":{_dumps(name)},"id":{_dumps(seq)},"data":{data}}}')
+            async with contextlib.aclosing(feed.replay(state.hub, state.pool, last_id)) as pages:
+                async for page in pages:
+                    await send(page)
+            while not feed.done:
+                await feed.ready()
+                await send(feed.take())
             await websocket.close(code=1013)  # dropped: "try again later", with lastEventId in the message
 
         async def watch() -> None:

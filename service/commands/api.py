@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 
 from ..errors import ConfigError
 from ..settings import load_settings
@@ -28,10 +29,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("DATABASE_URL: not set (`bgtasks up` runs everything against an embedded PostgreSQL)")
     configure_logging(settings)
     db.check_schema(settings.database_url)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings), host=settings.bgtasks_host, port=settings.bgtasks_port,
         log_level=settings.bgtasks_log_level.lower(), access_log=False, timeout_graceful_shutdown=5,
         lifespan="on",
         log_config=None,  # uvicorn's own loggers go through configure_logging (BGTASKS_LOG_JSON) too
     )
+    config.load()  # imports the event loop and protocol modules now, so that the freeze below covers them
+    # Everything made so far (modules, classes, the app) lives as long as the process. Frozen, the cyclic
+    # GC stops re-scanning it in every full collection: a full collection stops the event loop, and with
+    # a thousand SSE subscribers it is what decides the slowest deliveries (docs/live-updates.md).
+    gc.freeze()
+    uvicorn.Server(config).run()
     return 0

@@ -348,4 +348,4 @@ async def test_two_hundred_subscribers_that_connect_and_drop_leave_nothing_in_th
     for w in writers:
         w.transport.abort()  # the client goes away without a goodbye
     await api.hub.wait_until(lambda: api.hub.subscriber_count == 0, 5, "all 200 subscribers released")
-    assert api.hub._by_task == {} and api.hub._streams == set()
+    assert api.hub._by_task == {} and api.hub._streams == {}  # no empty per-task or per-owner sets left
