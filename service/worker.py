@@ -3,7 +3,8 @@ capacity, leases and shutdown.
 
 Threads and connections (a worker uses at most concurrency + 5 connections):
 - Dramatiq's consumer thread claims (one dedicated connection) for free threads, and while the tasks are
-  short (BGTASKS_CLAIM_AHEAD_MS) up to one task per thread ahead, so the next one is in hand when a thread frees;
+  short (BGTASKS_CLAIM_AHEAD_MS) up to three tasks per thread ahead, so the next batch is in hand when threads
+  free;
 - Dramatiq's worker threads run actors; progress and failures use the shared pool;
 - the listener (dedicated connection) LISTENs: new pending work wakes the consumer, a cancel interrupts the
   running actor, a settings change is seen at once; after a reconnect it re-checks everything it holds;
@@ -325,25 +326,31 @@ class Runtime:
         log.info("task %s interrupted: %s", task_id, reason)
         self._emit("interrupted", task_id=task_id, reason=reason)
 
-    def _forget(self, task_id: str) -> InFlight | None:
+    def _forget(self, task_id: str, attempt: int) -> InFlight | None:
+        """Drop what is held for this attempt of the task. A message of an earlier attempt (claimed ahead,
+        handed back, claimed again by this worker) must not drop the record of the later one."""
         with self.lock:
-            rec = self.in_flight.pop(task_id, None)
+            rec = self.in_flight.get(task_id)
+            if rec is not None and rec.attempt == attempt:
+                del self.in_flight[task_id]
+            else:
+                rec = None
             if not self.in_flight:
                 self.idle.notify_all()
         self.wake.set()  # a thread is free: claim
         return rec
 
     def finish_ok(self, message: Any) -> None:
-        rec = self._forget(message.message_id)
         attempt = int(message.options["attempt"])
+        rec = self._forget(message.message_id, attempt)
         if rec is not None and rec.context is not None and rec.context.cancelled.is_set():
             return  # cancelled while finishing: never write completed over it
         self.completions.put((message.message_id, attempt, json_result(message.options.get("bgtasks_result"))))
         self._emit("finished", task_id=message.message_id, attempt=attempt, ok=True)
 
     def finish_failed(self, message: Any) -> None:
-        self._forget(message.message_id)
         attempt = int(message.options["attempt"])
+        self._forget(message.message_id, attempt)
         failure: Failure = message.options.get("bgtasks_failure") or Failure(
             "ActorNotFound", f"no actor for task type {message.actor_name!r} on worker {self.worker_id}",
             permanent=True)
@@ -358,7 +365,7 @@ class Runtime:
 
     def release(self, task_id: str, attempt: int) -> None:
         """Hand a task back to pending without counting a retry (shutdown)."""
-        self._forget(task_id)
+        self._forget(task_id, attempt)
         self._with_retry(lambda conn: store.release_task(conn, task_id, attempt), attempts=3)
         self._emit("released", task_id=task_id, attempt=attempt)
 
@@ -476,21 +483,26 @@ class Runtime:
 
     # ------------------------------------------------------------------ heartbeat thread
     def _heartbeat_loop(self) -> None:
-        next_reap = 0.0
+        """Every heartbeat interval (a third of the lease): extend the leases held and stamp the worker row.
+        Every reap interval: take back tasks whose lease ran out. Only the first writes (a commit each), so
+        it runs no oftener than the lease needs."""
+        next_reap = next_beat = 0.0
         interval = self.settings.heartbeat_s
         while not self.stopping.wait(min(interval, self.settings.bgtasks_reap_interval_s)):
             try:
                 with self.pool.connection(timeout=5) as conn:
-                    with self.lock:
-                        held = list(self.in_flight)
-                    if held:
-                        kept = store.extend_leases(conn, self.worker_id, held, self.lease_s)
-                        for tid in set(held) - kept:
-                            with self.lock:
-                                still = tid in self.in_flight
-                            if still:
-                                self.interrupt(tid, "lease lost: the task is no longer held by this worker")
-                    store.worker_heartbeat(conn, self.worker_id)
+                    if time.monotonic() >= next_beat:
+                        next_beat = time.monotonic() + interval
+                        with self.lock:
+                            held = list(self.in_flight)
+                        if held:
+                            kept = store.extend_leases(conn, self.worker_id, held, self.lease_s)
+                            for tid in set(held) - kept:
+                                with self.lock:
+                                    still = tid in self.in_flight
+                                if still:
+                                    self.interrupt(tid, "lease lost: the task is no longer held by this worker")
+                        store.worker_heartbeat(conn, self.worker_id)
                     if time.monotonic() >= next_reap:
                         n = store.reap_expired_leases(conn)
                         if n:

@@ -30,3 +30,34 @@ def test_send_creates_a_task_row_and_a_delay_becomes_run_at(database_url: str,
     assert (row["task_type"], row["user_id"], row["payload"], row["status"]) == (
         "sleep", "system", {"seconds": 1}, "pending")
     assert 59 <= float(row["delay"]) <= 61
+
+
+def test_a_message_of_an_earlier_attempt_neither_runs_nor_drops_the_current_one(database_url: str,
+                                                                               sql: psycopg.Connection[Any]) -> None:
+    """A task claimed ahead, handed back and claimed again by the same worker leaves an old message in
+    Dramatiq's queue: it must not run, and its failure must not drop what the worker holds for the new attempt."""
+    import pytest
+    from dramatiq.broker import MessageProxy
+
+    from service.errors import TaskCancelled
+    from service.middleware.outcome import classify
+
+    [task_id] = [r["id"] for r in sql.execute(
+        "INSERT INTO background_tasks (task_type, user_id) VALUES ('noop', 'tester') RETURNING id").fetchall()]
+    runtime = Runtime(load_settings(database_url=database_url), concurrency=2)
+    try:
+        rows = runtime.claim_if_due()
+        assert [(r["id"], r["attempt"]) for r in rows] == [(task_id, 1)]
+        with pytest.raises(TaskCancelled):
+            runtime.begin(task_id, 0)
+        old = MessageProxy(dramatiq.Message(queue_name=QUEUE, actor_name="noop", args=(task_id, 0), kwargs={},
+                                            options={"attempt": 0}, message_id=task_id))
+        old.options["bgtasks_failure"] = classify(TaskCancelled("handed back"))
+        runtime.finish_failed(old)
+        assert runtime.in_flight[task_id].attempt == 1
+        assert runtime.begin(task_id, 1).id == task_id
+    finally:
+        runtime._drop_claim_connection()
+        runtime.pool.close()
+    assert sql.execute("SELECT status::text FROM background_tasks WHERE id = %s", (task_id,)).fetchone() == {
+        "status": "processing"}
