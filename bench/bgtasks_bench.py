@@ -136,6 +136,23 @@ async def _pickup(url: str, pool: asyncpg.Pool, samples: int) -> list[float]:
     )
     conn = await db.connect(url)
     latencies: list[float] = []
+    starts: dict[str, float] = {}
+    read = 0  # journal bytes read so far: each poll reads only what was appended, so waiting stays cheap
+
+    def poll_journal() -> None:
+        nonlocal read
+        if not journal.exists():
+            return
+        with journal.open("rb") as f:
+            f.seek(read)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        read += len(complete)
+        for line in complete.splitlines():
+            entry = json.loads(line)
+            if entry["event"] == "start":
+                starts[entry["task"]] = entry["t"]
+
     try:
         for i in range(samples):
             await asyncio.sleep(0.02)
@@ -145,15 +162,12 @@ async def _pickup(url: str, pool: asyncpg.Pool, samples: int) -> list[float]:
             )
             committed = time.time()
             deadline = time.monotonic() + 10
-            while True:
-                lines = journal.read_text().splitlines() if journal.exists() else []
-                start = next((json.loads(ln)["t"] for ln in reversed(lines) if f'"{task_id}"' in ln), None)
-                if start is not None:
-                    latencies.append((start - committed) * 1000)
-                    break
+            while task_id not in starts:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"pickup sample {i} never started")
                 await asyncio.sleep(0.0005)
+                poll_journal()
+            latencies.append((starts[task_id] - committed) * 1000)
     finally:
         await conn.close()
         worker.stop()
