@@ -67,14 +67,19 @@ SELECT id FROM complete_tasks($1::text[], $2::integer[], $3::jsonb[]) AS id;
 
 -- name: complete_and_claim
 -- Complete a batch (ids $1, attempts $2, results $3) and claim up to $5 tasks for worker $4 (lease $6 s).
--- Always one row at least: `wait` is the seconds until the earliest delayed or retried task falls due (NULL:
--- none is waiting for its time), so the worker knows when to claim again without another round trip; a
--- NULL id means nothing was claimed.
+-- Always one row at least (a NULL id: nothing was claimed). When fewer than $5 were claimed, `wait` is the
+-- seconds until the earliest delayed or retried task falls due (NULL: none is waiting for its time), so the
+-- worker knows when to claim again without another round trip; a full claim skips that lookup.
+WITH claimed AS (
+    SELECT * FROM complete_and_claim($1::text[], $2::integer[], $3::jsonb[], $4, $5, $6)
+)
 SELECT c.id, c.task_type, c.payload, c.attempt, c.user_id, c.project_id, c.project_name, c.project_path,
-       c.retry_count, c.max_retries, c.run_at, c.created_at, due.wait
-FROM (SELECT extract(epoch FROM min(run_at) - now())::float8 AS wait FROM background_tasks
-      WHERE status = 'pending' AND waiting_for = 0 AND run_at > now()) due
-LEFT JOIN LATERAL complete_and_claim($1::text[], $2::integer[], $3::jsonb[], $4, $5, $6) c ON true;
+       c.retry_count, c.max_retries, c.run_at, c.created_at,
+       CASE WHEN (SELECT count(*) FROM claimed) < $5 THEN (
+           SELECT extract(epoch FROM min(run_at) - now())::float8 FROM background_tasks
+           WHERE status = 'pending' AND waiting_for = 0 AND run_at > now())
+       END AS wait
+FROM (SELECT) AS one LEFT JOIN claimed c ON true;
 
 -- name: task_statuses
 -- The status of each of tasks $1 that still exists (a worker re-checks what it holds after reconnecting).
