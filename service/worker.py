@@ -156,7 +156,11 @@ class Runtime:
 
     def free_capacity(self) -> int:
         with self.lock:
-            return self.concurrency + self._lookahead(time.monotonic()) - len(self.in_flight)
+            return self._free(self._lookahead(time.monotonic()))
+
+    def _free(self, lookahead: int) -> int:
+        """Places not taken: the threads plus the room ahead, less what is held. Caller holds the lock."""
+        return self.concurrency + lookahead - len(self.in_flight)
 
     def _claim_size(self, now: float) -> int:
         """How many to claim now: the free places (threads, and room ahead while tasks are short). Claiming
@@ -165,7 +169,7 @@ class Runtime:
         round trip for one task would cost more than it saves)."""
         with self.lock:
             lookahead = self._lookahead(now)
-            free = self.concurrency + lookahead - len(self.in_flight)
+            free = self._free(lookahead)
             waiting = any(r.thread_id is None for r in self.in_flight.values())
         if lookahead:
             free = min(free, CLAIM_BATCH_PER_THREAD * self.concurrency)

@@ -7,8 +7,12 @@ from typing import Any
 
 import dramatiq
 import psycopg
+import pytest
+from dramatiq.broker import MessageProxy
 
 from service.broker import QUEUE, PostgresBroker
+from service.errors import TaskCancelled
+from service.middleware.outcome import classify
 from service.settings import load_settings
 from service.worker import Runtime
 
@@ -36,12 +40,6 @@ def test_a_message_of_an_earlier_attempt_neither_runs_nor_drops_the_current_one(
                                                                                sql: psycopg.Connection[Any]) -> None:
     """A task claimed ahead, handed back and claimed again by the same worker leaves an old message in
     Dramatiq's queue: it must not run, and its failure must not drop what the worker holds for the new attempt."""
-    import pytest
-    from dramatiq.broker import MessageProxy
-
-    from service.errors import TaskCancelled
-    from service.middleware.outcome import classify
-
     [task_id] = [r["id"] for r in sql.execute(
         "INSERT INTO background_tasks (task_type, user_id) VALUES ('noop', 'tester') RETURNING id").fetchall()]
     runtime = Runtime(load_settings(database_url=database_url), concurrency=2)

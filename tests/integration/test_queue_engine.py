@@ -7,11 +7,14 @@ import collections
 import itertools
 import json
 import signal
+import threading
 import time
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
+from service.store import worker as store
 from tests.processes import Processes, peak_concurrency, wait_until
 
 
@@ -239,12 +242,6 @@ def test_completions_and_heartbeats_of_one_worker_never_lose_a_write_or_deadlock
                                                                                sql: psycopg.Connection[Any]) -> None:
     """The consumer completes and claims in one round trip while the heartbeat extends the leases of the same
     rows from another connection: every completion lands, and the two never deadlock."""
-    import threading
-
-    from psycopg.rows import dict_row
-
-    from service.store import worker as store
-
     insert(sql, "noop", 3000)
     consumer = psycopg.connect(database_url, autocommit=True, row_factory=dict_row)
     heartbeat = psycopg.connect(database_url, autocommit=True, row_factory=dict_row)
