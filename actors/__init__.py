@@ -43,17 +43,17 @@ _QUESTION_IDS: dict[str, Any] = {
 }
 
 _TYPES = [
-    TaskType("docs", "actors.docs:run", "Generate documentation for a project", _PROJECT_PAYLOAD,
+    TaskType("docs", "bgtasks.actors.docs:run", "Generate documentation for a project", _PROJECT_PAYLOAD,
              needs_project=True),
-    TaskType("tasks", "actors.tasks:run", "Recommend next tasks for a project", _PROJECT_PAYLOAD,
+    TaskType("tasks", "bgtasks.actors.tasks:run", "Recommend next tasks for a project", _PROJECT_PAYLOAD,
              needs_project=True),
-    TaskType("goals", "actors.goals:run", "Propose goals for a project", _PROJECT_PAYLOAD, needs_project=True),
-    TaskType("context", "actors.context:run", "Write context files that describe a project's code",
+    TaskType("goals", "bgtasks.actors.goals:run", "Propose goals for a project", _PROJECT_PAYLOAD, needs_project=True),
+    TaskType("context", "bgtasks.actors.context:run", "Write context files that describe a project's code",
              _PROJECT_PAYLOAD, needs_project=True),
-    TaskType("code", "actors.code:run", "Find code optimisation tasks in a project", _PROJECT_PAYLOAD,
+    TaskType("code", "bgtasks.actors.code:run", "Find code optimisation tasks in a project", _PROJECT_PAYLOAD,
              needs_project=True),
     TaskType(
-        "generation", "actors.generation:run", "Generate quiz questions",
+        "generation", "bgtasks.actors.generation:run", "Generate quiz questions",
         {
             "type": "object",
             "properties": {
@@ -67,26 +67,26 @@ _TYPES = [
             "additionalProperties": False,
         },
     ),
-    TaskType("validation", "actors.validation:run", "Validate stored quiz questions", _QUESTION_IDS),
-    TaskType("emoji-regeneration", "actors.emoji_regeneration:run", "Choose new emoji for quiz questions",
+    TaskType("validation", "bgtasks.actors.validation:run", "Validate stored quiz questions", _QUESTION_IDS),
+    TaskType("emoji-regeneration", "bgtasks.actors.emoji_regeneration:run", "Choose new emoji for quiz questions",
              _QUESTION_IDS),
     # Diagnostics: no model, for checking a deployment, the tests and the benchmarks.
-    TaskType("noop", "actors.diagnostics:noop", "Do nothing (benchmarks)", diagnostic=True),
+    TaskType("noop", "bgtasks.actors.diagnostics:noop", "Do nothing (benchmarks)", diagnostic=True),
     TaskType(
-        "sleep", "actors.diagnostics:sleep", "Sleep, reporting progress",
+        "sleep", "bgtasks.actors.diagnostics:sleep", "Sleep, reporting progress",
         {"type": "object", "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 3600},
                                           "steps": {"type": "integer", "minimum": 1, "maximum": 1000}},
          "additionalProperties": True},
         diagnostic=True,
     ),
     TaskType(
-        "add", "actors.diagnostics:add", "Add a number to the upstream tasks' values (chains)",
+        "add", "bgtasks.actors.diagnostics:add", "Add a number to the upstream tasks' values (chains)",
         {"type": "object", "properties": {"start": {"type": "number"}, "add": {"type": "number"}},
          "additionalProperties": True},
         diagnostic=True,
     ),
     TaskType(
-        "flaky", "actors.diagnostics:flaky", "Fail the first N attempts, then succeed",
+        "flaky", "bgtasks.actors.diagnostics:flaky", "Fail the first N attempts, then succeed",
         {"type": "object", "properties": {"failures": {"type": "integer", "minimum": 0, "maximum": 100},
                                           "permanent": {"type": "boolean"},
                                           "message": {"type": "string", "maxLength": 1000}},

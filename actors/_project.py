@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from actors._schema import Schema, array, check_payload, integer, obj, string
-from actors.errors import ProjectPathError
-from actors.project_files import ProjectSnapshot, collect_project_files, resolve_project_path
-from service.errors import PermanentTaskError
-from service.task_context import TaskContext
+from bgtasks.actors._schema import Schema, array, check_payload, integer, obj, string
+from bgtasks.actors.errors import ProjectPathError
+from bgtasks.actors.project_files import ProjectSnapshot, collect_project_files, resolve_project_path
+from bgtasks.errors import PermanentTaskError
+from bgtasks.task_context import TaskContext
 
 # The prompt budget for project files, in characters: about 50,000 tokens at ~4 characters a token, under half
 # of a 128k-token context (gpt-4o-mini's), leaving room for instructions and a long structured answer.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors._project import PRIORITY, SYSTEM_PREAMBLE, result_schema, run_project_task
-from actors._schema import array, obj, string
-from service.task_context import TaskContext
+from bgtasks.actors._project import PRIORITY, SYSTEM_PREAMBLE, result_schema, run_project_task
+from bgtasks.actors._schema import array, obj, string
+from bgtasks.task_context import TaskContext
 
 SCHEMA_NAME = "code_optimisation_tasks"
 SYSTEM = SYSTEM_PREAMBLE + " " + (

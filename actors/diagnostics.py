@@ -11,8 +11,8 @@ import os
 import time
 from typing import Any
 
-from service.errors import PermanentTaskError
-from service.task_context import TaskContext
+from bgtasks.errors import PermanentTaskError
+from bgtasks.task_context import TaskContext
 
 
 def _journal(task: TaskContext, event: str, **extra: Any) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actors._schema import Schema, array, integer, obj, string
-from actors.errors import InvalidModelOutput
-from actors.validation import load_owned
-from service.store import questions as store
-from service.task_context import TaskContext
+from bgtasks.actors._schema import Schema, array, integer, obj, string
+from bgtasks.actors.errors import InvalidModelOutput
+from bgtasks.actors.validation import load_owned
+from bgtasks.store import questions as store
+from bgtasks.task_context import TaskContext
 
 SCHEMA_NAME = "question_emoji"
 # An emoji with modifiers and joiners (a family, a flag) runs to a few code points; a word never fits.

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from actors.model import ModelUsage
+    from bgtasks.actors.model import ModelUsage
 
 __all__ = [
     "InvalidModelOutput",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors._schema import Schema, array, check_payload, integer, obj, string
-from service.store import questions as store
-from service.task_context import TaskContext
+from bgtasks.actors._schema import Schema, array, check_payload, integer, obj, string
+from bgtasks.store import questions as store
+from bgtasks.task_context import TaskContext
 
 SCHEMA_NAME = "quiz_questions"
 OPTIONS = 4

@@ -17,7 +17,7 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
-from actors.errors import InvalidModelOutput, ModelError, PermanentModelError, RetryableModelError
+from bgtasks.actors.errors import InvalidModelOutput, ModelError, PermanentModelError, RetryableModelError
 
 __all__ = ["DEFAULT_BASE_URL", "ModelConfig", "ModelUsage", "complete_json", "schema_problems"]
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from actors.errors import ProjectPathError
+from bgtasks.actors.errors import ProjectPathError
 
 __all__ = ["ProjectFile", "ProjectSnapshot", "collect_project_files", "resolve_project_path"]
 

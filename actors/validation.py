@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actors._schema import Schema, array, check_payload, integer, obj, string
-from service.errors import PermanentTaskError
-from service.store import questions as store
-from service.task_context import TaskContext
+from bgtasks.actors._schema import Schema, array, check_payload, integer, obj, string
+from bgtasks.errors import PermanentTaskError
+from bgtasks.store import questions as store
+from bgtasks.task_context import TaskContext
 
 SCHEMA_NAME = "question_verdicts"
 VERDICTS = ["valid", "invalid", "uncertain"]

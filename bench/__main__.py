@@ -74,7 +74,7 @@ async def run_all(url: str, n: int, skip_peers: bool, fanout_clients: int, commi
     fan: dict[str, float] | None = None
     if fanout_clients:
         from bench import fanout
-        from service import db
+        from bgtasks import db
 
         fan_url = await create_database(url, "bench_fanout")
         db.migrate(fan_url)

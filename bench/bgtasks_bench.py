@@ -37,8 +37,8 @@ from bench.common import (
     rate,
     vacuum_analyze,
 )
-from service import db
-from service.store.tasks import TaskSpec, create_task, create_tasks
+from bgtasks import db
+from bgtasks.store.tasks import TaskSpec, create_task, create_tasks
 
 SYSTEM = "bgtasks"
 DATABASE = "bench_bgtasks"
@@ -59,7 +59,7 @@ class Child:
     def __init__(self, args: list[str], env: dict[str, str], ready: str | None) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="bench-bgtasks-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", *args], env=env, stdout=self.log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "bgtasks.cli", *args], env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + 60
         while ready and ready not in Path(self.log.name).read_text(errors="replace"):

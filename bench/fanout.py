@@ -46,7 +46,7 @@ def start_api(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BGTASKS_", "OPENAI_"))}
     env.update(DATABASE_URL=url, BGTASKS_DEV="1", BGTASKS_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "api", "--port", str(port)],
+        [sys.executable, "-m", "bgtasks.cli", "api", "--port", str(port)],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -196,8 +196,8 @@ def main() -> None:
     if args.database_url:
         asyncio.run(bench(args.database_url, args.clients, args.changes, args.interval))
         return
-    from service import db
-    from service.embedded import EmbeddedPostgres
+    from bgtasks import db
+    from bgtasks.embedded import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="bgtasks-fanout-pg-") as tmp:
         pg = EmbeddedPostgres(Path(tmp), fast=True)

@@ -28,7 +28,7 @@ VERSION_TABLE = "bgtasks_schema_version"
 def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
-    import migrations
+    from bgtasks import migrations
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))

@@ -47,7 +47,7 @@ def parse(text: str) -> dict[str, Query]:
 def load() -> dict[str, Query]:
     """Every query of every file in service/sql, by name (names are unique across files)."""
     out: dict[str, Query] = {}
-    for entry in sorted(resources.files("service.sql").iterdir(), key=lambda e: e.name):
+    for entry in sorted(resources.files("bgtasks.sql").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sql"):
             for name, q in parse(entry.read_text()).items():
                 if name in out:

@@ -79,12 +79,12 @@ class TaskContext:
 
     async def ask_model(self, *, system: str, user: str, schema_name: str, schema: dict[str, Any]) -> Any:
         """One structured model call (actors/model.py); every underlying API call's usage is stored."""
-        from actors.model import ModelConfig, complete_json
+        from bgtasks.actors.model import ModelConfig, complete_json
 
         s = self.runtime.settings
         config = ModelConfig(api_key=s.openai_api_key, base_url=s.openai_base_url, model=s.bgtasks_model,
                              timeout_s=s.bgtasks_model_timeout_s, max_model_retries=0)
-        from actors.errors import ModelError
+        from bgtasks.actors.errors import ModelError
 
         self.check_cancelled()
         try:

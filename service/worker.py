@@ -37,7 +37,7 @@ from dramatiq.middleware import AsyncIO, TimeLimit
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-import actors
+from bgtasks import actors
 
 from . import scheduler
 from .broker import QUEUE, PostgresBroker

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from service import db
+from bgtasks import db
 
 TEMPLATE = "bgtasks_template"
 
@@ -70,7 +70,7 @@ def pg_server() -> Iterator[PgServer]:
         with PostgresContainer("postgres:18", driver=None) as container:
             yield from _prepared(PgServer(container.get_connection_url()))
         return
-    from service.embedded import EmbeddedPostgres
+    from bgtasks.embedded import EmbeddedPostgres
 
     data = Path(tempfile.mkdtemp(prefix="bgtasks-test-pg-"))
     pg = EmbeddedPostgres(data, fast=True)

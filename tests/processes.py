@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-BGTASKS = [sys.executable, "-m", "service.cli"]
+BGTASKS = [sys.executable, "-m", "bgtasks.cli"]
 
 
 def free_port() -> int:

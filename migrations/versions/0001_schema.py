@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import op
 
-from migrations.sqlfile import run_sql_file
+from bgtasks.migrations.sqlfile import run_sql_file
 
 revision = "0001"
 down_revision = None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from alembic import op
 
-from migrations.sqlfile import run_sql_file
+from bgtasks.migrations.sqlfile import run_sql_file
 
 revision = "0002"
 down_revision = "0001"

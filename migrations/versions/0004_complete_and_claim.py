@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import op
 
-from migrations.sqlfile import run_sql_file
+from bgtasks.migrations.sqlfile import run_sql_file
 
 revision = "0004"
 down_revision = "0003"

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from actors import TASK_TYPES
+from bgtasks.actors import TASK_TYPES
 
 TYPES_PLACEHOLDER = "__BGTASKS_TASK_TYPES__"
 
@@ -65,7 +65,7 @@ def _json_for_html(value: Any) -> str:
 
 @lru_cache(maxsize=1)
 def _page() -> str:
-    html = resources.files("service").joinpath("static/index.html").read_text(encoding="utf-8")
+    html = resources.files("bgtasks").joinpath("static/index.html").read_text(encoding="utf-8")
     return html.replace(TYPES_PLACEHOLDER, _json_for_html(task_types_json()))
 
 
@@ -74,4 +74,4 @@ async def index(request: Request) -> HTMLResponse:
 
 
 def static_files() -> StaticFiles:
-    return StaticFiles(packages=[("service", "static")])
+    return StaticFiles(packages=[("bgtasks", "static")])

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-import actors
+from bgtasks import actors
 
 from ..states import Status
 from ..store.tasks import SORTS

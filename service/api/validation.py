@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 from starlette.requests import Request
 
-import actors
+from bgtasks import actors
 
 from ..errors import Forbidden, TaskNotFound, ValidationFailed
 from ..states import Status, parse_status
@@ -235,8 +235,8 @@ def check_payload(task_type: actors.TaskType, payload: Any, field: str = "payloa
 
 def check_project_path(path: str, roots: list[Path], field: str = "projectPath") -> str:
     """The path must name a directory inside one of the configured project roots."""
-    from actors.errors import ProjectPathError
-    from actors.project_files import resolve_project_path
+    from bgtasks.actors.errors import ProjectPathError
+    from bgtasks.actors.project_files import resolve_project_path
 
     try:
         return str(resolve_project_path(path, roots))

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         db.migrate(url)
         env = {**os.environ, "DATABASE_URL": url, "BGTASKS_HOST": settings.bgtasks_host,
                "BGTASKS_PORT": str(settings.bgtasks_port)}
-        base = [sys.executable, "-m", "service.cli"]
+        base = [sys.executable, "-m", "bgtasks.cli"]
         # Children get their own session: a Ctrl-C reaches only us, and we stop them in order.
         children.append(subprocess.Popen(
             [*base, "worker", "--concurrency", str(settings.bgtasks_worker_concurrency)], env=env,

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from actors.model import schema_problems
+from bgtasks.actors.model import schema_problems
 from tests.fakes.openai_server import FakeOpenAI, answer, stall
 from tests.integration.ai_support import Router, ai_worker
 from tests.processes import Processes, wait_until
@@ -132,7 +132,7 @@ def test_every_ai_task_type_from_http_create_to_sse_result(
         assert w.progress == sorted(w.progress), (task_type, w.progress)
         assert 30 in w.progress, (task_type, w.progress)  # the model call is slow enough to be seen
         assert any(d.startswith(("Calling the model", "Generating")) for d in w.descriptions), w.descriptions
-        module = __import__(f"actors.{task_type}", fromlist=["RESULT_SCHEMA"])
+        module = __import__(f"bgtasks.actors.{task_type}", fromlist=["RESULT_SCHEMA"])
         assert schema_problems(last["task"]["result"], module.RESULT_SCHEMA) == [], task_type
     questions = watches["generation"].messages[-1]["task"]["result"]["questions"]
     assert watches["generation"].messages[-1]["task"]["result"]["questionsGenerated"] == 2

@@ -44,7 +44,7 @@ class Service:
 
 @pytest.fixture
 def service(procs: Processes, database_url: str) -> Iterator[Service]:
-    assert Path(BGTASKS).exists(), "the project is installed in the venv (pip install -e .)"
+    assert Path(BGTASKS).exists(), "the project is installed in the venv (pip install .)"
     procs.worker(concurrency=2)
     _, base = procs.api(BGTASKS_LOG_JSON="1")
     yield Service(base, database_url, procs)

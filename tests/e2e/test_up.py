@@ -20,7 +20,7 @@ from tests.processes import free_port, wait_until
 def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BGTASKS_", "DATABASE_URL", "OPENAI_"))}
     env["BGTASKS_SHUTDOWN_GRACE_S"] = "2"
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "up", "--port", str(port), "--data-dir",
+    return subprocess.Popen([sys.executable, "-m", "bgtasks.cli", "up", "--port", str(port), "--data-dir",
                              str(data_dir)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -28,7 +28,7 @@ def _descendants_and_postgres(proc: subprocess.Popen[bytes], data_dir: Path) -> 
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if str(data_dir) in cmd or ("service.cli" in cmd and str(proc.pid) in str(p.ppid())):
+        if str(data_dir) in cmd or ("bgtasks.cli" in cmd and str(proc.pid) in str(p.ppid())):
             found.append(p)
     try:
         found += psutil.Process(proc.pid).children(recursive=True)
@@ -84,7 +84,7 @@ def test_up_serves_healthz_and_sigint_leaves_no_process(tmp_path: Path) -> None:
 def test_invalid_settings_fail_at_start_with_one_line_naming_the_variable(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BGTASKS_", "DATABASE_URL"))}
     env["BGTASKS_PORT"] = "not-a-port"
-    run = subprocess.run([sys.executable, "-m", "service.cli", "up"], env=env, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "bgtasks.cli", "up"], env=env, capture_output=True, text=True,
                          cwd=tmp_path, timeout=60)
     assert run.returncode == 2
     assert run.stderr.strip().count("\n") == 0 and "BGTASKS_PORT" in run.stderr, run.stderr

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from service.api.app import create_app
-from service.settings import load_settings
-from service.store import keys
+from bgtasks.api.app import create_app
+from bgtasks.settings import load_settings
+from bgtasks.store import keys
 
 
 @dataclass

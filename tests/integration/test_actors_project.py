@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from actors._project import PROJECT_BUDGET_CHARS
-from actors.model import schema_problems
-from actors.project_files import collect_project_files
+from bgtasks.actors._project import PROJECT_BUDGET_CHARS
+from bgtasks.actors.model import schema_problems
+from bgtasks.actors.project_files import collect_project_files
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.ai_support import ai_worker, insert_task, model_calls, wait_final
 from tests.processes import Processes
@@ -75,7 +75,7 @@ def test_every_project_type_completes_with_a_result_matching_its_schema(
         row = rows[task_id]
         assert row["status"] == "completed", (task_type, row["error_message"])
         assert row["progress"] == 100 and row["description"] == "Saving"
-        module = importlib.import_module(f"actors.{PROJECT_TYPES[task_type]}")
+        module = importlib.import_module(f"bgtasks.actors.{PROJECT_TYPES[task_type]}")
         result = row["result_data"]
         assert schema_problems(result, module.RESULT_SCHEMA) == [], task_type
         source = result["source"]

@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from actors import emoji_regeneration, generation, validation
-from actors.model import schema_problems
+from bgtasks.actors import emoji_regeneration, generation, validation
+from bgtasks.actors.model import schema_problems
 from tests.fakes.openai_server import FakeOpenAI, answer
 from tests.integration.ai_support import ai_worker, insert_task, model_calls, task_row, wait_final
 from tests.processes import Processes

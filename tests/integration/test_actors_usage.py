@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from service.store import usage
+from bgtasks.store import usage
 
 
 def record(sql: psycopg.Connection[Any], user: str, task_type: str, task_id: str, prompt: int, completion: int,

@@ -104,7 +104,7 @@ async def test_user_a_cannot_reach_user_b_tasks_by_any_path(api: Api) -> None:
 
 
 async def test_revoked_key_is_refused(api: Api) -> None:
-    from service.store import keys
+    from bgtasks.store import keys
 
     key, row = await keys.create_api_key(api.pool, "alice")
     headers = {"Authorization": f"Bearer {key}"}
@@ -117,7 +117,7 @@ async def test_revoked_key_is_refused(api: Api) -> None:
 
 def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url}
-    return subprocess.run([sys.executable, "-m", "service.cli", "keys", *args], env=env, text=True,
+    return subprocess.run([sys.executable, "-m", "bgtasks.cli", "keys", *args], env=env, text=True,
                           capture_output=True, timeout=60, cwd="/")
 
 

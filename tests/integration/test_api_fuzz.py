@@ -19,9 +19,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.api.app import create_app
-from service.settings import load_settings
-from service.store.keys import hash_key
+from bgtasks.api.app import create_app
+from bgtasks.settings import load_settings
+from bgtasks.store.keys import hash_key
 
 KEY = "bgt_fuzz_superuser_key_0123456789abcdef"
 USER_KEY = "bgt_fuzz_user_key_0123456789abcdef0000"

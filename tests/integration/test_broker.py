@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from dramatiq.broker import MessageProxy
 
-from service.broker import QUEUE, PostgresBroker
-from service.errors import TaskCancelled
-from service.middleware.outcome import classify
-from service.settings import load_settings
-from service.worker import Runtime
+from bgtasks.broker import QUEUE, PostgresBroker
+from bgtasks.errors import TaskCancelled
+from bgtasks.middleware.outcome import classify
+from bgtasks.settings import load_settings
+from bgtasks.worker import Runtime
 
 
 def test_send_creates_a_task_row_and_a_delay_becomes_run_at(database_url: str,

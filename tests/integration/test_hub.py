@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from service.hub import Hub, Subscriber, TaskFilter
+from bgtasks.hub import Hub, Subscriber, TaskFilter
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from service.store import worker as store
+from bgtasks.store import worker as store
 from tests.processes import Processes, peak_concurrency, wait_until
 
 

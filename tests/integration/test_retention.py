@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from service import db
-from service.retention import DAY_S, retention_pass, run_retention
+from bgtasks import db
+from bgtasks.retention import DAY_S, retention_pass, run_retention
 from tests.processes import Processes, wait_until
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ import asyncpg
 import psycopg
 import pytest
 
-from service import db, queries
-from service.states import TRANSITIONS, Status
+from bgtasks import db, queries
+from bgtasks.states import TRANSITIONS, Status
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,11 +36,11 @@ def test_alembic_upgrade_downgrade_upgrade_on_an_empty_database(empty_database_u
 def test_migrate_check_reports_a_database_behind(empty_database_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BGTASKS_")}
     env["DATABASE_URL"] = empty_database_url
-    check = subprocess.run([sys.executable, "-m", "service.cli", "migrate", "--check"], env=env,
+    check = subprocess.run([sys.executable, "-m", "bgtasks.cli", "migrate", "--check"], env=env,
                            capture_output=True, text=True)
     assert check.returncode == 1 and "bgtasks migrate" in check.stderr
-    assert subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env).returncode == 0
-    again = subprocess.run([sys.executable, "-m", "service.cli", "migrate", "--check"], env=env,
+    assert subprocess.run([sys.executable, "-m", "bgtasks.cli", "migrate"], env=env).returncode == 0
+    again = subprocess.run([sys.executable, "-m", "bgtasks.cli", "migrate", "--check"], env=env,
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
 
@@ -48,7 +48,7 @@ def test_migrate_check_reports_a_database_behind(empty_database_url: str) -> Non
 def test_api_refuses_to_start_on_an_old_schema(empty_database_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BGTASKS_")}
     env["DATABASE_URL"] = empty_database_url
-    run = subprocess.run([sys.executable, "-m", "service.cli", "api", "--port", "1"], env=env,
+    run = subprocess.run([sys.executable, "-m", "bgtasks.cli", "api", "--port", "1"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "run `bgtasks migrate`" in run.stderr
 

@@ -10,10 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from service import db
-from service.errors import IllegalTransition
-from service.store import queue as queue_store
-from service.store import tasks as task_store
+from bgtasks import db
+from bgtasks.errors import IllegalTransition
+from bgtasks.store import queue as queue_store
+from bgtasks.store import tasks as task_store
 
 
 class Listener:

@@ -16,11 +16,11 @@ import uvicorn
 import websockets
 from starlette.requests import HTTPConnection
 
-from service.api import events as events_module
-from service.api.app import create_app
-from service.api.auth import Principal
-from service.embedded import free_port
-from service.settings import load_settings
+from bgtasks.api import events as events_module
+from bgtasks.api.app import create_app
+from bgtasks.api.auth import Principal
+from bgtasks.embedded import free_port
+from bgtasks.settings import load_settings
 
 Sse = dict[str, Any]
 

@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from service.errors import NotFound, RateLimited, ValidationFailed
-from service.store import workflows
-from service.store.tasks import TaskSpec
+from bgtasks.errors import NotFound, RateLimited, ValidationFailed
+from bgtasks.store import workflows
+from bgtasks.store.tasks import TaskSpec
 from tests.processes import Processes, peak_concurrency, wait_until
 
 
@@ -290,7 +290,7 @@ def test_schedule_every_second_with_four_workers_creates_one_task_per_due_time(s
 
 
 def test_bad_cron_written_at_psql_disables_the_schedule_with_the_reason(sql: psycopg.Connection[Any]) -> None:
-    from service import scheduler
+    from bgtasks import scheduler
 
     sql.execute("INSERT INTO task_schedules (name, task_type, user_id, cron) VALUES ('bad', 'noop', 'u', 'x y')")
     scheduler.run_due_schedules(sql)
@@ -299,7 +299,7 @@ def test_bad_cron_written_at_psql_disables_the_schedule_with_the_reason(sql: psy
 
 
 def test_catch_up_once_after_downtime_creates_a_single_task(sql: psycopg.Connection[Any]) -> None:
-    from service import scheduler
+    from bgtasks import scheduler
 
     sql.execute("INSERT INTO task_schedules (name, task_type, user_id, cron, catch_up) "
                 "VALUES ('m', 'noop', 'u', '*/5 * * * * *', 'once'), ('s', 'noop', 'u', '*/5 * * * * *', 'skip')")

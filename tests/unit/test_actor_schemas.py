@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from actors import TASK_TYPES
-from actors.model import schema_problems
+from bgtasks.actors import TASK_TYPES
+from bgtasks.actors.model import schema_problems
 from tests.fakes.openai_server import valid_instance
 
 AI_TYPES = [t for t in TASK_TYPES.values() if not t.diagnostic]
@@ -21,7 +21,7 @@ STRICT_KEYWORDS = {"type", "properties", "required", "additionalProperties", "it
 def answer_schemas(module: Any) -> list[dict[str, Any]]:
     if hasattr(module, "ANSWER_SCHEMA"):
         return [module.ANSWER_SCHEMA]
-    return [module.answer_schema(3) if module.__name__ == "actors.generation" else module.answer_schema([4, 9])]
+    return [module.answer_schema(3) if module.__name__ == "bgtasks.actors.generation" else module.answer_schema([4, 9])]
 
 
 def walk(schema: dict[str, Any], path: str = "(root)") -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from actors import TASK_TYPES
-from service.api import dashboard
+from bgtasks.actors import TASK_TYPES
+from bgtasks.api import dashboard
 
 
 def test_every_registered_task_type_is_offered_by_the_create_form() -> None:

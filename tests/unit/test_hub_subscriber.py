@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from service.hub import Event, Hub, Subscriber, TaskFilter
+from bgtasks.hub import Event, Hub, Subscriber, TaskFilter
 
 
 def subscriber() -> Subscriber:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from actors.errors import InvalidModelOutput, ModelError, PermanentModelError, RetryableModelError
-from actors.model import ModelConfig, complete_json, schema_problems
+from bgtasks.actors.errors import InvalidModelOutput, ModelError, PermanentModelError, RetryableModelError
+from bgtasks.actors.model import ModelConfig, complete_json, schema_problems
 from tests.fakes.openai_server import (
     FakeOpenAI,
     answer,

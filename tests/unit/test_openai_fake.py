@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from actors.model import schema_problems
+from bgtasks.actors.model import schema_problems
 from tests.fakes.openai_server import FakeOpenAI, rate_limited, valid_instance
 
 SCHEMAS: list[dict[str, Any]] = [

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.errors import ProjectPathError
-from actors.project_files import collect_project_files, resolve_project_path
+from bgtasks.actors.errors import ProjectPathError
+from bgtasks.actors.project_files import collect_project_files, resolve_project_path
 
 
 def _write(root: Path, rel: str, content: str | bytes = "x\n") -> Path:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.errors import ValidationFailed
-from service.schedules import check_cron, latest_due, next_due, plan_tick
+from bgtasks.errors import ValidationFailed
+from bgtasks.schedules import check_cron, latest_due, next_due, plan_tick
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 EVERY_SECOND = "* * * * * *"

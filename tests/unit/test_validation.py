@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.api import validation as v
-from service.api.auth import Principal
-from service.api.errors import BadRequest
-from service.errors import Forbidden, TaskNotFound, ValidationFailed
+from bgtasks.api import validation as v
+from bgtasks.api.auth import Principal
+from bgtasks.api.errors import BadRequest
+from bgtasks.errors import Forbidden, TaskNotFound, ValidationFailed
 
 ALICE = Principal("alice", False)
 
