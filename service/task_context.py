@@ -41,13 +41,14 @@ class TaskContext:
             raise TaskCancelled(self.cancel_reason or f"task {self.id} was cancelled")
 
     def progress_sync(self, percent: int, description: str | None = None) -> None:
-        """Report progress (0-100) and what is happening; raises TaskCancelled if the task was cancelled."""
+        """Report progress (0-100) and what is happening; raises TaskCancelled if the task was cancelled.
+        Best effort (Runtime.report_progress): a database outage or a dead connection drops the report, it
+        never fails the actor."""
         self.check_cancelled()
         percent = max(0, min(100, int(percent)))
-        with self.runtime.pool.connection() as conn:
-            if store.report_progress(conn, self.id, self.attempt, percent, description):
-                return
-            status = store.task_status(conn, self.id)
+        status = self.runtime.report_progress(self, percent, description)
+        if status in ("ok", "dropped"):
+            return
         if status in ("cancelled", None):
             self.cancelled.set()
             raise TaskCancelled(f"task {self.id} was {'deleted' if status is None else 'cancelled'}")

@@ -35,7 +35,7 @@ import psycopg
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import AsyncIO, TimeLimit
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from bgtasks import actors
 
@@ -76,8 +76,8 @@ class InFlight:
     started_at: float | None = None
 
 
-def _connect(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=5)
+def _connect(url: str, timeout: int = 5) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=timeout)
 
 
 class Runtime:
@@ -387,6 +387,33 @@ class Runtime:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         return None
+
+    def report_progress(self, ctx: TaskContext, percent: int, description: str | None) -> str | None:
+        """Write a progress report: "ok"; "dropped" (the database could not be reached, or the report was
+        superseded: the task was cancelled or fenced meanwhile); else the task's status (None: deleted),
+        when this attempt no longer holds it. A failed write is retried once on a fresh connection: a
+        pooled connection the server terminated must not fail the actor."""
+        error = "?"
+        for fresh in (False, True):
+            if ctx.cancelled.is_set():
+                return "dropped"
+            try:
+                if fresh:
+                    with _connect(self.url, timeout=2) as conn:
+                        return self._write_progress(conn, ctx, percent, description)
+                with self.pool.connection(timeout=2) as conn:
+                    return self._write_progress(conn, ctx, percent, description)
+            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+                error = exc.__class__.__name__
+        log.warning("progress of task %s dropped: database unreachable (%s)", ctx.id, error)
+        return "dropped"
+
+    @staticmethod
+    def _write_progress(conn: psycopg.Connection[Any], ctx: TaskContext, percent: int,
+                        description: str | None) -> str | None:
+        if store.report_progress(conn, ctx.id, ctx.attempt, percent, description):
+            return "ok"
+        return store.task_status(conn, ctx.id)
 
     def enqueue(self, task_type: str, payload: dict[str, Any], *, delay_ms: int | None, user_id: str) -> str:
         with self.pool.connection() as conn:
