@@ -8,7 +8,10 @@ import pkgutil
 import sys
 
 from . import commands
-from .errors import BgtasksError
+from .errors import BgtasksError, NotFound, SchemaOutdated
+
+# Exit codes of every command (docs/operations.md): the same as the HTTP client's (service/client.py).
+EXIT_BEHIND, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 1, 2, 3, 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +33,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
     except BgtasksError as exc:
-        print(f"bgtasks: {exc}", file=sys.stderr)
-        return 2
+        print(f"bgtasks: {_first_line(exc)}", file=sys.stderr)
+        if isinstance(exc, NotFound):
+            return EXIT_NOT_FOUND
+        return EXIT_BEHIND if isinstance(exc, SchemaOutdated) else EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        print(f"bgtasks: cannot reach the database: {_first_line(exc)}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     return int(code or 0)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A database that is down, unknown or refusing us: an expected failure, not a bug (no traceback)."""
+    import asyncpg
+    import psycopg
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return isinstance(exc.orig, psycopg.OperationalError)
+    return isinstance(exc, (OSError, psycopg.OperationalError, asyncpg.CannotConnectNowError,
+                            asyncpg.InvalidCatalogNameError, asyncpg.InvalidAuthorizationSpecificationError))
 
 
 if __name__ == "__main__":

@@ -103,10 +103,19 @@ def add_client_arguments(p: argparse.ArgumentParser) -> None:
 def client_from(args: argparse.Namespace) -> Client:
     # The CLI's edge: these two come from the environment here, not from Settings (they describe the
     # service to talk to, not this process).
-    url = getattr(args, "url", None) or os.environ.get("BGTASKS_URL") or DEFAULT_URL
+    url = getattr(args, "url", None) or os.environ.get("BGTASKS_URL") or _running_api() or DEFAULT_URL
     if not url.startswith(("http://", "https://")):
         raise CliError(f"BGTASKS_URL: expected http://host:port, not {url!r}", USAGE)
     return Client(url, getattr(args, "api_key", None) or os.environ.get("BGTASKS_API_KEY"))
+
+
+def _running_api() -> str | None:
+    from .running import api_url
+
+    url = api_url()
+    if url:
+        print(f"bgtasks: using the service of `bgtasks up`: {url}", file=sys.stderr, flush=True)
+    return url
 
 
 def print_json(value: Any) -> None:

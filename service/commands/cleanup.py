@@ -7,7 +7,7 @@ import argparse
 import re
 
 from ..client import OK, USAGE, CliError, command
-from ..errors import ConfigError
+from ..running import database_url
 from ..settings import load_settings
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..store import operations as store
 
     settings = load_settings()
-    if not settings.database_url:
-        raise ConfigError("DATABASE_URL: not set (cleanup works on the database directly)")
+    url = database_url(settings)
     if args.older_than is not None:
         older_than_s = parse_age(args.older_than)
     elif settings.bgtasks_retention_days > 0:
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--batch-size: between 1 and 100000", USAGE)
     age = f"{older_than_s / DAY_S:g} day(s)"
     try:
-        with db.sync_connect(settings.database_url, connect_timeout=5) as conn:
+        with db.sync_connect(url, connect_timeout=5) as conn:
             if args.dry_run:
                 n = store.count_purgeable_tasks(conn, older_than_s)
                 print(f"would delete {n} finished task(s) older than {age}")

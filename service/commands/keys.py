@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from .. import db
-from ..errors import ConfigError
+from ..running import database_url
 from ..settings import load_settings
 from ..store import keys
 
@@ -33,10 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _url() -> str:
-    settings = load_settings()
-    if not settings.database_url:
-        raise ConfigError("DATABASE_URL: not set (keys live in the service's database)")
-    return settings.database_url
+    return database_url(load_settings())
 
 
 async def _with_conn(fn: Any) -> Any:

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from .. import db
-from ..errors import ConfigError, SchemaOutdated
+from ..errors import SchemaOutdated
+from ..running import database_url
 from ..settings import load_settings
 
 
@@ -18,17 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if not settings.database_url:
-        raise ConfigError("DATABASE_URL: not set (`bgtasks up` starts an embedded PostgreSQL and migrates it)")
+    url = database_url(load_settings())
     if args.check:
         try:
-            db.check_schema(settings.database_url)
+            db.check_schema(url)
         except SchemaOutdated as exc:
             print(f"bgtasks: {exc}", file=sys.stderr)
             return 1
         print(f"schema is at head ({db.head_revision()})")
         return 0
-    db.migrate(settings.database_url, args.revision)
-    print(f"schema is at {db.current_revision(settings.database_url)}")
+    db.migrate(url, args.revision)
+    print(f"schema is at {db.current_revision(url)}")
     return 0

@@ -8,7 +8,8 @@ import json
 from typing import Any
 
 from .. import db
-from ..errors import ConfigError, ValidationFailed
+from ..errors import ValidationFailed
+from ..running import database_url
 from ..settings import load_settings
 from ..store import workflows as store
 
@@ -74,7 +75,4 @@ async def _run(url: str, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if not settings.database_url:
-        raise ConfigError("DATABASE_URL: not set")
-    return asyncio.run(_run(settings.database_url, args))
+    return asyncio.run(_run(database_url(load_settings()), args))

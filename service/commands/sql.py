@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..client import USAGE, CliError, command
-from ..errors import ConfigError
+from ..running import database_url
 from ..settings import load_settings
 
 
@@ -35,14 +35,12 @@ def find_psql() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if not settings.database_url:
-        raise ConfigError("DATABASE_URL: not set (`bgtasks up` prints the embedded database's URL)")
+    url = database_url(load_settings())
     psql = find_psql()
     if psql is None:
         raise CliError("psql not found: install the PostgreSQL client (e.g. apt install postgresql-client)", USAGE)
     extra = list(args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args)
     if args.sql_command:
         extra += ["-c", args.sql_command]
-    os.execv(psql, [psql, settings.database_url, *extra])
+    os.execv(psql, [psql, url, *extra])
     return 0  # not reached

@@ -4,16 +4,22 @@ directory (kept across runs); then migrate, and run the HTTP service and one wor
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
+import httpx
 import psycopg
 
-from .. import db
+from .. import db, running
 from ..settings import Settings, load_settings
+
+EXIT_FAILED, EXIT_PORT_BUSY = 1, 2  # and 0 after Ctrl-C or SIGTERM (docs/operations.md)
+READY_TIMEOUT_S = 60.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,6 +37,39 @@ def _ensure_database(admin_url: str, name: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def _port_busy(host: str, port: int) -> bool:
+    """Whether the API could not bind (host, port): as uvicorn binds, SO_REUSEADDR, so TIME_WAIT is no obstacle."""
+    if port == 0:
+        return False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _fail(message: str) -> int:
+    print(f"bgtasks: {message}", file=sys.stderr, flush=True)
+    return EXIT_FAILED
+
+
+def _exited(children: list[subprocess.Popen[bytes]]) -> str | None:
+    for name, child in zip(("worker", "api"), children):
+        if child.poll() is not None:
+            return f"the {name} process exited with code {child.returncode}; stopping"
+    return None
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {}
     if args.host:
@@ -42,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency:
         overrides["bgtasks_worker_concurrency"] = args.concurrency
     settings = load_settings(**overrides)
+    if _port_busy(settings.bgtasks_host, settings.bgtasks_port):
+        print(f"bgtasks: port {settings.bgtasks_port} on {settings.bgtasks_host} is in use; pick another with "
+              "--port N or BGTASKS_PORT=N", file=sys.stderr, flush=True)
+        return EXIT_PORT_BUSY
 
     stopping = False
 
@@ -61,10 +104,15 @@ def run(args: argparse.Namespace) -> int:
 
             embedded = EmbeddedPostgres(settings.bgtasks_data_dir / "postgres")
             print(f"bgtasks: starting embedded PostgreSQL in {embedded.data_dir}", flush=True)
-            embedded.start()
+            try:
+                embedded.start()
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+                return _fail(f"embedded PostgreSQL did not start: {str(exc).splitlines()[0]} "
+                             f"(log: {embedded.data_dir / 'postgres.log'})")
             _ensure_database(embedded.url(), "bgtasks")
             url = embedded.url("bgtasks")
         db.migrate(url)
+        base_url = _base_url(settings)
         env = {**os.environ, "DATABASE_URL": url, "BGTASKS_HOST": settings.bgtasks_host,
                "BGTASKS_PORT": str(settings.bgtasks_port)}
         base = [sys.executable, "-m", "bgtasks.cli"]
@@ -73,16 +121,27 @@ def run(args: argparse.Namespace) -> int:
             [*base, "worker", "--concurrency", str(settings.bgtasks_worker_concurrency)], env=env,
             start_new_session=True))
         children.append(subprocess.Popen([*base, "api"], env=env, start_new_session=True))
+        # "serving on" only once the API answers; a child that dies first ends `up` with one line.
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not stopping and not _healthy(base_url):
+            if (why := _exited(children)) is not None:
+                return _fail(why)
+            if time.monotonic() > deadline:
+                return _fail(f"the API did not answer {base_url}/healthz within {READY_TIMEOUT_S:.0f}s; stopping")
+            time.sleep(0.1)
+        if stopping:
+            return 0
+        if embedded is not None:
+            running.record(settings.bgtasks_data_dir, url, base_url)
         print(_banner(settings, url), flush=True)
         while not stopping:
-            for child in children:
-                if child.poll() is not None:
-                    print(f"bgtasks: a child process exited with code {child.returncode}; stopping",
-                          file=sys.stderr, flush=True)
-                    stopping = True
+            if (why := _exited(children)) is not None:
+                return _fail(why)
             time.sleep(0.2)
         return 0
     finally:
+        if embedded is not None:
+            running.clear(settings.bgtasks_data_dir)
         print("bgtasks: stopping", flush=True)
         for child in children:
             if child.poll() is None:
@@ -99,10 +158,16 @@ def run(args: argparse.Namespace) -> int:
         print("bgtasks: stopped", flush=True)
 
 
-def _banner(settings: Settings, url: str) -> str:
+def _base_url(settings: Settings) -> str:
     host = settings.bgtasks_host
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
     shown = f"[{host}]" if ":" in host else host
-    lines = [f"bgtasks: serving on http://{shown}:{settings.bgtasks_port}/  (database {url})"]
+    return f"http://{shown}:{settings.bgtasks_port}"
+
+
+def _banner(settings: Settings, url: str) -> str:
+    lines = [f"bgtasks: serving on {_base_url(settings)}/  (database {url})"]
     if settings.bgtasks_dev and settings.is_loopback:
         lines.append("bgtasks: development mode: requests without credentials act as the local superuser "
                      "'local' (loopback only)")

@@ -54,6 +54,10 @@ def test_up_serves_healthz_and_sigint_leaves_no_process(tmp_path: Path) -> None:
         wait_until(healthy, 60, "/healthz to answer 200")
         url = re.search(r"database (postgresql://\S+)\)", text)
         assert url, text
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("BGTASKS_", "DATABASE_URL"))}
+        found = subprocess.run([sys.executable, "-m", "bgtasks.cli", "keys", "ls"], capture_output=True, text=True,
+                               env={**clean, "BGTASKS_DATA_DIR": str(data_dir)}, timeout=60)
+        assert found.returncode == 0 and "using the database of `bgtasks up`" in found.stderr, found.stderr
         children = _descendants_and_postgres(proc, data_dir)
         assert any("postgres" in (c.name() or "") for c in children), "no embedded postgres found"
         with psycopg.connect(url.group(1), autocommit=True) as conn:
@@ -88,3 +92,36 @@ def test_invalid_settings_fail_at_start_with_one_line_naming_the_variable(tmp_pa
                          cwd=tmp_path, timeout=60)
     assert run.returncode == 2
     assert run.stderr.strip().count("\n") == 0 and "BGTASKS_PORT" in run.stderr, run.stderr
+
+
+def test_busy_port_is_one_line_naming_it_and_no_banner(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BGTASKS_", "DATABASE_URL"))}
+        run = subprocess.run([sys.executable, "-m", "bgtasks.cli", "up", "--port", str(port), "--data-dir",
+                              str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "serving on" not in run.stdout
+    assert run.stderr.strip().count("\n") == 0 and str(port) in run.stderr and "--port" in run.stderr, run.stderr
+
+
+def test_database_down_is_one_line_and_distinct_codes(tmp_path: Path) -> None:
+    from tests.processes import free_port as port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BGTASKS_", "DATABASE_URL"))}
+    env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{port()}/bgtasks"
+    codes = set()
+    for argv in (["keys", "ls"], ["migrate", "--check"], ["schedules", "ls"]):
+        run = subprocess.run([sys.executable, "-m", "bgtasks.cli", *argv], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert "Traceback" not in run.stderr and run.stderr.strip().count("\n") == 0, run.stderr
+        codes.add(run.returncode)
+    assert codes == {5}
+    env.pop("DATABASE_URL")
+    env["BGTASKS_DATA_DIR"] = str(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "bgtasks.cli", "keys", "ls"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2 and "DATABASE_URL" in run.stderr, run.stderr
