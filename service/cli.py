@@ -8,10 +8,10 @@ import pkgutil
 import sys
 
 from . import commands
-from .errors import BgtasksError, NotFound, SchemaOutdated
+from .errors import BgtasksError, NotFound
 
 # Exit codes of every command (docs/operations.md): the same as the HTTP client's (service/client.py).
-EXIT_BEHIND, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 1, 2, 3, 5
+EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 2, 3, 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args)
     except BgtasksError as exc:
         print(f"bgtasks: {_first_line(exc)}", file=sys.stderr)
-        if isinstance(exc, NotFound):
-            return EXIT_NOT_FOUND
-        return EXIT_BEHIND if isinstance(exc, SchemaOutdated) else EXIT_USAGE
+        return EXIT_NOT_FOUND if isinstance(exc, NotFound) else EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

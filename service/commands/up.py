@@ -57,7 +57,7 @@ def _fail(message: str) -> int:
 
 
 def _exited(children: list[subprocess.Popen[bytes]]) -> str | None:
-    for name, child in zip(("worker", "api"), children):
+    for name, child in zip(("worker", "api"), children, strict=False):  # the api may not be started yet
         if child.poll() is not None:
             return f"the {name} process exited with code {child.returncode}; stopping"
     return None
