@@ -23,8 +23,11 @@ class TaskType:
     time_limit_s: float = 900.0
     max_retries: int = 3
     diagnostic: bool = False  # built-in types for checking a deployment and for tests; no model involved
+    function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)  # set by task_type()
 
     def load(self) -> Callable[..., Any]:
+        if self.function is not None:
+            return self.function
         module, _, name = self.handler.partition(":")
         return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
@@ -100,3 +103,11 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in _TYPES}
 
 def get_task_type(name: str) -> TaskType | None:
     return TASK_TYPES.get(name)
+
+
+def register(task_type: TaskType) -> None:
+    """Add a type (bgtasks.task_type() calls this); a second, different type under one name is a mistake."""
+    known = TASK_TYPES.get(task_type.name)
+    if known is not None and known.handler != task_type.handler:
+        raise ValueError(f"task type {task_type.name!r} is already registered by {known.handler}")
+    TASK_TYPES[task_type.name] = task_type

@@ -1,3 +1,26 @@
-"""bgtasks: long AI jobs in the background, tracked in PostgreSQL, watched live over SSE."""
+"""bgtasks: long AI jobs in the background, tracked in PostgreSQL, watched live over SSE.
+
+The public API is what this module exports; names load on first use, so `import bgtasks` stays light."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__all__ = ["Task", "task_type"]
+
+if TYPE_CHECKING:
+    from .task_types import Task, task_type
+
+_EXPORTS = {"Task": "task_types", "task_type": "task_types"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bgtasks' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
