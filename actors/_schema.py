@@ -1,11 +1,17 @@
 """Small builders for the JSON schemas actors send as structured outputs. OpenAI's strict mode wants every
-object closed (``additionalProperties: false``) with every property required; these make that the default."""
+object closed (``additionalProperties: false``) with every property required; these make that the default.
+Strings and arrays are bounded by default, so no answer can grow without limit: the bounds are sent to the
+model and checked on return (actors/model.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 Schema = dict[str, Any]
+
+# Default bounds: a long markdown document fits in a string, a generous list in an array.
+MAX_STRING_CHARS = 20_000
+MAX_ARRAY_ITEMS = 200
 
 
 def obj(description: str = "", /, **properties: Schema) -> Schema:
@@ -19,21 +25,22 @@ def obj(description: str = "", /, **properties: Schema) -> Schema:
 
 
 def array(items: Schema, description: str = "", *, min_items: int | None = None,
-          max_items: int | None = None) -> Schema:
-    out: Schema = {"type": "array", "items": items}
+          max_items: int = MAX_ARRAY_ITEMS) -> Schema:
+    out: Schema = {"type": "array", "items": items, "maxItems": max_items}
     if min_items is not None:
         out["minItems"] = min_items
-    if max_items is not None:
-        out["maxItems"] = max_items
     if description:
         out["description"] = description
     return out
 
 
-def string(description: str = "", *, enum: list[str] | None = None) -> Schema:
+def string(description: str = "", *, enum: list[str] | None = None,
+           max_length: int = MAX_STRING_CHARS) -> Schema:
     out: Schema = {"type": "string"}
     if enum is not None:
         out["enum"] = enum
+    else:
+        out["maxLength"] = max_length
     if description:
         out["description"] = description
     return out

@@ -3,6 +3,7 @@ against their schema, with openai's exceptions translated once into our retryabl
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import math
@@ -19,7 +20,7 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 
 from bgtasks.actors.errors import InvalidModelOutput, ModelError, PermanentModelError, RetryableModelError
 
-__all__ = ["DEFAULT_BASE_URL", "ModelConfig", "ModelUsage", "complete_json", "schema_problems"]
+__all__ = ["DEFAULT_BASE_URL", "ModelConfig", "ModelUsage", "complete_json", "schema_problems", "wire_schema"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY_MESSAGE = "API key not configured for provider: openai"
@@ -36,6 +37,10 @@ class ModelConfig:
 
     ``max_model_retries`` is not used here: the openai client's own retries are always 0 (they would stack with
     the broker's), and the broker reads this field to bound how often a task is re-run for model errors.
+    ``timeout_s`` is the total time of one call, however slowly the server trickles its answer.
+    ``max_output_tokens`` is the output limit every call sends; an answer cut off at it is asked once more with
+    the limit raised up to ``max_output_tokens_cap``. ``max_answer_chars`` caps an answer's size: a larger one
+    fails the task rather than being parsed and stored.
     """
 
     api_key: str | None
@@ -43,6 +48,9 @@ class ModelConfig:
     model: str
     timeout_s: float
     max_model_retries: int
+    max_output_tokens: int = 4_096
+    max_output_tokens_cap: int = 16_384
+    max_answer_chars: int = 1_000_000
 
     @property
     def endpoint(self) -> str:
@@ -88,8 +96,9 @@ async def complete_json(
     ]
     response_format: ResponseFormatJSONSchema = {
         "type": "json_schema",
-        "json_schema": {"name": schema_name, "schema": schema, "strict": True},
+        "json_schema": {"name": schema_name, "schema": wire_schema(schema), "strict": True},
     }
+    output_limit = min(config.max_output_tokens, config.max_output_tokens_cap)
     usages: list[ModelUsage] = []
     problems: list[str] = []
     unreadable = False
@@ -102,19 +111,28 @@ async def complete_json(
         max_retries=0,
     )
     async with client:
-        for _attempt in range(validate_attempts):
-            started = time.monotonic()
-            try:
-                completion = await client.chat.completions.create(
-                    model=config.model,
-                    messages=messages,
-                    response_format=response_format,
-                )
-            except openai.OpenAIError as exc:
-                raise _translate(exc, config, usages) from exc
-            usages.append(_usage(completion, config, started))
-
+        answers = 0
+        while answers < validate_attempts:
+            answers += 1
+            completion = await _call(client, config, messages, response_format, output_limit, usages)
             content, problems = _read_answer(completion, schema_name, usages)
+            if len(content) > config.max_answer_chars:
+                raise PermanentModelError(
+                    f"the model's answer for schema '{schema_name}' was {len(content):,} characters, over the "
+                    f"cap of {config.max_answer_chars:,} (BGTASKS_MAX_RESULT_BYTES); it was not stored",
+                    usage=usages,
+                )
+            if _cut_off(completion):
+                # Re-asking with the same limit is cut off again; only a larger limit can help, once.
+                if output_limit >= config.max_output_tokens_cap:
+                    raise PermanentModelError(
+                        f"the model's answer for schema '{schema_name}' was cut off at the output limit of "
+                        f"{output_limit} tokens (finish_reason 'length'), the most this task type allows",
+                        usage=usages,
+                    )
+                output_limit = min(config.max_output_tokens_cap, output_limit * 2)
+                answers -= 1
+                continue
             unreadable = bool(problems)
             if not unreadable:
                 parsed = json.loads(content)
@@ -132,6 +150,42 @@ async def complete_json(
         attempts=validate_attempts,
         usage=usages,
     )
+
+
+async def _call(
+    client: AsyncOpenAI,
+    config: ModelConfig,
+    messages: list[ChatCompletionMessageParam],
+    response_format: ResponseFormatJSONSchema,
+    output_limit: int,
+    usages: list[ModelUsage],
+) -> Any:
+    """One request under a total deadline: the client's own timeout restarts on every chunk it reads, so a
+    server trickling bytes could hold the call forever. Leaving the timeout block cancels the request, which
+    closes its connection."""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(config.timeout_s):
+            completion = await client.chat.completions.create(
+                model=config.model,
+                messages=messages,
+                response_format=response_format,
+                max_completion_tokens=output_limit,
+            )
+    except TimeoutError as exc:
+        raise RetryableModelError(
+            f"model endpoint {config.endpoint} did not answer within {_seconds(config.timeout_s)} "
+            "(BGTASKS_MODEL_TIMEOUT_S, the total time of one call)",
+            usage=usages,
+        ) from exc
+    except openai.OpenAIError as exc:
+        raise _translate(exc, config, usages) from exc
+    usages.append(_usage(completion, config, started))
+    return completion
+
+
+def _cut_off(completion: Any) -> bool:
+    return bool(completion.choices) and completion.choices[0].finish_reason == "length"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,6 +249,22 @@ def _invalid_message(schema_name: str, problems: list[str], unreadable: bool) ->
     if unreadable:
         return f"model output for schema '{schema_name}' was not usable JSON: {shown}"
     return f"model output did not match schema '{schema_name}': {shown}"
+
+
+def wire_schema(schema: Any) -> Any:
+    """``schema`` as sent to the model: strict mode rejects ``maxLength``, so it moves into the description
+    (the model reads it there) and stays in the schema we check the answer against."""
+    if isinstance(schema, list):
+        return [wire_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: wire_schema(v) for k, v in schema.items() if k != "maxLength"}
+    if "maxLength" in schema:
+        bound = f"at most {schema['maxLength']} characters"
+        out["description"] = f"{schema['description']} ({bound})" if schema.get("description") else bound
+    if isinstance(schema.get("properties"), dict):  # property names are not schemas; keep every one
+        out["properties"] = {k: wire_schema(v) for k, v in schema["properties"].items()}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------

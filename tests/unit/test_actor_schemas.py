@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bgtasks.actors import TASK_TYPES
-from bgtasks.actors.model import schema_problems
+from bgtasks.actors.model import schema_problems, wire_schema
 from tests.fakes.openai_server import valid_instance
 
 AI_TYPES = [t for t in TASK_TYPES.values() if not t.diagnostic]
@@ -44,6 +44,26 @@ def test_answer_schemas_are_strict_and_agree_with_the_fake(task_type: Any) -> No
     module = importlib.import_module(task_type.handler.partition(":")[0])
     assert module.__doc__ and module.RESULT_SCHEMA and module.SCHEMA_NAME
     for schema in answer_schemas(module):
-        assert walk(schema) == []
+        assert walk(wire_schema(schema)) == []
         assert schema_problems(valid_instance(schema), schema) == []
-    assert walk(module.RESULT_SCHEMA) == []
+    assert walk(wire_schema(module.RESULT_SCHEMA)) == []
+
+
+@pytest.mark.parametrize("task_type", AI_TYPES, ids=lambda t: t.name)
+def test_answer_schemas_bound_every_string_and_array(task_type: Any) -> None:
+    module = importlib.import_module(task_type.handler.partition(":")[0])
+
+    def unbounded(schema: dict[str, Any], path: str = "(root)") -> list[str]:
+        kind = schema.get("type")
+        found = []
+        if kind == "string" and "maxLength" not in schema and "enum" not in schema:
+            found.append(path)
+        if kind == "array":
+            found += [path] if "maxItems" not in schema else []
+            found += unbounded(schema["items"], f"{path}[]")
+        for name, sub in (schema.get("properties") or {}).items():
+            found += unbounded(sub, f"{path}.{name}")
+        return found
+
+    for schema in answer_schemas(module):
+        assert unbounded(schema) == []

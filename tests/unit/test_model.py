@@ -213,10 +213,19 @@ async def test_always_malformed_output_says_it_was_not_json(fake: FakeOpenAI) ->
         await _ask(_config(fake))
 
 
-async def test_truncated_answer_is_reported_as_cut_off(fake: FakeOpenAI) -> None:
+async def test_truncated_answer_is_retried_once_with_a_larger_limit_then_fails_permanently(
+    fake: FakeOpenAI,
+) -> None:
     fake.always(answer('{"questions": [', finish_reason="length"))
-    with pytest.raises(InvalidModelOutput, match="output token limit"):
-        await _ask(_config(fake), validate_attempts=1)
+    with pytest.raises(PermanentModelError, match="cut off at the output limit of 2000 tokens"):
+        await _ask(_config(fake, max_output_tokens=1000, max_output_tokens_cap=2000), validate_attempts=1)
+    assert [r.body["max_completion_tokens"] for r in fake.requests] == [1000, 2000]
+
+
+async def test_an_answer_over_the_size_cap_fails_with_a_clear_message(fake: FakeOpenAI) -> None:
+    fake.always(answer("x" * 5_000_000))
+    with pytest.raises(PermanentModelError, match="over the cap of 1,000,000"):
+        await _ask(_config(fake))
 
 
 async def test_usage_is_kept_when_a_reask_fails(fake: FakeOpenAI) -> None:
