@@ -106,7 +106,8 @@ def test_each_model_failure_ends_as_its_kind_says(sql: psycopg.Connection[Any], 
     # A call that outlives the model timeout is abandoned and retried.
     assert ended("case-timeout")[:2] == ("completed", 1)
     [timed_out] = attempt_errors(sql, ids["case-timeout"])
-    assert timed_out["error_message"].endswith(f"model endpoint {fake.base_url} did not answer within 2s")
+    assert timed_out["error_message"].endswith(
+        f"model endpoint {fake.base_url} did not answer within 2s (BGTASKS_MODEL_TIMEOUT_S, the total time of one call)")
 
     # Malformed JSON: re-asked within the run, retried, then an error that says what was wrong.
     status, retries, message = ended("case-malformed")

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from bgtasks.actors._project import PROJECT_BUDGET_CHARS
-from bgtasks.actors.model import schema_problems
+from bgtasks.actors.model import schema_problems, wire_schema
 from bgtasks.actors.project_files import collect_project_files
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.ai_support import ai_worker, insert_task, model_calls, wait_final
@@ -87,7 +87,7 @@ def test_every_project_type_completes_with_a_result_matching_its_schema(
         assert request.response_format["type"] == "json_schema"
         assert request.response_format["json_schema"]["strict"] is True
         assert request.response_format["json_schema"]["name"] == module.SCHEMA_NAME
-        assert request.schema == module.ANSWER_SCHEMA
+        assert request.schema == wire_schema(module.ANSWER_SCHEMA)
         prompt = request.messages[-1]["content"]
         assert "MARKER-README" in prompt and "MARKER-APP" in prompt and "Project: Shop" in prompt
         assert "LEAK" not in prompt, [line for line in prompt.splitlines() if "LEAK" in line]

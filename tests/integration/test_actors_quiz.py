@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from bgtasks.actors import emoji_regeneration, generation, validation
-from bgtasks.actors.model import schema_problems
+from bgtasks.actors.model import schema_problems, wire_schema
 from tests.fakes.openai_server import FakeOpenAI, answer
 from tests.integration.ai_support import ai_worker, insert_task, model_calls, task_row, wait_final
 from tests.processes import Processes
@@ -50,7 +50,7 @@ def test_generation_stores_the_questions_and_reports_them_as_seed_two_does(
     assert row["result"] == result  # seed two's column name
 
     [request] = fake.requests
-    assert request.schema == generation.answer_schema(3)
+    assert request.schema == wire_schema(generation.answer_schema(3))
     assert request.schema["properties"]["questions"]["minItems"] == 3
     assert "Historia" in request.messages[-1]["content"] and "hard" in request.messages[-1]["content"]
 
