@@ -26,7 +26,8 @@ class Settings(BaseSettings):
 
     bgtasks_host: str = "127.0.0.1"
     bgtasks_port: int = Field(8000, ge=0, le=65535)
-    bgtasks_dev: bool = Field(True, description="loopback without credentials acts as a local superuser")
+    bgtasks_dev: bool | None = Field(
+        None, description="true: loopback without credentials acts as a local superuser; unset: only in `bgtasks up`")
     bgtasks_trusted_proxy: bool = Field(False, description="honour seed two's x-user-email header")
     bgtasks_project_roots: str = Field("", description="os.pathsep-separated roots project paths must be under")
     bgtasks_max_body_bytes: int = Field(1_000_000, ge=1024)
@@ -59,6 +60,12 @@ class Settings(BaseSettings):
         import os
 
         return [Path(p).expanduser().resolve() for p in self.bgtasks_project_roots.split(os.pathsep) if p]
+
+    @property
+    def dev_mode(self) -> bool:
+        """Anonymous loopback requests act as the local superuser: only when BGTASKS_DEV=true was set (by the
+        operator, or by `bgtasks up` for its children) and the bind address is loopback."""
+        return self.bgtasks_dev is True and self.is_loopback
 
     @property
     def is_loopback(self) -> bool:

@@ -18,6 +18,7 @@ from ..metrics import metrics
 from ..settings import Settings
 from . import dashboard, events, openapi, queue, seeds, tasks, workflows
 from .auth import dev_mode_banner
+from .content_type import JsonBodyMiddleware
 from .errors import EXCEPTION_HANDLERS, BodyLimitMiddleware
 
 log = logging.getLogger("bgtasks.api")
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/getBackgroundTasks", seeds.get_background_tasks, methods=["GET"]),
         Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
     ]
-    middleware = [Middleware(BodyLimitMiddleware, max_bytes=settings.bgtasks_max_body_bytes)]
+    middleware = [Middleware(BodyLimitMiddleware, max_bytes=settings.bgtasks_max_body_bytes),
+                  Middleware(JsonBodyMiddleware)]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers=EXCEPTION_HANDLERS)

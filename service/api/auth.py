@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from ..errors import AuthError
 from ..settings import Settings
@@ -29,8 +29,11 @@ _MAX_KEY = 200
 _MAX_USER = 200
 
 
-def _is_loopback_client(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+_FORWARDING = ("forwarded", "x-real-ip")
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _is_loopback_name(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -39,9 +42,44 @@ def _is_loopback_client(request: Request) -> bool:
         return False
 
 
-def dev_mode_applies(settings: Settings, request: Request) -> bool:
-    """Development mode: bound to loopback and the request comes from loopback."""
-    return settings.bgtasks_dev and settings.is_loopback and _is_loopback_client(request)
+def _host_name(host_header: str) -> str:
+    """The name part of a Host header: 'localhost:8000' -> 'localhost', '[::1]:8000' -> '::1'."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def own_origin(conn: HTTPConnection) -> str:
+    """This service's origin as the caller's browser spells it: scheme and Host."""
+    scheme = {"ws": "http", "wss": "https"}.get(conn.url.scheme, conn.url.scheme)
+    return f"{scheme}://{conn.headers.get('host', '')}".lower()
+
+
+def foreign_origin(conn: HTTPConnection) -> bool:
+    """An Origin header that names another site (a page elsewhere in the local browser)."""
+    origin = conn.headers.get("origin")
+    return origin is not None and origin.strip().lower() != own_origin(conn)
+
+
+def dev_mode_refusal(conn: HTTPConnection) -> str | None:
+    """Why an anonymous request may not act as the local superuser even in dev mode, or None. A same-host
+    proxy, a DNS-rebound name or another site's page in the local browser all arrive from loopback."""
+    headers = conn.headers
+    if any(name in headers for name in _FORWARDING) or any(name.startswith("x-forwarded-") for name in headers):
+        return ("development mode: a request carrying a forwarding header came through a proxy and needs "
+                "'Authorization: Bearer KEY'")
+    if not _is_loopback_name(_host_name(headers.get("host", ""))):
+        return "development mode: Host is not a loopback name or address; send 'Authorization: Bearer KEY'"
+    state_changing = conn.scope["type"] == "websocket" or conn.scope.get("method", "GET") not in _SAFE_METHODS
+    if state_changing and foreign_origin(conn):
+        return "development mode: Origin is not this service's own; send 'Authorization: Bearer KEY'"
+    return None
+
+
+def dev_mode_applies(settings: Settings, request: HTTPConnection) -> bool:
+    """Development mode: BGTASKS_DEV=true, bound to loopback and the request comes from loopback."""
+    return settings.dev_mode and _is_loopback_name(request.client.host if request.client else "")
 
 
 async def authenticate(request: Request) -> Principal:
@@ -71,6 +109,8 @@ async def authenticate(request: Request) -> Principal:
             superuser = (request.headers.get("x-user-superuser") or "").strip().lower() in ("1", "true", "yes")
             return Principal(email, superuser)
     if dev_mode_applies(settings, request):
+        if (refusal := dev_mode_refusal(request)) is not None:
+            raise AuthError(refusal)
         return LOCAL
     raise AuthError(
         "authorization: credentials required: send 'Authorization: Bearer KEY' "
@@ -80,7 +120,7 @@ async def authenticate(request: Request) -> Principal:
 
 def dev_mode_banner(settings: Settings) -> str | None:
     """The line a process prints when requests without credentials act as the local superuser."""
-    if settings.bgtasks_dev and settings.is_loopback:
+    if settings.dev_mode:
         return ("development mode: requests from loopback without credentials act as the local superuser "
-                f"'{LOCAL.user_id}' (BGTASKS_DEV=false turns this off; other bind addresses always need keys)")
+                f"'{LOCAL.user_id}' (only `bgtasks up` on loopback, or BGTASKS_DEV=true; other bind addresses always need keys)")
     return None

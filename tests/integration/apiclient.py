@@ -39,7 +39,8 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def running_api(
-    database_url: str, project_root: Path, *, client_host: str = "10.1.2.3", **overrides: Any
+    database_url: str, project_root: Path, *, client_host: str = "10.1.2.3",
+    base_url: str = "http://testserver", **overrides: Any
 ) -> AsyncIterator[Api]:
     """The app with its lifespan running; requests come from `client_host` (not loopback by default, so dev
     mode never applies unless a test asks for 127.0.0.1)."""
@@ -48,5 +49,5 @@ async def running_api(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(client_host, 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield Api(client, app, project_root)

@@ -29,7 +29,8 @@ async def test_requests_without_credentials_are_refused(api: Api) -> None:
 
 
 async def test_dev_mode_on_loopback_acts_as_local_superuser(database_url: str, tmp_path: Path) -> None:
-    async with running_api(database_url, tmp_path, client_host="127.0.0.1", bgtasks_dev=True) as api:
+    async with running_api(database_url, tmp_path, client_host="127.0.0.1", bgtasks_dev=True,
+                           base_url="http://127.0.0.1:8000") as api:
         r = await api.client.post("/api/tasks", json={"taskType": "noop"})
         assert r.status_code == 201 and r.json()["task"]["userId"] == "local"
         assert (await api.client.post("/api/queue/stop")).status_code == 200
@@ -133,3 +134,25 @@ async def test_keys_cli_create_ls_revoke(api: Api, database_url: str) -> None:
     assert _cli(database_url, "revoke", key).returncode == 0
     assert (await api.client.get("/api/queue", headers={"Authorization": f"Bearer {key}"})).status_code == 401
     assert _cli(database_url, "revoke", "bgt_nope").returncode == 3
+
+
+async def test_dev_mode_refuses_proxied_rebound_and_cross_origin_requests(database_url: str, tmp_path: Path) -> None:
+    async with running_api(database_url, tmp_path, client_host="127.0.0.1", bgtasks_dev=True,
+                           base_url="http://127.0.0.1:8000") as api:
+        assert (await api.client.get("/api/tasks")).status_code == 200
+        for headers in ({"X-Forwarded-For": "1.2.3.4"}, {"Forwarded": "for=1.2.3.4"}, {"X-Real-IP": "1.2.3.4"},
+                        {"Host": "evil.example:8000"}):
+            r = await api.client.get("/api/tasks", headers=headers)
+            assert r.status_code == 401 and "development mode" in r.json()["error"]
+        r = await api.client.post("/api/queue/stop", json={}, headers={"Origin": "http://evil.example"})
+        assert r.status_code == 401 and "Origin" in r.json()["error"]
+        r = await api.client.post("/api/tasks/bulk/cancel", content=b'{"ids": []}',
+                                  headers={"Content-Type": "text/plain"})
+        assert r.status_code == 415 and r.json()["field"] == "content-type"
+        r = await api.client.post("/api/tasks", content=b'{"taskType": "noop"}')
+        assert r.status_code == 201
+    # Without BGTASKS_DEV=true (the default for `bgtasks api`) nothing is anonymous, even on loopback.
+    async with running_api(database_url, tmp_path, client_host="127.0.0.1", bgtasks_dev=None,
+                           base_url="http://127.0.0.1:8000") as api:
+        assert (await api.client.get("/api/tasks")).status_code == 401
+        assert (await api.client.get("/healthz")).status_code == 200
