@@ -335,7 +335,7 @@ async def test_two_hundred_subscribers_that_connect_and_drop_leave_nothing_in_th
 
     async def connect(i: int) -> asyncio.StreamWriter:
         reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-        writer.write(f"GET {paths[i % 3]} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n".encode())
+        writer.write(f"GET {paths[i % 3]} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode())
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         assert head.startswith(b"HTTP/1.1 200"), head[:100]
