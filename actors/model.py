@@ -119,7 +119,7 @@ async def complete_json(
             if len(content) > config.max_answer_chars:
                 raise PermanentModelError(
                     f"the model's answer for schema '{schema_name}' was {len(content):,} characters, over the "
-                    f"cap of {config.max_answer_chars:,} (BGTASKS_MAX_RESULT_BYTES); it was not stored",
+                    f"cap of {config.max_answer_chars:,} (the size cap of a model's answer); it was not stored",
                     usage=usages,
                 )
             if _cut_off(completion):

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         return self.bgtasks_dev is True and self.is_loopback
 
     @property
+    def dev_mode_in_up(self) -> bool:
+        """`bgtasks up` on loopback is the local tool: its children run in dev mode unless BGTASKS_DEV=false."""
+        return self.bgtasks_dev is not False and self.is_loopback
+
+    @property
     def is_loopback(self) -> bool:
         if self.bgtasks_host in ("localhost",):
             return True

@@ -30,7 +30,7 @@ _MAX_USER = 200
 
 
 _FORWARDING = ("forwarded", "x-real-ip")
-_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")  # every other method changes state
 
 
 def _is_loopback_name(host: str) -> bool:
@@ -71,7 +71,7 @@ def dev_mode_refusal(conn: HTTPConnection) -> str | None:
                 "'Authorization: Bearer KEY'")
     if not _is_loopback_name(_host_name(headers.get("host", ""))):
         return "development mode: Host is not a loopback name or address; send 'Authorization: Bearer KEY'"
-    state_changing = conn.scope["type"] == "websocket" or conn.scope.get("method", "GET") not in _SAFE_METHODS
+    state_changing = conn.scope["type"] == "websocket" or conn.scope.get("method", "GET") not in SAFE_METHODS
     if state_changing and foreign_origin(conn):
         return "development mode: Origin is not this service's own; send 'Authorization: Bearer KEY'"
     return None

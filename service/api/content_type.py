@@ -9,10 +9,8 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .auth import foreign_origin
+from .auth import SAFE_METHODS, foreign_origin
 from .errors import error_body
-
-_STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def _is_json(content_type: str) -> bool:
@@ -28,7 +26,7 @@ class JsonBodyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _STATE_CHANGING:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
             content_type = Headers(scope=scope).get("content-type")
             if content_type is not None and not _is_json(content_type):
                 await _refuse(send, f"content-type: expected application/json, got {content_type[:100]!r}")

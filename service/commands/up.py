@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
         base_url = _base_url(settings)
         env = {**os.environ, "DATABASE_URL": url, "BGTASKS_HOST": settings.bgtasks_host,
                "BGTASKS_PORT": str(settings.bgtasks_port)}
-        if settings.bgtasks_dev is None and settings.is_loopback:
-            env["BGTASKS_DEV"] = "true"  # `bgtasks up` on loopback is the local tool: dev mode unless turned off
+        if settings.dev_mode_in_up:
+            env["BGTASKS_DEV"] = "true"
         base = [sys.executable, "-m", "bgtasks.cli"]
         # Children get their own session: a Ctrl-C reaches only us, and we stop them in order.
         children.append(subprocess.Popen(
@@ -170,7 +170,7 @@ def _base_url(settings: Settings) -> str:
 
 def _banner(settings: Settings, url: str) -> str:
     lines = [f"bgtasks: serving on {_base_url(settings)}/  (database {url})"]
-    if settings.bgtasks_dev is not False and settings.is_loopback:
+    if settings.dev_mode_in_up:
         lines.append("bgtasks: development mode: requests without credentials act as the local superuser "
                      "'local' (loopback only)")
     return "\n".join(lines)
