@@ -23,6 +23,10 @@ class TaskType:
     time_limit_s: float = 900.0
     max_retries: int = 3
     diagnostic: bool = False  # built-in types for checking a deployment and for tests; no model involved
+    # The output limit this type's model calls send, and how far a cut-off answer may raise it; None: the
+    # settings' (BGTASKS_MODEL_MAX_OUTPUT_TOKENS, BGTASKS_MODEL_MAX_OUTPUT_TOKENS_CAP).
+    max_output_tokens: int | None = None
+    max_output_tokens_cap: int | None = None
     function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)  # set by task_type()
 
     def load(self) -> Callable[..., Any]:

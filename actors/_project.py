@@ -45,8 +45,8 @@ def result_schema(answer_schema: Schema) -> Schema:
 
 
 def budget_chars(task: TaskContext) -> int:
-    configured = getattr(task.settings, "bgtasks_project_budget_chars", None)
-    return int(configured) if configured else PROJECT_BUDGET_CHARS
+    """BGTASKS_PROJECT_BUDGET_CHARS (validated at start; default PROJECT_BUDGET_CHARS)."""
+    return int(task.settings.bgtasks_project_budget_chars)
 
 
 async def read_project(task: TaskContext) -> ProjectSnapshot:
@@ -100,6 +100,7 @@ PRIORITY = string("how soon it matters", enum=["high", "medium", "low"])
 async def run_project_task(task: TaskContext, *, system: str, ask: str, schema_name: str,
                            answer_schema: Schema) -> dict[str, Any]:
     """The flow every per-project type shares: read the project, ask the model, return answer + source."""
+    task.require_model()  # no key: fail before any work
     await task.progress(10, "Reading project files")
     snapshot = await read_project(task)
     await task.progress(30, f"Calling the model with {len(snapshot.files)} of {snapshot.total_files_seen} files")

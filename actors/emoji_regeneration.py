@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from bgtasks.actors._schema import Schema, array, integer, obj, string
-from bgtasks.actors.errors import InvalidModelOutput
 from bgtasks.actors.validation import load_owned
 from bgtasks.store import questions as store
 from bgtasks.task_context import TaskContext
@@ -37,6 +36,7 @@ def _emoji_problems(chosen: dict[str, str]) -> list[str]:
 
 
 async def run(task: TaskContext) -> dict[str, Any]:
+    task.require_model()  # no key: fail before any work
     await task.progress(10, "Loading the questions")
     rows = await load_owned(task)
     shown = [{"id": r["id"], "question": r["question"], "correctAnswer": r["correct_answer"],
@@ -44,12 +44,10 @@ async def run(task: TaskContext) -> dict[str, Any]:
     user = "Choose a new emoji for each of these questions:\n" + json.dumps(shown, ensure_ascii=False, indent=1)
 
     await task.progress(30, f"Choosing emoji for {len(rows)} questions with the model")
+    # A schema cannot say "an emoji": that check is re-asked within the attempt like a schema miss.
     answer = await task.ask_model(system=SYSTEM, user=user, schema_name=SCHEMA_NAME,
-                                  schema=answer_schema([r["id"] for r in rows]))
-    problems = _emoji_problems(answer["emoji"])
-    if problems:  # a schema cannot say "an emoji"; same treatment as a schema miss: retried, then reported
-        raise InvalidModelOutput(f"model output for schema '{SCHEMA_NAME}' was not usable: {'; '.join(problems[:5])}",
-                                 problems=problems, attempts=1)
+                                  schema=answer_schema([r["id"] for r in rows]),
+                                  check=lambda a: _emoji_problems(a["emoji"]))
 
     await task.progress(70, "Saving the new emoji")
     chosen = [{"id": r["id"], "emoji": answer["emoji"][str(r["id"])].strip()} for r in rows]

@@ -1,16 +1,18 @@
 """Errors the actors raise, typed by what the broker should do about them.
 
     ModelError                      anything that went wrong talking to the model
-     ├── PermanentModelError        retrying cannot help: no key, bad key, no access, bad request, unknown model
+     ├── PermanentModelError        retrying cannot help: no key, bad key, no access, bad request, unknown model,
+     │    │                         an answer cut off at the type's largest output limit, or over the size cap
+     │    └── InvalidModelOutput    the model answered, but not with JSON matching the schema, even after re-asks
      └── RetryableModelError        may work later; ``retry_after`` is the server's hint in seconds, if any
-          └── InvalidModelOutput    the model answered, but not with JSON matching the schema, even after re-asks
+          └── RateLimited           the provider said 429: wait and run again without counting a retry
 
     ProjectPathError (ValueError)   a task's project path is missing, not a directory, or outside the roots
 
-``InvalidModelOutput`` is retryable on purpose: ``complete_json`` already re-asked within one run, but a later
-run (fresh sampling, maybe after a transient model problem) often succeeds. The broker bounds it with the
-task's ``max_retries`` (and ``ModelConfig.max_model_retries``) like any other retryable error, so a prompt that
-never yields valid output ends in ``error`` with the schema problem as its message instead of looping.
+``InvalidModelOutput`` is permanent: ``complete_json`` already showed the model its mistake within the run,
+and re-running the same prompt with nothing changed repeats the same paid calls (issue 17 counted eight).
+``RateLimited`` does not spend ``max_retries``: the worker reschedules the task after ``retry_after`` (or its
+own backoff) until the task has waited ``BGTASKS_RATE_LIMIT_MAX_WAIT_S`` in all, then 429s count as failures.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "ModelError",
     "PermanentModelError",
     "ProjectPathError",
+    "RateLimited",
     "RetryableModelError",
 ]
 
@@ -60,7 +63,14 @@ class RetryableModelError(ModelError):
         self.retry_after = retry_after
 
 
-class InvalidModelOutput(RetryableModelError):
+class RateLimited(RetryableModelError):
+    """The provider rate-limited the call (429 other than out of quota). Waiting helps; the task is
+    rescheduled without spending a retry (``rate_limited = True`` is what the worker looks for)."""
+
+    rate_limited = True
+
+
+class InvalidModelOutput(PermanentModelError):
     """The model's answer was not valid JSON for the schema after every re-ask within one run.
 
     ``problems`` lists what was wrong with the last answer (e.g. ``questions[2].options: expected array, got
@@ -75,7 +85,7 @@ class InvalidModelOutput(RetryableModelError):
         attempts: int,
         usage: list[ModelUsage] | None = None,
     ) -> None:
-        super().__init__(message, retry_after=None, usage=usage)
+        super().__init__(message, usage=usage)
         self.problems = problems
         self.attempts = attempts
 

@@ -47,6 +47,7 @@ RESULT_SCHEMA = obj(
 
 
 async def run(task: TaskContext) -> dict[str, Any]:
+    task.require_model()  # no key: fail before any work
     p = check_payload(task)
     amount, category = int(p["amount"]), str(p["category"]).strip()
     age_group, difficulty = p.get("ageGroup", "adults"), p.get("difficulty", "medium")

@@ -9,6 +9,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -18,9 +19,15 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
-from bgtasks.actors.errors import InvalidModelOutput, ModelError, PermanentModelError, RetryableModelError
+from bgtasks.actors.errors import (
+    InvalidModelOutput,
+    ModelError,
+    PermanentModelError,
+    RateLimited,
+    RetryableModelError,
+)
 
-__all__ = ["DEFAULT_BASE_URL", "ModelConfig", "ModelUsage", "complete_json", "schema_problems", "wire_schema"]
+__all__ = ["DEFAULT_BASE_URL", "ModelConfig", "ModelUsage", "complete_json", "require_api_key", "schema_problems", "wire_schema"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY_MESSAGE = "API key not configured for provider: openai"
@@ -69,6 +76,12 @@ class ModelUsage:
     duration_ms: int
 
 
+def require_api_key(config: ModelConfig) -> None:
+    """No key: a permanent error with the seed's message (actors check this before any other work)."""
+    if not config.api_key or not config.api_key.strip():
+        raise PermanentModelError(NO_KEY_MESSAGE)
+
+
 async def complete_json(
     config: ModelConfig,
     *,
@@ -77,18 +90,20 @@ async def complete_json(
     schema_name: str,
     schema: dict[str, Any],
     validate_attempts: int = 2,
+    check: Callable[[dict[str, Any]], list[str]] | None = None,
 ) -> tuple[dict[str, Any], list[ModelUsage]]:
     """Ask the model for a JSON object matching ``schema`` and return it with the usage of every call made.
 
     An answer that is not JSON or breaks the schema is shown back to the model with what was wrong, up to
-    ``validate_attempts`` answers in all; then ``InvalidModelOutput`` names the problem. Transport and HTTP
+    ``validate_attempts`` answers in all; then ``InvalidModelOutput`` (permanent: re-running the same prompt
+    repeats the same paid calls) names the problem. Transport and HTTP
     failures raise ``RetryableModelError``/``PermanentModelError`` at once: retries belong to the broker.
+    ``check`` adds problems a schema cannot express (e.g. "not an emoji"), re-asked the same way.
     Cancelling the calling task abandons the HTTP request and closes the connection.
     """
     if validate_attempts < 1:
         raise ValueError("validate_attempts must be at least 1")
-    if not config.api_key or not config.api_key.strip():
-        raise PermanentModelError(NO_KEY_MESSAGE)
+    require_api_key(config)
 
     messages: list[ChatCompletionMessageParam] = [
         {"role": "system", "content": system},
@@ -137,6 +152,8 @@ async def complete_json(
             if not unreadable:
                 parsed = json.loads(content)
                 problems = schema_problems(parsed, schema)
+                if not problems and check is not None:
+                    problems = check(parsed)
                 if not problems:
                     return parsed, usages
             messages += [
@@ -476,9 +493,7 @@ def _translate_status(
             )
         retry_after = _retry_after(exc)
         when = f"retry after {_seconds(retry_after)}" if retry_after is not None else "no Retry-After given"
-        return RetryableModelError(
-            f"OpenAI rate limit (429) at {endpoint}; {when}", retry_after=retry_after, usage=usages
-        )
+        return RateLimited(f"OpenAI rate limit (429) at {endpoint}; {when}", retry_after=retry_after, usage=usages)
     if code in (408, 409) or code >= 500:
         detail = f": {said}" if said else ""
         return RetryableModelError(

@@ -49,6 +49,7 @@ async def load_owned(task: TaskContext) -> list[dict[str, Any]]:
 
 
 async def run(task: TaskContext) -> dict[str, Any]:
+    task.require_model()  # no key: fail before any work
     await task.progress(10, "Loading the questions")
     rows = await load_owned(task)
     shown = [{"id": r["id"], "question": r["question"], "options": r["options"],

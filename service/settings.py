@@ -37,7 +37,19 @@ class Settings(BaseSettings):
     openai_api_key: str | None = None
     openai_base_url: str | None = None
     bgtasks_model: str = "gpt-4o-mini"
-    bgtasks_model_timeout_s: float = Field(120.0, gt=0)
+    bgtasks_model_timeout_s: float = Field(120.0, gt=0, description="the total time of one model call")
+    bgtasks_model_max_output_tokens: int = Field(
+        4_096, ge=16, description="output limit every model call sends (a task type may set its own)")
+    bgtasks_model_max_output_tokens_cap: int = Field(
+        16_384, ge=16, description="an answer cut off at the limit is asked once more with the limit raised to this")
+    bgtasks_model_max_answer_chars: int = Field(
+        1_000_000, ge=1_000, description="a larger answer fails the task before it is parsed")
+    bgtasks_max_result_bytes: int = Field(
+        1_000_000, ge=10_000, description="a task whose result is larger as JSON fails instead of storing it")
+    bgtasks_project_budget_chars: int = Field(
+        200_000, ge=1_000, le=10_000_000, description="characters of project files one prompt may carry")
+    bgtasks_rate_limit_max_wait_s: float = Field(
+        900.0, ge=0, description="total provider rate-limit wait per task before 429s count as retries")
 
     bgtasks_lease_s: float = Field(30.0, gt=0, description="a claimed task is taken back this long after its worker's last heartbeat")
     bgtasks_heartbeat_s: float = Field(0.0, ge=0, description="0: a third of the lease")
@@ -86,6 +98,11 @@ class Settings(BaseSettings):
         if self.heartbeat_s * 2 >= self.bgtasks_lease_s:
             raise ValueError(
                 "BGTASKS_HEARTBEAT_S: must be under half of BGTASKS_LEASE_S, or a live worker's lease could lapse"
+            )
+        if self.bgtasks_model_max_output_tokens > self.bgtasks_model_max_output_tokens_cap:
+            raise ValueError(
+                "BGTASKS_MODEL_MAX_OUTPUT_TOKENS: must not exceed BGTASKS_MODEL_MAX_OUTPUT_TOKENS_CAP "
+                f"({self.bgtasks_model_max_output_tokens_cap})"
             )
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
             raise ValueError("DATABASE_URL: must start with postgresql:// (a plain libpq URL)")

@@ -13,6 +13,8 @@ from .errors import LeaseLost, TaskCancelled
 from .store import worker as store
 
 if TYPE_CHECKING:
+    from bgtasks.actors.model import ModelConfig
+
     from .worker import Runtime
 
 T = TypeVar("T")
@@ -46,13 +48,19 @@ class TaskContext:
         never fails the actor."""
         self.check_cancelled()
         percent = max(0, min(100, int(percent)))
-        status = self.runtime.report_progress(self, percent, description)
+        status = self.runtime.report_progress(self, percent, self.attempt_note(description))
         if status in ("ok", "dropped"):
             return
         if status in ("cancelled", None):
             self.cancelled.set()
             raise TaskCancelled(f"task {self.id} was {'deleted' if status is None else 'cancelled'}")
         raise LeaseLost(f"task {self.id} is {status}; this worker no longer holds attempt {self.attempt}")
+
+    def attempt_note(self, description: str | None) -> str | None:
+        """A retry's progress text says which attempt it is, so 30 -> 10 -> 30 reads as a new attempt."""
+        if description is None or self.retry_count <= 0:
+            return description
+        return f"{description} (attempt {self.retry_count + 1} of {self.max_retries + 1})"
 
     async def progress(self, percent: int, description: str | None = None) -> None:
         await asyncio.to_thread(self.progress_sync, percent, description)
@@ -78,19 +86,38 @@ class TaskContext:
     def settings(self) -> Any:
         return self.runtime.settings
 
-    async def ask_model(self, *, system: str, user: str, schema_name: str, schema: dict[str, Any]) -> Any:
-        """One structured model call (actors/model.py); every underlying API call's usage is stored."""
-        from bgtasks.actors.model import ModelConfig, complete_json
+    def model_config(self) -> ModelConfig:
+        """What this task's model calls use: the settings, with the task type's own output limits."""
+        from bgtasks.actors import get_task_type
+        from bgtasks.actors.model import ModelConfig
 
         s = self.runtime.settings
-        config = ModelConfig(api_key=s.openai_api_key, base_url=s.openai_base_url, model=s.bgtasks_model,
-                             timeout_s=s.bgtasks_model_timeout_s, max_model_retries=0)
-        from bgtasks.actors.errors import ModelError
+        kind = get_task_type(self.task_type)
+        limit = (kind.max_output_tokens if kind else None) or s.bgtasks_model_max_output_tokens
+        cap = (kind.max_output_tokens_cap if kind else None) or s.bgtasks_model_max_output_tokens_cap
+        return ModelConfig(api_key=s.openai_api_key, base_url=s.openai_base_url, model=s.bgtasks_model,
+                           timeout_s=s.bgtasks_model_timeout_s, max_model_retries=0,
+                           max_output_tokens=min(limit, cap), max_output_tokens_cap=cap,
+                           max_answer_chars=s.bgtasks_model_max_answer_chars)
 
+    def require_model(self) -> None:
+        """Fail at once, before any work, when no API key is configured (retrying cannot add one)."""
+        from bgtasks.actors.model import require_api_key
+
+        require_api_key(self.model_config())
+
+    async def ask_model(self, *, system: str, user: str, schema_name: str, schema: dict[str, Any],
+                        check: Callable[[dict[str, Any]], list[str]] | None = None) -> Any:
+        """One structured model call (actors/model.py); every underlying API call's usage is stored.
+        ``check``: problems the schema cannot express, re-asked like schema problems."""
+        from bgtasks.actors.errors import ModelError
+        from bgtasks.actors.model import complete_json
+
+        config = self.model_config()
         self.check_cancelled()
         try:
             data, usages = await complete_json(config, system=system, user=user, schema_name=schema_name,
-                                               schema=schema)
+                                               schema=schema, check=check)
         except ModelError as exc:
             await self._record_usage(exc.usage)  # failed calls cost tokens too
             raise

@@ -563,7 +563,8 @@ class _ResultsAreStored(logging.Filter):
 
 def build_broker(runtime: Runtime) -> PostgresBroker:
     logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_ResultsAreStored())
-    broker = PostgresBroker(runtime, middleware=[AsyncIO(), TimeLimit(interval=200), Outcome()])
+    broker = PostgresBroker(runtime, middleware=[
+        AsyncIO(), TimeLimit(interval=200), Outcome(max_result_bytes=runtime.settings.bgtasks_max_result_bytes)])
     for task_type in actors.TASK_TYPES.values():
         # An actor module that fails to import stops the worker here: serving the other types would claim
         # that type's tasks too and fail them.

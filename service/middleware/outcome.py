@@ -22,6 +22,7 @@ class Failure:
     permanent: bool = False
     retry_after_s: float | None = None
     write: bool = True  # False: the task is no longer ours (cancelled, lease lost): write nothing
+    rate_limited: bool = False  # the provider said 429: reschedule without spending a retry (bounded wait)
 
 
 def classify(exc: BaseException, time_limit_s: float | None = None) -> Failure:
@@ -35,7 +36,11 @@ def classify(exc: BaseException, time_limit_s: float | None = None) -> Failure:
     if isinstance(exc, PermanentTaskError) or getattr(exc, "permanent", False) or _is_named(exc, "PermanentModelError"):
         return Failure(name, text, permanent=True)
     retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, (int, float)) and math.isfinite(retry_after) and retry_after >= 0:
+    if not (isinstance(retry_after, (int, float)) and math.isfinite(retry_after) and retry_after >= 0):
+        retry_after = None
+    if getattr(exc, "rate_limited", False):
+        return Failure(name, text, retry_after_s=retry_after, rate_limited=True)
+    if retry_after is not None:
         return Failure(name, text, retry_after_s=float(retry_after))
     if _is_named(exc, "ModelError"):  # already worded for the user (actors/model.py); no class-name prefix
         return Failure(name, text)
@@ -53,13 +58,37 @@ def json_result(result: Any) -> Any:
     return json.loads(json.dumps(result, default=str))
 
 
+def oversized_result(result: Any, max_bytes: int, task_type: str) -> Failure | None:
+    """A permanent failure when ``result`` is larger than ``max_bytes`` as JSON: such a row would make every
+    read of the task (lists, SSE, the dashboard) carry it."""
+    if result is None:
+        return None
+    size = len(json.dumps(result, default=str, ensure_ascii=False).encode())
+    if size <= max_bytes:
+        return None
+    return Failure(
+        "ResultTooLarge",
+        f"the result of this {task_type} task was {size:,} bytes as JSON, over the cap of {max_bytes:,} "
+        "(BGTASKS_MAX_RESULT_BYTES); it was not stored",
+        permanent=True,
+    )
+
+
 class Outcome(dramatiq.Middleware):
-    """Keeps the result for ack, and marks a message failed when its actor raised (we use no Retries
-    middleware: retry policy is in SQL, per row)."""
+    """Keeps the result for ack, and marks a message failed when its actor raised or its result is over the
+    size cap (we use no Retries middleware: retry policy is in SQL, per row)."""
+
+    def __init__(self, max_result_bytes: int = 1_000_000) -> None:
+        self.max_result_bytes = max_result_bytes
 
     def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
         if exception is None:
+            too_large = oversized_result(result, self.max_result_bytes, message.actor_name)
+            if too_large is not None:
+                message.options["bgtasks_failure"] = too_large
+                message.fail()
+                return
             message.options["bgtasks_result"] = result
         else:
             limit = message.options.get("time_limit_s")

@@ -50,10 +50,14 @@ def test_no_api_key_fails_at_once_with_the_seed_message(sql: psycopg.Connection[
                                                         fake: FakeOpenAI) -> None:
     ai_worker(procs, fake, OPENAI_API_KEY="")
     task_id = generate(sql, "keyless")
-    row = wait_final(sql, [task_id], timeout=20)[task_id]
-    assert row["status"] == "error"
-    assert row["error_message"] == "API key not configured for provider: openai"
-    assert row["retry_count"] == 0 and row["attempt"] == 1
+    # A project task checks the key before it reads anything: its (unreadable) path is never looked at.
+    project = insert_task(sql, "docs", {}, project_id="p", project_name="P", project_path="/no/such/project")
+    rows = wait_final(sql, [task_id, project], timeout=20)
+    for row in rows.values():
+        assert row["status"] == "error"
+        assert row["error_message"] == "API key not configured for provider: openai"
+        assert row["retry_count"] == 0 and row["attempt"] == 1
+        assert row["progress"] == 0, "no work is reported before the key check"
     assert fake.requests == []
 
 
@@ -109,16 +113,17 @@ def test_each_model_failure_ends_as_its_kind_says(sql: psycopg.Connection[Any], 
     assert timed_out["error_message"].endswith(
         f"model endpoint {fake.base_url} did not answer within 2s (BGTASKS_MODEL_TIMEOUT_S, the total time of one call)")
 
-    # Malformed JSON: re-asked within the run, retried, then an error that says what was wrong.
+    # Malformed JSON: re-asked within the run, then a permanent error that says what was wrong (re-running
+    # the same prompt would repeat the same paid calls).
     status, retries, message = ended("case-malformed")
-    assert (status, retries) == ("error", 1)
+    assert (status, retries) == ("error", 0)
     assert message is not None and message.startswith(
         "model output for schema 'quiz_questions' was not usable JSON: not valid JSON")
-    assert router.seen["case-malformed"] == 4  # 2 answers per run, 2 runs
-    assert len(model_calls(sql, ids["case-malformed"])) == 4  # failed calls are accounted
+    assert router.seen["case-malformed"] == 2  # the answer and its re-ask, one run
+    assert len(model_calls(sql, ids["case-malformed"])) == 2  # failed calls are accounted
 
     status, retries, message = ended("case-wrong-schema")
-    assert (status, retries) == ("error", 1)
+    assert (status, retries) == ("error", 0)
     assert message is not None and message.endswith(
         "model output did not match schema 'quiz_questions': (root): expected object, got array")
     row = task_row(sql, ids["case-wrong-schema"])

@@ -127,15 +127,16 @@ def test_question_ids_of_another_user_are_an_error_that_names_them(
     assert stored[mine]["validation_verdict"] is None
 
 
-def test_a_non_emoji_answer_is_retried_then_reported(
+def test_a_non_emoji_answer_is_reasked_then_fails_permanently(
         sql: psycopg.Connection[Any], procs: Processes, fake: FakeOpenAI) -> None:
-    sql.execute("UPDATE task_queue_settings SET retry_base_delay_ms = 100")
     qid = add_question(sql, "anna", "Where is Rome?")
     fake.always(answer({"emoji": {str(qid): "Italy"}}))
     ai_worker(procs, fake)
     task_id = insert_task(sql, "emoji-regeneration", {"questionIds": [qid]}, user_id="anna", max_retries=1)
     row = wait_final(sql, [task_id])[task_id]
-    assert row["status"] == "error" and row["retry_count"] == 1
+    assert row["status"] == "error" and row["retry_count"] == 0
     assert f"emoji.{qid}: expected one emoji, got 'Italy'" in row["error_message"]
+    assert len(fake.requests) == 2, "the answer and one re-ask showing the problem, then no re-run"
+    assert "expected one emoji" in fake.requests[1].messages[-1]["content"]
     assert task_row(sql, task_id)["prompt_tokens"] > 0  # failed calls are accounted too
     assert questions(sql, [qid])[qid]["emoji"] == "❓"

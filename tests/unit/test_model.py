@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from bgtasks.actors.errors import InvalidModelOutput, ModelError, PermanentModelError, RetryableModelError
+from bgtasks.actors.errors import (
+    InvalidModelOutput,
+    ModelError,
+    PermanentModelError,
+    RateLimited,
+    RetryableModelError,
+)
 from bgtasks.actors.model import ModelConfig, complete_json, schema_problems
 from tests.fakes.openai_server import (
     FakeOpenAI,
@@ -113,7 +119,7 @@ async def test_scripted_answer_is_returned_as_sent(fake: FakeOpenAI) -> None:
 
 async def test_rate_limit_is_retryable_with_the_servers_retry_after(fake: FakeOpenAI) -> None:
     fake.script(rate_limited(retry_after=3))
-    with pytest.raises(RetryableModelError) as caught:
+    with pytest.raises(RateLimited) as caught:
         await _ask(_config(fake))
     assert caught.value.retry_after == 3.0
     assert str(caught.value) == f"OpenAI rate limit (429) at {fake.base_url}; retry after 3s"
@@ -200,7 +206,7 @@ async def test_always_wrong_output_raises_an_error_naming_the_path(fake: FakeOpe
     assert str(error) == (
         "model output did not match schema 'quiz_questions': questions[2].options: expected array, got string"
     )
-    assert isinstance(error, RetryableModelError) and error.retry_after is None
+    assert isinstance(error, PermanentModelError), "re-running the same prompt would repeat the same calls"
     assert error.attempts == 3 and len(fake.requests) == 3
     assert len(error.usage) == 3
 
@@ -284,7 +290,8 @@ async def test_stall_does_not_block_other_requests(fake: FakeOpenAI) -> None:
 def test_every_model_error_is_a_model_error() -> None:
     assert issubclass(PermanentModelError, ModelError)
     assert issubclass(RetryableModelError, ModelError)
-    assert issubclass(InvalidModelOutput, RetryableModelError)
+    assert issubclass(InvalidModelOutput, PermanentModelError)
+    assert issubclass(RateLimited, RetryableModelError)
     assert not issubclass(PermanentModelError, RetryableModelError)
 
 

@@ -1,0 +1,25 @@
+"""The outcome of an actor run: the stored-result cap and the rate-limit classification (issue 17)."""
+
+from __future__ import annotations
+
+from bgtasks.actors.errors import InvalidModelOutput, RateLimited, RetryableModelError
+from bgtasks.middleware.outcome import classify, oversized_result
+
+
+def test_a_result_over_the_cap_is_a_permanent_failure_naming_the_setting() -> None:
+    assert oversized_result({"text": "x" * 900}, 1_000, "docs") is None
+    failure = oversized_result({"text": "é" * 600}, 1_000, "docs")  # bytes, not characters, are capped
+    assert failure is not None and failure.permanent
+    assert failure.message.startswith("the result of this docs task was 1,212 bytes as JSON, over the cap of 1,000")
+    assert "BGTASKS_MAX_RESULT_BYTES" in failure.message
+    assert oversized_result(None, 1_000, "docs") is None
+
+
+def test_rate_limits_are_told_apart_from_other_retryable_errors() -> None:
+    limited = classify(RateLimited("OpenAI rate limit (429)", retry_after=2.5))
+    assert limited.rate_limited and limited.retry_after_s == 2.5 and not limited.permanent
+    assert classify(RateLimited("OpenAI rate limit (429)")).retry_after_s is None
+    other = classify(RetryableModelError("503", retry_after=1.0))
+    assert not other.rate_limited and other.retry_after_s == 1.0
+    invalid = classify(InvalidModelOutput("not JSON", problems=["x"], attempts=2))
+    assert invalid.permanent and invalid.message == "not JSON"
