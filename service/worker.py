@@ -359,13 +359,20 @@ class Runtime:
             "ActorNotFound", f"no actor for task type {message.actor_name!r} on worker {self.worker_id}",
             permanent=True)
         if failure.write:
-            outcome = self._with_retry(lambda conn: store.fail_task(
-                conn, message.message_id, attempt, failure.error_type, failure.message[:4000],
-                failure.permanent, failure.retry_after_s))
+            outcome = self._with_retry(lambda conn: self._record_failure(conn, message.message_id, attempt, failure))
             log.info("task %s attempt %s failed (%s): %s -> %s", message.message_id, attempt,
                      failure.error_type, failure.message, outcome)
         self._emit("finished", task_id=message.message_id, attempt=attempt, ok=False,
                    error=failure.error_type)
+
+    def _record_failure(self, conn: psycopg.Connection[Any], task_id: str, attempt: int, failure: Failure) -> Any:
+        """A provider's rate limit waits without spending a retry (bounded by BGTASKS_RATE_LIMIT_MAX_WAIT_S);
+        every other failure is fail_task()'s: retry with backoff, or error."""
+        if failure.rate_limited:
+            return store.postpone_rate_limited(conn, task_id, attempt, failure.error_type, failure.message[:4000],
+                                               failure.retry_after_s, self.settings.bgtasks_rate_limit_max_wait_s)
+        return store.fail_task(conn, task_id, attempt, failure.error_type, failure.message[:4000],
+                               failure.permanent, failure.retry_after_s)
 
     def release(self, task_id: str, attempt: int) -> None:
         """Hand a task back to pending without counting a retry (shutdown)."""

@@ -88,3 +88,8 @@ SELECT id, status::text AS status FROM background_tasks WHERE id = ANY($1::text[
 -- name: enqueue_task
 -- Python's `actor.send(**payload)`: a task of type $1 for user $2 with payload $3, due in $4 seconds.
 SELECT id FROM enqueue_task($1, $2, $3::jsonb, run_at => now() + make_interval(secs => $4));
+
+-- name: postpone_rate_limited
+-- Task $1 (attempt $2) was rate-limited by the provider ($3, $4): back to pending after $5 seconds (NULL:
+-- backoff) without counting a retry while its total wait stays within $6 seconds; else fail_task().
+SELECT postpone_rate_limited($1, $2, $3, $4, $5, $6)::text;

@@ -31,6 +31,13 @@ def fail_task(conn: Conn, task_id: str, attempt: int, error_type: str, message: 
     return None if row is None else next(iter(row.values()))
 
 
+def postpone_rate_limited(conn: Conn, task_id: str, attempt: int, error_type: str, message: str,
+                          retry_after_s: float | None, max_wait_s: float) -> str | None:
+    row = _run(conn, "postpone_rate_limited", task_id, attempt, error_type, message, retry_after_s,
+               max_wait_s).fetchone()
+    return None if row is None else next(iter(row.values()))
+
+
 def release_task(conn: Conn, task_id: str, attempt: int) -> bool:
     row = _run(conn, "release_task", task_id, attempt).fetchone()
     return bool(row and next(iter(row.values())))

@@ -89,10 +89,11 @@ def test_each_model_failure_ends_as_its_kind_says(sql: psycopg.Connection[Any], 
     assert message is not None and message.startswith("authentication failed for provider openai: check OPENAI_API_KEY")
     assert router.seen["case-401"] == 1
 
-    # 429 with Retry-After: 1: retried no sooner than the server asked, although the backoff base is 100 ms.
-    assert ended("case-429")[:2] == ("completed", 1)
+    # 429 with Retry-After: 1: run again no sooner than the server asked, although the backoff base is 100 ms,
+    # and without spending a retry.
+    assert ended("case-429")[:2] == ("completed", 0)
     [first] = attempt_errors(sql, ids["case-429"])
-    assert first["outcome"] == "retried" and "rate limit (429)" in first["error_message"]
+    assert first["outcome"] == "rate_limited" and "rate limit (429)" in first["error_message"]
     assert "retry after 1s" in first["error_message"]
     row = task_row(sql, ids["case-429"])
     assert (row["run_at"] - first["failed_at"]).total_seconds() >= 1.0
@@ -162,3 +163,47 @@ def test_a_task_cancelled_during_a_stalled_call_ends_cancelled_and_abandons_the_
     assert row["status"] == "cancelled" and row["result_data"] is None
     assert row["error_message"] == "cancelled by test" and row["cancel_reason"] == "cancelled by test"
     assert attempt_errors(sql, task_id) == []
+
+
+def test_a_burst_of_rate_limits_waits_then_completes_without_spending_retries(
+        sql: psycopg.Connection[Any], procs: Processes, fake: FakeOpenAI) -> None:
+    sql.execute("UPDATE task_queue_settings SET retry_base_delay_ms = 50, retry_max_delay_ms = 200")
+    router = Router()
+    router.route("burst-hinted", *[rate_limited(retry_after=0.2) for _ in range(6)])
+    router.route("burst-unhinted", *[rate_limited(retry_after=None) for _ in range(6)])
+    router.route("burst-shown", rate_limited(retry_after=2))
+    fake.always(router)
+    ai_worker(procs, fake)
+    ids = {case: generate(sql, case, max_retries=1) for case in ("burst-hinted", "burst-unhinted", "burst-shown")}
+
+    # While it waits, the task says so (and stays pending, its retries untouched).
+    def waiting() -> dict[str, Any] | None:
+        row = task_row(sql, ids["burst-shown"])
+        return row if row["status"] == "pending" and row["description"] else None
+
+    row = wait_until(waiting, 20, "the rate-limited task to show that it waits")
+    assert row["description"].startswith("Waiting for the model provider (rate limited)"), row["description"]
+    assert row["retry_count"] == 0
+
+    rows = wait_final(sql, list(ids.values()), timeout=60)
+    for case, task_id in ids.items():
+        assert rows[task_id]["status"] == "completed", (case, rows[task_id]["error_message"])
+        assert rows[task_id]["retry_count"] == 0, case
+        assert {e["outcome"] for e in attempt_errors(sql, task_id)} == {"rate_limited"}
+    assert len(attempt_errors(sql, ids["burst-hinted"])) == 6
+    assert len(attempt_errors(sql, ids["burst-unhinted"])) == 6
+    assert rows[ids["burst-hinted"]]["provider_wait_seconds"] == pytest.approx(1.2)
+    assert rows[ids["burst-shown"]]["provider_wait_seconds"] == pytest.approx(2.0)
+
+
+def test_rate_limits_past_the_total_wait_count_as_failed_attempts(
+        sql: psycopg.Connection[Any], procs: Processes, fake: FakeOpenAI) -> None:
+    sql.execute("UPDATE task_queue_settings SET retry_base_delay_ms = 50, retry_max_delay_ms = 200")
+    fake.always(Router().route("endless-429", then=rate_limited(retry_after=0.4)))
+    ai_worker(procs, fake, BGTASKS_RATE_LIMIT_MAX_WAIT_S="1")
+    task_id = generate(sql, "endless-429", max_retries=1)
+    row = wait_final(sql, [task_id], timeout=60)[task_id]
+    assert row["status"] == "error" and row["retry_count"] == 1
+    outcomes = [e["outcome"] for e in attempt_errors(sql, task_id)]
+    assert outcomes == ["rate_limited", "rate_limited", "retried", "failed"], outcomes
+    assert "over the limit of 1 s: counted as a failed attempt" in row["error_message"]
