@@ -20,6 +20,7 @@ from pathlib import Path
 
 PG_USER = "postgres"
 SYSTEM_USER = "bgtasks_pg"
+UNIX_SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 
 def bin_dir() -> Path:
@@ -104,14 +105,10 @@ class EmbeddedPostgres:
         self._stop_stale()
         if not self.port:
             self.port = free_port()
-        sock_dir = self.data_dir / "run"
-        sock_dir.mkdir(exist_ok=True)
-        if self.user:
-            _chown_tree(sock_dir, self.user)
         log = open(self.data_dir / "postgres.log", "ab")
         args = [
             str(bin_dir() / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
-            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sock_dir}",
+            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self._socket_dir()}",
             "-c", "max_connections=300", "-c", "shared_buffers=128MB",
         ]
         if self.fast:
@@ -129,6 +126,17 @@ class EmbeddedPostgres:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"embedded PostgreSQL did not accept connections within {timeout:.0f}s")
+
+    def _socket_dir(self) -> str:
+        """Where the server's Unix socket goes: DATA_DIR/run, or nowhere (TCP only, which is all we connect
+        by) when that path is too long for a socket name (107 bytes): postgres would refuse to start."""
+        sock_dir = self.data_dir / "run"
+        if len(os.fsencode(sock_dir / f".s.PGSQL.{self.port}")) > UNIX_SOCKET_PATH_MAX:
+            return ""
+        sock_dir.mkdir(exist_ok=True)
+        if self.user:
+            _chown_tree(sock_dir, self.user)
+        return str(sock_dir)
 
     def _ready(self) -> bool:
         result = subprocess.run(
