@@ -55,7 +55,9 @@ class AuthError(BgtasksError):
 
 
 class Forbidden(BgtasksError):
-    pass
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class RateLimited(BgtasksError):

@@ -36,7 +36,9 @@ def _task_schema(seed_two: bool) -> S:
         "retryCount": {"type": "integer"}, "maxRetries": {"type": "integer"},
         "errorMessage": _nullable("string"), "resultData": {}, "result": {},
         "runAt": {"type": "string", "format": "date-time"}, "attempt": {"type": "integer"},
-        "workerId": _nullable("string"), "cancelReason": _nullable("string"),
+        "workerId": _nullable("string"),
+        "leaseExpiresAt": {**time, "description": "while processing: when its holder's lease runs out"},
+        "cancelReason": _nullable("string"),
         "promptTokens": {"type": "integer"}, "completionTokens": {"type": "integer"},
         "seq": {"type": "integer", "description": "change number (SSE event id)"},
         "createdAt": {"type": "string", "format": "date-time"},
@@ -78,7 +80,7 @@ SEED_ONE_TASK = {"$ref": "#/components/schemas/SeedOneTask"}
 SEED_TWO_TASK = {"$ref": "#/components/schemas/SeedTwoTask"}
 _ERRORS = {
     "400": "malformed body (not JSON, not an object)", "401": "no or bad credentials",
-    "403": "not allowed (queue settings need a superuser)", "404": "no such task (or not yours)",
+    "403": "not allowed (queue settings, processing and progress need a superuser)", "404": "no such task (or not yours)",
     "409": "the state machine refuses the change", "413": "body too large",
     "422": "a field is invalid (named in `field`)", "429": "over the creation rate limit (Retry-After)",
 }
@@ -132,8 +134,13 @@ CREATE_PROPS: S = {
 }
 CREATE: S = {"type": "object", "properties": CREATE_PROPS, "required": ["taskType"],
              "additionalProperties": False}
-STATUS_UPDATE_PROPS: S = {"status": {"enum": [*STATUSES, "failed"]}, "errorMessage": _nullable("string"),
-                          "resultData": {}}
+STATUS_UPDATE_PROPS: S = {
+    "status": {"enum": [*STATUSES, "failed"], "description": "processing: superusers only (it takes a lease)"},
+    "errorMessage": _nullable("string"), "resultData": {},
+    "progress": {"type": "integer", "minimum": 0, "maximum": 100,
+                 "description": "superusers only: a running task's progress; extends the holder's lease"},
+    "description": {"type": "string", "maxLength": 2000, "description": "superusers only, as progress"},
+}
 BULK: S = {
     "type": "object",
     "properties": {
@@ -214,7 +221,7 @@ def build() -> S:
             "get": _op("Read a task", "tasks", TASK_OK),
             "patch": _op("Change a task's status (the state machine decides: 409 when illegal)", "tasks",
                          TASK_OK, body={"type": "object", "properties": STATUS_UPDATE_PROPS,
-                                        "required": ["status"], "additionalProperties": False}),
+                                        "minProperties": 1, "additionalProperties": False}),
             "delete": _op("Delete a task", "tasks", _success({"deleted": {"type": "string"}}, ["deleted"])),
         },
         "/api/tasks/{task_id}/cancel": {"parameters": [TASK_ID], "post": _op(

@@ -40,6 +40,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("runAt", "run_at"),
     ("attempt", "attempt"),
     ("workerId", "worker_id"),
+    ("leaseExpiresAt", "lease_expires_at"),
     ("cancelReason", "cancel_reason"),
     ("promptTokens", "prompt_tokens"),
     ("completionTokens", "completion_tokens"),

@@ -10,8 +10,9 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..errors import TaskNotFound
+from ..errors import Forbidden, TaskNotFound
 from ..settings import Settings
+from ..states import Status
 from ..store import tasks as store
 from ..store import usage as usage_store
 from ..store import workflows as workflow_store
@@ -96,19 +97,40 @@ async def delete_one(request: Request, principal: Principal, task_id: str) -> as
     return row
 
 
+EXTERNAL_HOLDER = "external:"  # worker_id of a task an external processor runs: external:<user id>
+PROCESSOR_FIELDS = ("progress", "description")  # what the holder of a running task reports
+
+
 async def update_status(request: Request, principal: Principal, task_id: str, body: Mapping[str, Any],
                         *, field_prefix: str = "") -> asyncpg.Record:
-    """Seed one's PUT and the resource PATCH: status (required), errorMessage, resultData."""
+    """Seed one's PUT and the resource PATCH: status, errorMessage, resultData, progress, description.
+
+    Only a lease makes a task running: a superuser (an external processor's key) that moves a task to
+    processing takes a new attempt with a lease of BGTASKS_LEASE_S, as a worker's claim does; each later
+    update it makes while the task runs (progress, or processing again) extends that lease, and the reaper
+    takes the task back when nobody does. Plain users cannot run tasks (403): a worker runs them."""
     status = v.parse_status_value(body.get("status"), f"{field_prefix}status") if "status" in body else None
-    if status is None:
-        raise v.fail("status", "required")
+    progress = v.get_int(body, "progress", 0, 100)
+    description = v.get_str(body, "description")
+    if status is None and progress is None and description is None:
+        raise v.fail("status", "required (or progress or description, to report on a running task)")
+    if not principal.is_superuser and (status == Status.PROCESSING or progress is not None
+                                       or description is not None):
+        field = "status" if status == Status.PROCESSING else ("progress" if progress is not None
+                                                              else "description")
+        raise Forbidden(
+            f"{field}: only a worker's claim or an external processor with a superuser key may run a task or "
+            "report on it (a processing task holds a lease that its holder extends); create the task and a "
+            "worker runs it", field=field)
     changes: dict[str, Any] = {}
     if "errorMessage" in body:
         changes["error_message"] = v.get_str(body, "errorMessage", allow_empty=True)
     if "resultData" in body:
         changes["result_data"] = body["resultData"]
-    row = await store.set_task_status(pool(request), v.check_task_id(task_id), principal.owner, status.value,
-                                      **changes)
+    row = await store.set_task_status(
+        pool(request), v.check_task_id(task_id), principal.owner, status.value if status else None,
+        holder=EXTERNAL_HOLDER + principal.user_id, lease_s=settings(request).bgtasks_lease_s,
+        progress=progress, description=description, **changes)
     if row is None:
         raise TaskNotFound(task_id)
     return row
@@ -274,7 +296,7 @@ async def usage(request: Request) -> JSONResponse:
 async def patch_task(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     body = await v.read_json_object(request)
-    v.only_fields(body, {"status", "errorMessage", "resultData"})
+    v.only_fields(body, {"status", "errorMessage", "resultData", *PROCESSOR_FIELDS})
     row = await update_status(request, principal, request.path_params["task_id"], body)
     return ok({"task": task_json(row)})
 

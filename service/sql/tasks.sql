@@ -208,14 +208,26 @@ WHERE t.id = $1 AND ($2::text IS NULL OR t.user_id = $2);
 DELETE FROM background_tasks WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) RETURNING *;
 
 -- name: set_task_status
--- Seed one's status update of visible task $1 (owner $2): status $3; error message $5 when $4; result $7 when $6.
--- The BEFORE trigger refuses an illegal move with BG409. Moving to processing stamps started_at.
+-- A status update of visible task $1 (owner $2; seed one's PUT, the resource PATCH): status $3 (NULL keeps it);
+-- error message $5 when $4; result $7 when $6; progress $10 and description $11 (NULL keeps each). Moving to
+-- processing makes holder $8 take a new attempt with a lease of $9 seconds, as a claim does; an update of a
+-- processing task by its holder extends the lease. The BEFORE trigger refuses an illegal move with BG409.
 UPDATE background_tasks SET
-    status = $3::task_status,
+    status = coalesce($3::task_status, status),
     error_message = CASE WHEN $4::boolean THEN $5::text ELSE error_message END,
     result_data = CASE WHEN $6::boolean THEN $7::jsonb ELSE result_data END,
+    progress = coalesce($10::integer, progress),
+    description = coalesce($11::text, description),
     started_at = CASE WHEN $3::task_status = 'processing' AND status <> 'processing' THEN now()
-                      ELSE started_at END
+                      ELSE started_at END,
+    attempt = CASE WHEN $3::task_status = 'processing' AND status <> 'processing' THEN attempt + 1
+                   ELSE attempt END,
+    worker_id = CASE WHEN $3::task_status = 'processing' AND status <> 'processing' THEN $8::text
+                     ELSE worker_id END,
+    lease_expires_at = CASE WHEN coalesce($3::task_status, status) = 'processing'
+                                 AND (status <> 'processing' OR worker_id = $8::text)
+                            THEN now() + make_interval(secs => $9::float8)
+                            ELSE lease_expires_at END
 WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)
 RETURNING *;
 

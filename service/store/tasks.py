@@ -191,15 +191,19 @@ _UNSET: Any = object()
 
 
 async def set_task_status(
-    conn: Executor, task_id: str, owner: str | None, status: str, *, error_message: Any = _UNSET,
-    result_data: Any = _UNSET,
+    conn: Executor, task_id: str, owner: str | None, status: str | None, *, holder: str, lease_s: float,
+    error_message: Any = _UNSET, result_data: Any = _UNSET, progress: int | None = None,
+    description: str | None = None,
 ) -> asyncpg.Record | None:
-    """Seed one's status update; None when not visible; IllegalTransition when the state machine refuses."""
+    """A status update (None keeps the status); None when not visible; IllegalTransition when the state
+    machine refuses. Moving to processing makes `holder` take a new attempt with a lease of `lease_s`; an
+    update by the holder of a processing task extends its lease."""
     try:
         return await conn.fetchrow(
             queries.get("set_task_status").sql, task_id, owner, status,
             error_message is not _UNSET, None if error_message is _UNSET else error_message,
             result_data is not _UNSET, None if result_data is _UNSET else result_data,
+            holder, lease_s, progress, description,
         )
     except asyncpg.PostgresError as exc:
         raise _illegal(exc, task_id) from None

@@ -75,7 +75,7 @@ async def _create(api: Api, auth: dict[str, str], kind: str = "goals") -> str:
 
 
 async def test_seed_one_put_status_update_and_illegal_moves(api: Api) -> None:
-    auth = await api.key("alice")
+    auth = await api.key("processor", superuser=True)  # seed one's external processors hold a superuser key
     task_id = await _create(api, auth)
     # An external processor takes a pending task: legal.
     r = await api.client.put("/api/kiro/background-tasks", headers=auth,
