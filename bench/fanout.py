@@ -44,7 +44,8 @@ def free_port() -> int:
 
 def start_api(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BGTASKS_", "OPENAI_"))}
-    env.update(DATABASE_URL=url, BGTASKS_DEV="1", BGTASKS_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    env.update(DATABASE_URL=url, BGTASKS_DEV="1", BGTASKS_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
+               BGTASKS_MAX_STREAMS_PER_USER="100000")  # every client is the local user
     proc = subprocess.Popen(
         [sys.executable, "-m", "bgtasks.cli", "api", "--port", str(port)],
         env=env,

@@ -6,7 +6,10 @@ Flow: NOTIFY bgtasks_tasks [{"id","status","seq"}, ...] -> ids batched for `batc
 `tasks_by_ids` query -> each row published to the subscribers whose filter matches it (streams are indexed by
 owner, so a change touches only its owner's and the superusers' subscribers). A subscriber's buffer keeps only
 the latest event per task; past `buffer` distinct tasks it is dropped with a reason, and its client resumes
-with Last-Event-ID. See docs/live-updates.md.
+with Last-Event-ID; past `buffer_bytes` of unread events likewise. All-task streams get large fields (payload,
+result) by reference, so a slow dashboard holds no large results. Every subscriber records who holds it (user,
+API key, expiry): NOTIFY bgtasks_keys (a key revoked, changed or deleted) closes that key's subscribers at once,
+and every `recheck_interval` the hub re-checks every held key and expiry. See docs/live-updates.md.
 """
 
 from __future__ import annotations
@@ -17,20 +20,28 @@ import json
 import logging
 import math
 import random
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
 
 from . import db
+from .errors import RateLimited
 from .store import events as store
+from .store import keys as key_store
 
 log = logging.getLogger("bgtasks.hub")
 
 TASKS_CHANNEL = "bgtasks_tasks"
 QUEUE_CHANNEL = "bgtasks_queue"
+KEYS_CHANNEL = "bgtasks_keys"
+
+# The fields of a task that can be large; on all-task streams, one whose JSON exceeds `inline_bytes` is sent
+# as null and named in the event's `byReference`, with a URL to fetch the task.
+LARGE_FIELDS = ("payload", "result_data", "result")
 
 # Change numbers are taken when a row changes, not when its transaction commits, so a transaction that took
 # an earlier number can commit after a later one. Every read "since seq N" therefore starts RESUME_OVERLAP
@@ -67,6 +78,32 @@ class TaskInfo:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds a stream: the user it counts against (the per-user cap), the API key it was opened with (None:
+    trusted proxy or dev mode, nothing to revoke), and when its credential expires (read tokens; seconds of
+    the hub's clock, wall time by default)."""
+
+    user_id: str | None = None
+    key_id: int | None = None
+    expires_at: float | None = None
+
+
+NOBODY = Holder()
+
+
+class TooManyStreams(RateLimited):
+    """The user has as many streams open on this process as they may (HTTP 429 with Retry-After)."""
+
+    def __init__(self, user_id: str, cap: int) -> None:
+        super().__init__(
+            f"streams: {user_id!r} already has {cap} live streams open on this server (the per-user cap, "
+            "BGTASKS_MAX_STREAMS_PER_USER or user_limits.max_streams); close one, or retry later",
+            retry_after=10,
+        )
+        self.field = "streams"
+
+
 @dataclass(frozen=True)
 class TaskFilter:
     """Which events a subscriber wants. user_id None: every user's tasks (superusers only)."""
@@ -76,6 +113,7 @@ class TaskFilter:
     task_types: frozenset[str] | None = None
     project_id: str | None = None
     task_id: str | None = None
+    task_ids: frozenset[str] | None = None  # a read token that names its tasks
     queue: bool = False  # queue settings events too
 
     def sees(self, info: TaskInfo) -> bool:
@@ -83,6 +121,7 @@ class TaskFilter:
         return (
             (self.user_id is None or info.user_id == self.user_id)
             and (self.task_id is None or info.id == self.task_id)
+            and (self.task_ids is None or info.id in self.task_ids)
             and (self.task_types is None or info.task_type in self.task_types)
             and (self.project_id is None or info.project_id == self.project_id)
         )
@@ -101,21 +140,23 @@ class Event:
     """One change as subscribers receive it; shared by every subscriber, serialised at most once per form
     (the JSON text, the SSE frame bytes) however many subscribers read it."""
 
-    __slots__ = ("_forms", "data", "kind", "row", "seq", "task_id")
+    __slots__ = ("_forms", "by_reference", "data", "kind", "row", "seq", "task_id")
 
     def __init__(
         self,
         kind: str,
         seq: int,
         task_id: str | None = None,
-        row: asyncpg.Record | None = None,
+        row: Mapping[str, Any] | None = None,
         data: dict[str, Any] | None = None,
+        by_reference: tuple[str, ...] = (),
     ) -> None:
         self.kind = kind  # "task" | "deleted" | "queue" (and "ready" | "dropped", made by a stream itself)
         self.seq = seq
         self.task_id = task_id
         self.row = row
         self.data = data
+        self.by_reference = by_reference  # columns left out of `row` for their size (all-task streams)
         self._forms: dict[Hashable, Any] = {}
 
     @property
@@ -143,13 +184,27 @@ class Subscriber:
     not per wait. Whatever a wait allocates lives until the next change and so reaches the older GC
     generations: the more it is, the sooner a full collection comes, and that pauses every subscriber."""
 
-    def __init__(self, hub: Hub, flt: TaskFilter, limit: int) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        flt: TaskFilter,
+        limit: int,
+        holder: Holder = NOBODY,
+        *,
+        limit_bytes: int | None = None,
+        measure: Callable[[Event], int] | None = None,
+    ) -> None:
         self.hub = hub
         self.filter = flt
         self.limit = limit
+        self.holder = holder
+        self.limit_bytes = limit_bytes if measure is not None else None
+        self.measure = measure
         self.last_seq = 0  # the highest change number the reader has taken (named in a drop reason)
         self.closed_reason: str | None = None
+        self.closed_code: str | None = None  # slow_consumer | revoked | expired | shutdown | closed
         self._buffer: OrderedDict[str, Event] = OrderedDict()
+        self._bytes = 0  # measured size of what the buffer holds (when a measure is given)
         self._waiter: asyncio.Future[None] | None = None  # the reader's, while it waits
         self._deadline = 0.0  # loop time at which the waiting reader is to be woken with nothing
         self._timer: asyncio.TimerHandle | None = None
@@ -163,17 +218,28 @@ class Subscriber:
         if self.closed_reason is not None:
             return
         key = event.key
-        if key in self._buffer:
+        previous = self._buffer.get(key)
+        if previous is not None:
             self._buffer[key] = event
             self._buffer.move_to_end(key)
         elif len(self._buffer) >= self.limit:
             self._close(
                 f"slow consumer: more than {self.limit} tasks changed before this client read them; "
-                f"reconnect with Last-Event-ID {self.last_seq} to catch up"
+                f"reconnect with Last-Event-ID {self.last_seq} to catch up",
+                "slow_consumer",
             )
             return
         else:
             self._buffer[key] = event
+        if self.measure is not None:
+            self._bytes += self.measure(event) - (self.measure(previous) if previous is not None else 0)
+            if self.limit_bytes is not None and self._bytes > self.limit_bytes:
+                self._close(
+                    f"slow consumer: more than {self.limit_bytes} bytes of events waited for this client; "
+                    f"reconnect with Last-Event-ID {self.last_seq} to catch up",
+                    "slow_consumer",
+                )
+                return
         self._wake()
 
     def ready(self, wait_s: float | None = None) -> asyncio.Future[None]:
@@ -194,6 +260,7 @@ class Subscriber:
         """Every buffered event, oldest first ([] when there is none, or once closed)."""
         batch = list(self._buffer.values())
         self._buffer.clear()
+        self._bytes = 0
         for ev in batch:
             self.last_seq = max(self.last_seq, ev.seq)
         return batch
@@ -203,14 +270,15 @@ class Subscriber:
         await self.ready(wait_s)
         return self.take()
 
-    def close(self, reason: str = "closed") -> None:
+    def close(self, reason: str = "closed", code: str = "closed") -> None:
         """Leave the hub; idempotent. Releases the buffer at once."""
-        self._close(reason)
+        self._close(reason, code)
 
-    def _close(self, reason: str) -> None:
+    def _close(self, reason: str, code: str) -> None:
         if self.closed_reason is None:
-            self.closed_reason = reason
+            self.closed_reason, self.closed_code = reason, code
         self._buffer.clear()
+        self._bytes = 0
         self._wake()
         if self._timer is not None:
             self._timer.cancel()
@@ -258,6 +326,11 @@ class Hub:
         health_interval: float = 10.0,
         recent_size: int = 50_000,
         resync_page: int = 1000,
+        buffer_bytes: int = 1_000_000,
+        inline_bytes: int = 16_384,
+        max_streams: int | None = None,
+        recheck_interval: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
         self.pool = pool
@@ -268,6 +341,12 @@ class Hub:
         self.health_interval = health_interval
         self.recent_size = recent_size
         self.resync_page = resync_page
+        self.buffer_bytes = buffer_bytes
+        self.inline_bytes = inline_bytes
+        self.max_streams = max_streams  # per user, on this process; None: no cap
+        self.recheck_interval = recheck_interval
+        self.clock = clock
+        self.rechecks = 0  # completed credential re-checks (a test signal)
 
         self.last_seq: int | None = None  # highest change number published (None before the first connect)
         self.generation = 0  # completed (re)connects, each followed by a resync
@@ -276,6 +355,8 @@ class Hub:
 
         self._by_task: dict[str, set[Subscriber]] = {}  # subscribeToTask: followers of one task
         self._streams: dict[str | None, set[Subscriber]] = {}  # all-task streams by owner; None: every owner
+        self._by_key: dict[int, set[Subscriber]] = {}  # subscribers by the API key they were opened with
+        self._held: dict[str, int] = {}  # open subscribers per holding user (the per-user cap)
         self._recent: OrderedDict[str, TaskInfo] = OrderedDict()
         self._pending: dict[str, int] = {}
         self._pending_wake = asyncio.Event()
@@ -289,20 +370,51 @@ class Hub:
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._streams.values()) + sum(len(s) for s in self._by_task.values())
 
-    def subscribe(self, flt: TaskFilter) -> Subscriber:
-        sub = Subscriber(self, flt, 1 if flt.task_id is not None else self.buffer)
+    def subscribe(
+        self,
+        flt: TaskFilter,
+        holder: Holder = NOBODY,
+        *,
+        cap: int | None = None,
+        measure: Callable[[Event], int] | None = None,
+    ) -> Subscriber:
+        """A new subscriber. `cap` (default: the hub's `max_streams`) is how many `holder.user_id` may hold:
+        one more raises TooManyStreams. `measure` sizes an event in bytes for the `buffer_bytes` bound."""
+        cap = self.max_streams if cap is None else cap
+        user = holder.user_id
+        if user is not None and cap is not None and self._held.get(user, 0) >= cap:
+            raise TooManyStreams(user, cap)
         if flt.task_id is not None:
+            sub = Subscriber(self, flt, 1, holder)  # one event: bounded by the size of one row
             self._by_task.setdefault(flt.task_id, set()).add(sub)
         else:
+            sub = Subscriber(self, flt, self.buffer, holder, limit_bytes=self.buffer_bytes, measure=measure)
             self._streams.setdefault(flt.user_id, set()).add(sub)
+        if user is not None:
+            self._held[user] = self._held.get(user, 0) + 1
+        if holder.key_id is not None:
+            self._by_key.setdefault(holder.key_id, set()).add(sub)
         self._signal()
         return sub
 
+    def held_by(self, user_id: str) -> int:
+        """How many open subscribers `user_id` holds on this process."""
+        return self._held.get(user_id, 0)
+
     def _remove(self, sub: Subscriber) -> None:
         if sub.filter.task_id is not None:
-            _discard(self._by_task, sub.filter.task_id, sub)
+            removed = _discard(self._by_task, sub.filter.task_id, sub)
         else:
-            _discard(self._streams, sub.filter.user_id, sub)
+            removed = _discard(self._streams, sub.filter.user_id, sub)
+        holder = sub.holder
+        if removed and holder.user_id is not None:
+            left = self._held.get(holder.user_id, 0) - 1
+            if left > 0:
+                self._held[holder.user_id] = left
+            else:
+                self._held.pop(holder.user_id, None)
+        if holder.key_id is not None:
+            _discard(self._by_key, holder.key_id, sub)
         self._signal()
 
     def _all_subscribers(self) -> list[Subscriber]:
@@ -318,6 +430,7 @@ class Hub:
         self._tasks = [
             asyncio.create_task(self._run(), name="hub-listen"),
             asyncio.create_task(self._flush_loop(), name="hub-flush"),
+            asyncio.create_task(self._recheck_loop(), name="hub-recheck"),
         ]
 
     async def stop(self) -> None:
@@ -328,7 +441,7 @@ class Hub:
                 await t
         self._tasks = []
         for sub in self._all_subscribers():
-            sub.close("server shutting down; reconnect with Last-Event-ID")
+            sub.close("server shutting down; reconnect with Last-Event-ID", "shutdown")
 
     async def wait_until(self, predicate: Callable[[], bool], within_s: float, what: str) -> None:
         """Test signal: return once predicate() holds (re-checked on every hub state change)."""
@@ -357,8 +470,10 @@ class Hub:
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(TASKS_CHANNEL, self._on_tasks)
                 await conn.add_listener(QUEUE_CHANNEL, self._on_queue)
+                await conn.add_listener(KEYS_CHANNEL, self._on_keys)
                 # LISTEN first, then read the table: a change in between is both notified and read.
                 await self._resync()
+                await self._recheck_keys()  # a key revoked while nobody listened
                 self.listen_pid = conn.get_server_pid()
                 self.connected = True
                 self.generation += 1
@@ -424,6 +539,59 @@ class Hub:
             self._pending[tid] = max(seq, self._pending.get(tid, 0))
         self._pending_wake.set()
 
+    def _on_keys(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+            key_id, change = int(data["id"]), str(data.get("change") or "revoked")
+        except (ValueError, KeyError, TypeError):
+            log.warning("hub: unreadable key NOTIFY payload %.200r", payload)
+            return
+        self.close_key(key_id, change)
+
+    def close_key(self, key_id: int, change: str = "revoked") -> int:
+        """Close every subscriber opened with API key `key_id` (or a read token it minted); how many."""
+        subs = list(self._by_key.get(key_id, ()))
+        for sub in subs:
+            sub.close(
+                f"credential {change}: API key {key_id} was {change}; this stream is closed (read tokens it "
+                "minted are void too)",
+                "revoked",
+            )
+        if subs:
+            log.info("hub: closed %d streams of API key %d (%s)", len(subs), key_id, change)
+        return len(subs)
+
+    async def recheck(self) -> None:
+        """Close subscribers whose credential expired, or whose key no longer exists or is revoked."""
+        now = self.clock()
+        for sub in [s for s in self._all_subscribers() if s.holder.expires_at is not None]:
+            if sub.holder.expires_at is not None and sub.holder.expires_at <= now:
+                sub.close("credential expired: the read token of this stream expired; mint a new one", "expired")
+        await self._recheck_keys()
+        self.rechecks += 1
+        self._signal()
+
+    async def _recheck_keys(self) -> None:
+        held = list(self._by_key)
+        if not held:
+            return
+        live = await key_store.live_api_keys(self.pool, held)
+        for key_id in held:
+            if key_id not in live:
+                self.close_key(key_id)
+
+    async def _recheck_loop(self) -> None:
+        """Every `recheck_interval`, re-check every held credential (a lost NOTIFY, an expired token)."""
+        while True:
+            await asyncio.sleep(self.recheck_interval)
+            try:
+                await self.recheck()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("hub: re-checking stream credentials failed (%s: %s); retrying",
+                            type(exc).__name__, exc)
+
     def _on_queue(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
             data = json.loads(payload)
@@ -473,13 +641,27 @@ class Hub:
                 continue  # already published this state (or a newer one)
             self._remember(info)
             self.last_seq = max(self.last_seq or 0, info.seq)
-            event = Event("task", info.seq, info.id, row=row)
-            for sub in list(self._by_task.get(info.id, ())):  # a copy: a closing subscriber leaves the set
-                if sub.filter.sees(info):
-                    sub.offer(event)
+            followers = self._by_task.get(info.id)
+            if followers:
+                event = Event("task", info.seq, info.id, row=row)  # seed two's followers: results inline
+                for sub in list(followers):  # a copy: a closing subscriber leaves the set
+                    if sub.filter.sees(info):
+                        sub.offer(event)
+            stream_event: Event | None = None
             for sub in self._streams_seeing(info.user_id):  # a copy: an overflowing subscriber leaves
                 if sub.filter.matches(info, previous):
-                    sub.offer(event)
+                    if stream_event is None:
+                        stream_event = self.stream_event(row)
+                    sub.offer(stream_event)
+
+    def stream_event(self, row: asyncpg.Record) -> Event:
+        """The event all-task streams get for a row: fields larger than `inline_bytes` left out (by reference),
+        so neither the event nor a slow subscriber's buffer holds a large result."""
+        large = tuple(c for c in LARGE_FIELDS if row[c] is not None and _json_size(row[c]) > self.inline_bytes)
+        if not large:
+            return Event("task", row["change_seq"], row["id"], row=row)
+        trimmed = {k: (None if k in large else v) for k, v in row.items()}
+        return Event("task", row["change_seq"], row["id"], row=trimmed, by_reference=large)
 
     def _publish_deleted(self, task_id: str, seq: int) -> None:
         info = self._recent.pop(task_id, None)
@@ -507,13 +689,23 @@ class Hub:
             self._recent.popitem(last=False)
 
 
-def _discard(index: dict[K, set[Subscriber]], key: K, sub: Subscriber) -> None:
-    """Take `sub` out of an index, and its key with the last one (so an idle hub holds nothing)."""
+def _discard(index: dict[K, set[Subscriber]], key: K, sub: Subscriber) -> bool:
+    """Take `sub` out of an index, and its key with the last one (so an idle hub holds nothing); whether it
+    was there."""
     subs = index.get(key)
-    if subs is not None:
-        subs.discard(sub)
-        if not subs:
-            del index[key]
+    if subs is None or sub not in subs:
+        return False
+    subs.discard(sub)
+    if not subs:
+        del index[key]
+    return True
+
+
+def _json_size(value: Any) -> int:
+    """Bytes of a JSON value as a stream would send it (short strings answered without serialising)."""
+    if isinstance(value, str):
+        return len(value) + 2
+    return len(json.dumps(value, separators=(",", ":"), default=str))
 
 
 def _queue_data(d: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     bgtasks_sse_timeout_s: float = Field(300.0, gt=0, description="seed two's 5-minute monitoring timeout")
     bgtasks_sse_keepalive_s: float = Field(15.0, gt=0)
     bgtasks_sse_buffer: int = Field(256, ge=1)
+    bgtasks_sse_buffer_bytes: int = Field(
+        1_000_000, ge=10_000, description="unread event bytes a stream may hold before it is dropped")
+    bgtasks_stream_inline_bytes: int = Field(
+        16_384, ge=256, description="larger payloads and results go by reference on /api/events and /api/ws")
+    bgtasks_max_streams_per_user: int = Field(
+        100, ge=0, description="open SSE + WebSocket streams per user per API process (user_limits.max_streams wins)")
+    bgtasks_stream_recheck_s: float = Field(
+        60.0, gt=0, le=60, description="how often open streams re-check their credential (revoked key, expired token)")
 
     @property
     def heartbeat_s(self) -> float:

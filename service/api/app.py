@@ -46,7 +46,11 @@ def create_app(settings: Settings) -> Starlette:
         if banner := dev_mode_banner(settings):
             log.warning(banner)
         app.state.pool = await db.create_pool(settings.database_url or "", min_size=1, max_size=10)
-        app.state.hub = Hub(settings.database_url or "", app.state.pool, buffer=settings.bgtasks_sse_buffer)
+        app.state.hub = Hub(
+            settings.database_url or "", app.state.pool, buffer=settings.bgtasks_sse_buffer,
+            buffer_bytes=settings.bgtasks_sse_buffer_bytes, inline_bytes=settings.bgtasks_stream_inline_bytes,
+            max_streams=settings.bgtasks_max_streams_per_user, recheck_interval=settings.bgtasks_stream_recheck_s,
+        )
         await app.state.hub.start()
         try:
             yield

@@ -17,6 +17,7 @@ from ..store import keys
 class Principal:
     user_id: str
     is_superuser: bool
+    key_id: int | None = None  # the API key presented (or the one that minted a read token)
 
     @property
     def owner(self) -> str | None:
@@ -100,7 +101,7 @@ async def authenticate(request: Request) -> Principal:
             raise AuthError("authorization: unknown or revoked API key")
         if owner.stale:
             await keys.touch_api_key(pool, owner.key_id)
-        return Principal(owner.user_id, owner.is_superuser)
+        return Principal(owner.user_id, owner.is_superuser, owner.key_id)
     if settings.bgtasks_trusted_proxy:
         email = (request.headers.get("x-user-email") or "").strip()
         if email:

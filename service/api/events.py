@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import BgtasksError, TaskNotFound
-from ..hub import RESUME_OVERLAP, Event, Hub, Subscriber, TaskFilter
+from ..hub import RESUME_OVERLAP, Event, Holder, Hub, Subscriber, TaskFilter, TooManyStreams
 from ..states import Status, parse_status
 from ..store import events as store
 from .auth import Principal, authenticate
@@ -46,6 +46,24 @@ async def _principal_or_error(conn: HTTPConnection) -> Principal | JSONResponse:
         return await authenticate(conn)  # type: ignore[arg-type]  # reads headers and app state only
     except BgtasksError as exc:
         return error_response(exc)
+
+
+def _holder(principal: Principal) -> Holder:
+    return Holder(principal.user_id, principal.key_id)
+
+
+async def _subscribe(
+    conn: HTTPConnection, principal: Principal, flt: TaskFilter, measure: Callable[[Event], int] | None = None
+) -> Subscriber:
+    """A hub subscriber held by `principal`, under their stream cap (user_limits.max_streams, else the
+    setting): TooManyStreams (429) beyond it."""
+    hub: Hub = conn.app.state.hub
+    cap = await store.user_stream_cap(conn.app.state.pool, principal.user_id)
+    return hub.subscribe(flt, _holder(principal), cap=cap, measure=measure)
+
+
+# Why a stream ended, for the client: codes after which reconnecting with the same credential cannot help.
+CREDENTIAL_ENDS = ("revoked", "expired")
 
 
 # ---------------------------------------------------------------- SSE transport
@@ -168,9 +186,11 @@ async def subscribe_to_task(request: Request) -> Response:
     task_id = request.query_params.get("taskId", "").strip()
     if not task_id:
         return error_response(BadRequest("taskId", "required"))
-    hub: Hub = request.app.state.hub
     owner = None if principal.is_superuser else principal.user_id
-    sub = hub.subscribe(TaskFilter(task_id=task_id, user_id=owner))  # before the read: nothing falls between
+    try:  # subscribed before the read: nothing falls between
+        sub = await _subscribe(request, principal, TaskFilter(task_id=task_id, user_id=owner))
+    except TooManyStreams as exc:
+        return error_response(exc)
     try:
         rows = await store.tasks_by_ids(request.app.state.pool, [task_id])
     except BaseException:
@@ -202,7 +222,9 @@ async def _task_stream(
             return
         batch = await sub.next_batch(min(keepalive_s, remaining))
         if sub.closed:
-            return  # server shutting down: EventSource reconnects and is sent the current state
+            if sub.closed_code in CREDENTIAL_ENDS:  # seed two's clients close their EventSource on `error`
+                await write(_sse(_dumps({"type": "error", "error": sub.closed_reason}), id=seq))
+            return  # else the server is shutting down: EventSource reconnects and is sent the current state
         if not batch:
             if deadline - loop.time() > 0:
                 await write(KEEPALIVE)
@@ -259,9 +281,28 @@ def _last_event_id(conn: HTTPConnection) -> int | None:
     return value
 
 
+# Columns an all-task stream may send by reference, by their JSON names.
+_BY_REFERENCE_NAMES = {"payload": "payload", "result_data": "resultData", "result": "result"}
+
+
+def _event_data(ev: Event) -> Any:
+    if ev.row is None:
+        return ev.data
+    data = task_json(ev.row)
+    if ev.by_reference:  # too large to send inline: null here, fetched from `href` by a client that needs it
+        data["byReference"] = [_BY_REFERENCE_NAMES[c] for c in ev.by_reference]
+        data["href"] = f"/api/tasks/{ev.task_id}"
+    return data
+
+
 def _event_json(ev: Event) -> str:
     """The `data` of an all-tasks message (the camelCase task JSON for a change), serialised once per event."""
-    return ev.form("json", lambda e: _dumps(task_json(e.row) if e.row is not None else e.data))
+    return ev.form("json", lambda e: _dumps(_event_data(e)))
+
+
+def _event_size(ev: Event) -> int:
+    """What an event costs a subscriber's buffer: its JSON (shared, built once)."""
+    return len(_event_json(ev))
 
 
 def _sse_frame(id: int | None, ev: Event) -> bytes:
@@ -310,12 +351,13 @@ class _Feed:
                     statuses=sorted(flt.statuses) if flt.statuses else None,
                     task_types=sorted(flt.task_types) if flt.task_types else None,
                     project_id=flt.project_id,
+                    task_ids=sorted(flt.task_ids) if flt.task_ids is not None else None,
                     limit=hub.resync_page,
                 )
                 page: Batch = []
                 for row in rows:
                     self.high = max(self.high, row["change_seq"])
-                    page.append((self.high, Event("task", row["change_seq"], row["id"], row=row)))
+                    page.append((self.high, hub.stream_event(row)))
                 if page:
                     yield page
                 if len(rows) < hub.resync_page:
@@ -333,7 +375,7 @@ class _Feed:
         events = self.sub.take()
         if self.sub.closed:
             self.done = True
-            reason = {"reason": self.sub.closed_reason, "lastEventId": self.high}
+            reason = {"reason": self.sub.closed_reason, "code": self.sub.closed_code, "lastEventId": self.high}
             return [(None, Event("dropped", self.high, data=reason))]
         if not events:
             return None
@@ -355,9 +397,9 @@ async def _open_stream(conn: HTTPConnection) -> tuple[Subscriber, int | None] | 
     try:
         flt = _filter_from(conn, principal)
         last_id = _last_event_id(conn)
-    except BadRequest as exc:
+        return await _subscribe(conn, principal, flt, _event_size), last_id
+    except (BadRequest, TooManyStreams) as exc:
         return error_response(exc)
-    return conn.app.state.hub.subscribe(flt), last_id
 
 
 async def events(request: Request) -> Response:
@@ -387,7 +429,10 @@ async def events_ws(websocket: WebSocket) -> None:
     """The same events as /api/events over a WebSocket: {"event", "data", "id"} JSON messages."""
     opened = await _open_stream(websocket)
     if isinstance(opened, JSONResponse):
-        await websocket.close(code=4401 if opened.status_code == 401 else 4400)
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(opened)  # the same status and JSON body as SSE
+        else:
+            await websocket.close(code=4000 + opened.status_code)
         return
     sub, last_id = opened
     state = websocket.app.state
@@ -408,7 +453,9 @@ async def events_ws(websocket: WebSocket) -> None:
             while not feed.done:
                 await feed.ready()
                 await send(feed.take())
-            await websocket.close(code=1013)  # dropped: "try again later", with lastEventId in the message
+            # dropped: 4401 when the credential ended (reconnecting with it cannot help), else 1013 "try
+            # again later" (with lastEventId in the message)
+            await websocket.close(code=4401 if sub.closed_code in CREDENTIAL_ENDS else 1013)
 
         async def watch() -> None:
             with contextlib.suppress(WebSocketDisconnect):

@@ -5,13 +5,15 @@
 SELECT * FROM background_tasks WHERE id = ANY ($1::text[]);
 
 -- name: tasks_changed_since
--- Rows changed after seq $1, oldest first, at most $6; filters: owner $2, statuses $3, types $4, project $5.
+-- Rows changed after seq $1, oldest first, at most $6; filters: owner $2, statuses $3, types $4, project $5,
+-- ids $7 (a read token's tasks).
 SELECT * FROM background_tasks
 WHERE change_seq > $1
   AND ($2::text IS NULL OR user_id = $2)
   AND ($3::task_status[] IS NULL OR status = ANY ($3::task_status[]))
   AND ($4::text[] IS NULL OR task_type = ANY ($4::text[]))
   AND ($5::text IS NULL OR project_id = $5)
+  AND ($7::text[] IS NULL OR id = ANY ($7::text[]))
 ORDER BY change_seq
 LIMIT $6;
 
@@ -23,3 +25,8 @@ SELECT coalesce(max(change_seq), 0) AS seq FROM background_tasks;
 -- The queue settings as a live event shows them.
 SELECT is_active, poll_interval, max_concurrent_tasks, retry_base_delay_ms, retry_max_delay_ms, updated_at
 FROM task_queue_settings WHERE id = 1;
+
+-- name: user_stream_cap
+-- The open-stream cap of user $1 in user_limits: its own row's max_streams, else the * row's; NULL: the setting.
+SELECT coalesce((SELECT max_streams FROM user_limits WHERE user_id = $1),
+                (SELECT max_streams FROM user_limits WHERE user_id = '*')) AS cap;

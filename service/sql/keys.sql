@@ -27,3 +27,7 @@ RETURNING id, user_id, key_prefix, is_superuser, label, created_at, last_used_at
 -- Every key, newest first (never the hash).
 SELECT id, user_id, key_prefix, is_superuser, label, created_at, last_used_at, revoked_at
 FROM api_keys ORDER BY id DESC;
+
+-- name: live_api_keys
+-- Which of the key ids $1 (bigint[]) still exist and are not revoked (streams re-check their keys with it).
+SELECT id FROM api_keys WHERE id = ANY ($1::bigint[]) AND revoked_at IS NULL;

@@ -1,4 +1,5 @@
-"""Reads for live updates (asyncpg): rows by id, rows changed since a change number, the current maximum."""
+"""Reads for live updates (asyncpg): rows by id, rows changed since a change number, the current maximum, a
+user's stream cap."""
 
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ async def tasks_changed_since(
     statuses: Sequence[str] | None = None,
     task_types: Sequence[str] | None = None,
     project_id: str | None = None,
+    task_ids: Sequence[str] | None = None,
     limit: int = 1000,
 ) -> list[asyncpg.Record]:
-    """Rows changed after `seq` (oldest change first), filtered like the list endpoint."""
+    """Rows changed after `seq` (oldest change first), filtered like the list endpoint (and to `task_ids`)."""
     return await conn.fetch(
         queries.get("tasks_changed_since").sql,
         seq,
@@ -37,7 +39,14 @@ async def tasks_changed_since(
         list(task_types) if task_types else None,
         project_id,
         limit,
+        list(task_ids) if task_ids is not None else None,
     )
+
+
+async def user_stream_cap(conn: Executor, user_id: str) -> int | None:
+    """The user's open-stream cap from user_limits; None: none set there (the setting applies)."""
+    cap = await conn.fetchval(queries.get("user_stream_cap").sql, user_id)
+    return None if cap is None else int(cap)
 
 
 async def max_change_seq(conn: Executor) -> int:

@@ -1,9 +1,11 @@
-"""API keys (asyncpg): make one (the key is returned once, only its SHA-256 is stored), look one up, revoke."""
+"""API keys (asyncpg): make one (the key is returned once, only its SHA-256 is stored), look one up, revoke,
+check which are still live (open streams re-check their keys)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -63,6 +65,14 @@ async def revoke_api_key(conn: Executor, key_or_id: str) -> asyncpg.Record | Non
     """Revoke by the key itself or by its id; None when no key matches."""
     key_id = int(key_or_id) if key_or_id.isdigit() and len(key_or_id) < 19 else None
     return await conn.fetchrow(queries.get("revoke_api_key").sql, key_id, hash_key(key_or_id))
+
+
+async def live_api_keys(conn: Executor, key_ids: Iterable[int]) -> set[int]:
+    """The subset of `key_ids` that still exist and are not revoked."""
+    ids = list(key_ids)
+    if not ids:
+        return set()
+    return {r["id"] for r in await conn.fetch(queries.get("live_api_keys").sql, ids)}
 
 
 async def list_api_keys(conn: Executor) -> list[asyncpg.Record]:

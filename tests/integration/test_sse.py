@@ -329,7 +329,7 @@ async def test_websocket_carries_the_same_events(
 async def test_two_hundred_subscribers_that_connect_and_drop_leave_nothing_in_the_hub(
     start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
 ) -> None:
-    api = await start_api()
+    api = await start_api(bgtasks_max_streams_per_user=200)  # all are the local user's
     tid = insert(sql)
     paths = [f"/api/subscribeToTask?taskId={tid}", "/api/events", "/api/events?lastEventId=0"]
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bgtasks.hub import Event, Hub, Subscriber, TaskFilter
+import pytest
+
+from bgtasks.api.events import _event_size
+from bgtasks.hub import Event, Holder, Hub, Subscriber, TaskFilter, TooManyStreams
 
 
 def subscriber() -> Subscriber:
@@ -77,3 +80,40 @@ async def test_closing_ends_the_wait_and_leaves_the_hub() -> None:
     assert await timed(waiter) < 1
     assert sub.closed_reason == "bye" and sub.take() == []
     assert sub.hub.subscriber_count == 0 and sub.hub._streams == {}
+
+
+def test_a_subscriber_over_its_byte_budget_is_dropped_before_its_task_budget() -> None:
+    hub = Hub("postgresql://unused", pool=None, buffer=256, buffer_bytes=10_000)  # type: ignore[arg-type]
+    sub = hub.subscribe(TaskFilter(user_id="frank"), Holder("frank"), measure=_event_size)
+    for i in range(4):
+        sub.offer(Event("deleted", i, f"task_{i}", data={"id": f"task_{i}", "pad": "y" * 2000}))
+    assert not sub.closed
+    sub.take()  # read: the budget is free again
+    for i in range(10):  # ten unread events of ~2 KB: over 10,000 bytes long before 256 tasks
+        sub.offer(Event("deleted", i, f"task_{i}", data={"id": f"task_{i}", "pad": "y" * 2000}))
+    assert sub.closed and sub.closed_code == "slow_consumer" and "10000 bytes" in (sub.closed_reason or "")
+    assert hub.held_by("frank") == 0 and hub.subscriber_count == 0
+
+
+def test_a_coalesced_event_replaces_its_predecessor_in_the_byte_count() -> None:
+    hub = Hub("postgresql://unused", pool=None, buffer=256, buffer_bytes=10_000)  # type: ignore[arg-type]
+    sub = hub.subscribe(TaskFilter(), measure=_event_size)
+    for i in range(50):  # the same task fifty times: one event of ~2 KB buffered, never over the budget
+        sub.offer(Event("deleted", i, "task_1", data={"id": "task_1", "pad": "y" * 2000}))
+    assert not sub.closed and [e.seq for e in sub.take()] == [49]
+
+
+def test_the_per_user_cap_counts_open_subscribers_and_frees_a_place_on_close() -> None:
+    hub = Hub("postgresql://unused", pool=None, max_streams=2)  # type: ignore[arg-type]
+    a = hub.subscribe(TaskFilter(user_id="gina"), Holder("gina"))
+    hub.subscribe(TaskFilter(task_id="task_1", user_id="gina"), Holder("gina"))
+    with pytest.raises(TooManyStreams) as over:
+        hub.subscribe(TaskFilter(user_id="gina"), Holder("gina"))
+    assert over.value.retry_after > 0
+    hub.subscribe(TaskFilter(user_id="hal"), Holder("hal"))  # another user's own count
+    a.close()
+    a.close()  # idempotent: frees one place, not two
+    hub.subscribe(TaskFilter(user_id="gina"), Holder("gina"))
+    with pytest.raises(TooManyStreams):
+        hub.subscribe(TaskFilter(user_id="gina"), Holder("gina"))
+    assert hub.subscribe(TaskFilter(user_id="gina"), Holder("gina"), cap=5).holder.user_id == "gina"
