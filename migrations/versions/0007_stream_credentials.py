@@ -13,7 +13,7 @@ from alembic import op
 from bgtasks.migrations.sqlfile import run_sql_file
 
 revision = "0007"
-down_revision = "0011"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
