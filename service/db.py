@@ -76,19 +76,32 @@ async def _init_asyncpg(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_asyncpg)
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset query: behind a transaction pooler it would run on whichever server
+    session comes next (another client's), and our pooled connections leave no session state to reset."""
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, prepare: bool = True) -> asyncpg.Pool:
+    """The API's pool. `prepare=False` (a transaction pooler): no statement cache, so asyncpg prepares only
+    unnamed statements, parsed again in the same round trip as each execution, and no reset query."""
+    extra: dict[str, Any] = {} if prepare else {"statement_cache_size": 0, "reset": _keep_session}
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_asyncpg, **extra)
     assert pool is not None
     return pool
 
 
 async def connect(url: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(url)
+    """One connection of its own (the hub's LISTEN, a CLI command): a few statements, none kept prepared,
+    so it is safe through a transaction pooler too."""
+    conn = await asyncpg.connect(url, statement_cache_size=0)
     await _init_asyncpg(conn)
     return conn
 
 
 def sync_connect(url: str, **kwargs: Any) -> psycopg.Connection[dict[str, Any]]:
+    """A psycopg connection for one-off work (CLI commands, tests): autocommit, rows as dicts, and no
+    automatic server-side prepares (psycopg's default prepares a query run five times)."""
+    kwargs.setdefault("prepare_threshold", None)
     return psycopg.connect(url, autocommit=True, row_factory=dict_row, **kwargs)
 
 
@@ -112,3 +125,42 @@ def translate(exc: BaseException, task_id: str | None = None) -> BgtasksError | 
         err.args = (message,)
         return err
     return None
+
+
+# Driver errors that mean "the database cannot serve us right now" (restart, failover, outage, a pooler
+# or server out of connections), not "this request is wrong": the API answers 503 with Retry-After.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08: lost, refused or failed connections (pgbouncer's too)
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: admin shutdown, starting up, cancelled query
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, out of memory or disk
+    asyncpg.exceptions.PostgresSystemError,  # class 58: I/O errors on the server
+    asyncpg.InterfaceError,  # a connection closed under a query
+    # A connection killed mid-query can leave asyncpg's protocol in a state it reports as an internal
+    # client error; the pool discards that connection.
+    asyncpg.exceptions.InternalClientError,
+    psycopg.OperationalError,
+    OSError,  # refused sockets, DNS, and timeouts (TimeoutError: no pooled connection came in time)
+)
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """What a client is told when a driver error means the database is unavailable; None for others."""
+    if not isinstance(exc, UNAVAILABLE_ERRORS):
+        return None
+    if isinstance(exc, asyncpg.exceptions.TooManyConnectionsError):
+        return "the database has no free connections"
+    if isinstance(exc, asyncpg.exceptions.InsufficientResourcesError):
+        return "the database is out of resources"
+    if isinstance(exc, asyncpg.exceptions.CannotConnectNowError):
+        return "the database is starting up or shutting down"
+    if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
+        return "a query was cancelled or timed out"
+    if isinstance(exc, asyncpg.exceptions.OperatorInterventionError):
+        return "the database ended the connection (restart or administrator)"
+    if isinstance(exc, TimeoutError):
+        return "no database connection became free in time"
+    if isinstance(exc, ConnectionRefusedError):
+        return "the database refused the connection"
+    if isinstance(exc, asyncpg.PostgresConnectionError) and "max_client_conn" in str(exc):
+        return "the connection pooler has no free connections"
+    return "the connection to the database failed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field, ValidationError, model_validator
@@ -22,6 +23,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     database_url: str | None = Field(None, description="PostgreSQL URL; unset: `bgtasks up` starts an embedded one")
+    bgtasks_direct_database_url: str | None = Field(
+        None, description="a URL to PostgreSQL itself, not through a pooler: LISTEN, session locks, migrations")
+    bgtasks_pooler: Literal["auto", "transaction", "none"] = Field(
+        "auto", description="is DATABASE_URL a transaction pooler (no prepared statements)? auto: find out at start")
     bgtasks_data_dir: Path = Field(default_factory=default_data_dir, description="embedded Postgres lives here")
 
     bgtasks_host: str = "127.0.0.1"
@@ -114,6 +119,9 @@ class Settings(BaseSettings):
             )
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
             raise ValueError("DATABASE_URL: must start with postgresql:// (a plain libpq URL)")
+        direct = self.bgtasks_direct_database_url
+        if direct and not direct.startswith(("postgres://", "postgresql://")):
+            raise ValueError("BGTASKS_DIRECT_DATABASE_URL: must start with postgresql:// (a plain libpq URL)")
         return self
 
 

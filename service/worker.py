@@ -6,7 +6,7 @@ Threads and connections (a worker uses at most concurrency + 5 connections):
   short (BGTASKS_CLAIM_AHEAD_MS) up to three tasks per thread ahead, so the next batch is in hand when threads
   free;
 - Dramatiq's worker threads run actors; progress and failures use the shared pool;
-- the listener (dedicated connection) LISTENs: new pending work wakes the consumer, a cancel interrupts the
+- the listener (dedicated connection, to the direct URL) LISTENs: new pending work wakes the consumer, a cancel interrupts the
   running actor, a settings change is seen at once; after a reconnect it re-checks everything it holds;
 - the completer (dedicated connection) writes completions in batches, one statement each;
 - the heartbeat (pool) extends leases, interrupts tasks whose lease was lost, and reaps expired leases;
@@ -41,9 +41,11 @@ from bgtasks import actors
 
 from . import scheduler
 from .broker import QUEUE, PostgresBroker
+from .connections import Connections
+from .connections import resolve as resolve_connections
 from .errors import TaskCancelled
 from .middleware.cancellation import interrupt_thread
-from .middleware.outcome import Failure, Outcome, json_result
+from .middleware.outcome import EXPECTED, Failure, Outcome, json_result
 from .retention import start_retention
 from .settings import Settings
 from .store import worker as store
@@ -76,22 +78,29 @@ class InFlight:
     started_at: float | None = None
 
 
-def _connect(url: str, timeout: int = 5) -> psycopg.Connection[Any]:
-    return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=timeout)
+def _connect(url: str, timeout: int = 5, *, prepare: bool = True) -> psycopg.Connection[Any]:
+    """A dedicated connection; `prepare=False` through a transaction pooler (no server-side statements)."""
+    return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=timeout,
+                           **({} if prepare else {"prepare_threshold": None}))
 
 
 class Runtime:
     """Everything the broker and the actors share in one worker process. Thread-safe."""
 
-    def __init__(self, settings: Settings, concurrency: int, worker_id: str | None = None) -> None:
-        assert settings.database_url
+    def __init__(self, settings: Settings, concurrency: int, worker_id: str | None = None,
+                 connections: Connections | None = None) -> None:
         self.settings = settings
-        self.url = settings.database_url
+        # DATABASE_URL for the pool, claims and completions (it may be a transaction pooler: then nothing
+        # is prepared on them); the direct URL for LISTEN and retention's session lock.
+        self.connections = connections or resolve_connections(settings)
+        self.url = self.connections.url
+        self.prepare = self.connections.prepare
         self.concurrency = concurrency
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_s = settings.bgtasks_lease_s
         self.pool = ConnectionPool(self.url, min_size=1, max_size=concurrency + 2, open=True,
-                                   kwargs={"autocommit": True, "row_factory": dict_row},
+                                   kwargs={"autocommit": True, "row_factory": dict_row,
+                                           **({} if self.prepare else {"prepare_threshold": None})},
                                    check=ConnectionPool.check_connection, name="bgtasks-worker")
         self.lock = threading.Lock()
         self.in_flight: dict[str, InFlight] = {}
@@ -121,7 +130,8 @@ class Runtime:
             t.start()
             self._threads.append(t)
         # Retention (service/retention.py): one worker at a time, its own connection while a pass runs.
-        self._threads += start_retention(self.url, self.settings.bgtasks_retention_days, self.stopping)
+        self._threads += start_retention(self.connections.direct, self.settings.bgtasks_retention_days,
+                                         self.stopping)
 
     def close(self) -> None:
         self.stopping.set()
@@ -266,7 +276,7 @@ class Runtime:
 
     def _claim_connection(self) -> psycopg.Connection[Any]:
         if self._claim_conn is None or self._claim_conn.closed:
-            self._claim_conn = _connect(self.url)
+            self._claim_conn = _connect(self.url, prepare=self.prepare)
         return self._claim_conn
 
     def _drop_claim_connection(self) -> None:
@@ -354,7 +364,7 @@ class Runtime:
 
     def finish_failed(self, message: Any) -> None:
         attempt = int(message.options["attempt"])
-        self._forget(message.message_id, attempt)
+        rec = self._forget(message.message_id, attempt)
         failure: Failure = message.options.get("bgtasks_failure") or Failure(
             "ActorNotFound", f"no actor for task type {message.actor_name!r} on worker {self.worker_id}",
             permanent=True)
@@ -362,6 +372,11 @@ class Runtime:
             outcome = self._with_retry(lambda conn: self._record_failure(conn, message.message_id, attempt, failure))
             log.info("task %s attempt %s failed (%s): %s -> %s", message.message_id, attempt,
                      failure.error_type, failure.message, outcome)
+        elif rec is None or rec.context is None or not rec.context.cancel_reason:
+            # The actor found out itself (a progress write refused: cancelled, deleted, fenced off); an
+            # interrupt was logged when it was sent.
+            log.info("task %s attempt %s stopped, nothing written: %s", message.message_id, attempt,
+                     failure.message)
         self._emit("finished", task_id=message.message_id, attempt=attempt, ok=False,
                    error=failure.error_type)
 
@@ -406,7 +421,7 @@ class Runtime:
                 return "dropped"
             try:
                 if fresh:
-                    with _connect(self.url, timeout=2) as conn:
+                    with _connect(self.url, timeout=2, prepare=self.prepare) as conn:
                         return self._write_progress(conn, ctx, percent, description)
                 with self.pool.connection(timeout=2) as conn:
                     return self._write_progress(conn, ctx, percent, description)
@@ -467,7 +482,7 @@ class Runtime:
         backoff = 0.1
         while not self.stopping.is_set():
             try:
-                with _connect(self.url) as conn:
+                with _connect(self.connections.direct) as conn:
                     conn.execute(f"LISTEN {CHANNEL_TASKS}")
                     conn.execute(f"LISTEN {CHANNEL_QUEUE}")
                     backoff = 0.1
@@ -561,15 +576,17 @@ class Runtime:
 
 
 # ---------------------------------------------------------------------- actors and the process
-class _ResultsAreStored(logging.Filter):
-    """Dramatiq warns that return values are discarded without its Results middleware; ours go to the row."""
+class _SaidElsewhere(logging.Filter):
+    """Dramatiq lines that say nothing we do not: return values "discarded" without its Results middleware
+    (ours go to the row), and an actor ended by an expected exception (finish_failed logs the one line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Results middleware" not in record.getMessage()
+        message = record.getMessage()
+        return "Results middleware" not in message and "with expected exception" not in message
 
 
 def build_broker(runtime: Runtime) -> PostgresBroker:
-    logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_ResultsAreStored())
+    logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_SaidElsewhere())
     broker = PostgresBroker(runtime, middleware=[
         AsyncIO(), TimeLimit(interval=200), Outcome(max_result_bytes=runtime.settings.bgtasks_max_result_bytes)])
     for task_type in actors.TASK_TYPES.values():
@@ -596,17 +613,17 @@ def _declare_actor(broker: PostgresBroker, runtime: Runtime, task_type: actors.T
 
     run.__name__ = task_type.name.replace("-", "_")
     declare = dramatiq.actor(actor_name=task_type.name, queue_name=QUEUE, broker=broker,
-                             time_limit=int(task_type.time_limit_s * 1000))
+                             time_limit=int(task_type.time_limit_s * 1000), throws=EXPECTED)
     declare(run)
 
 
-def run_worker(settings: Settings, concurrency: int) -> int:
+def run_worker(settings: Settings, concurrency: int, connections: Connections | None = None) -> int:
     """Run until SIGTERM/SIGINT: then stop claiming, let running tasks finish within the grace period, and
     hand the rest back to pending without counting an attempt."""
     # A wake-up crosses three threads (listener, consumer, worker); with CPython's default 5 ms GIL switch
     # interval a busy thread can hold each hand-off that long. 1 ms keeps pickup tails short.
     sys.setswitchinterval(0.001)
-    runtime = Runtime(settings, concurrency)
+    runtime = Runtime(settings, concurrency, connections=connections)
     broker = build_broker(runtime)
     dramatiq.set_broker(broker)
     runtime.start()

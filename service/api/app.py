@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -13,6 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from .. import db
+from ..connections import Connections
+from ..connections import resolve as resolve_connections
 from ..hub import Hub
 from ..metrics import metrics
 from ..settings import Settings
@@ -37,7 +40,8 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": "ok"})
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, connections: Connections | None = None) -> Starlette:
+    """The application; `connections` as resolved by `bgtasks api` (else resolved at startup)."""
     assert settings.database_url, "create_app needs settings.database_url"
 
     @contextlib.asynccontextmanager
@@ -45,9 +49,11 @@ def create_app(settings: Settings) -> Starlette:
         app.state.settings = settings
         if banner := dev_mode_banner(settings):
             log.warning(banner)
-        app.state.pool = await db.create_pool(settings.database_url or "", min_size=1, max_size=10)
+        conns = connections if connections is not None else await asyncio.to_thread(resolve_connections, settings)
+        app.state.pool = await db.create_pool(conns.url, min_size=1, max_size=10, prepare=conns.prepare)
+        # The hub LISTENs: on the direct URL (a transaction pooler would lose its LISTEN).
         app.state.hub = Hub(
-            settings.database_url or "", app.state.pool, buffer=settings.bgtasks_sse_buffer,
+            conns.direct, app.state.pool, buffer=settings.bgtasks_sse_buffer,
             buffer_bytes=settings.bgtasks_sse_buffer_bytes, inline_bytes=settings.bgtasks_stream_inline_bytes,
             max_streams=settings.bgtasks_max_streams_per_user, recheck_interval=settings.bgtasks_stream_recheck_s,
         )

@@ -8,12 +8,12 @@ import json
 import logging
 from typing import Any
 
-import asyncpg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import db
 from ..errors import (
     AuthError,
     BgtasksError,
@@ -24,6 +24,7 @@ from ..errors import (
     SchemaOutdated,
     ValidationFailed,
 )
+from ..logs import Throttled
 
 log = logging.getLogger("bgtasks.api")
 
@@ -103,27 +104,23 @@ async def _bug(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("internal error", code="internal"), status_code=500)
 
 
+_outage_log = Throttled(log)
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
-    """The database is restarting, failing over or unreachable: a 503 the client can retry, never a 500."""
-    log.warning("database unavailable on %s %s: %s: %s", request.method, request.url.path,
-                type(exc).__name__, exc)
-    return JSONResponse(error_body("database unavailable; retry shortly", code="unavailable"), status_code=503,
+    """The database is restarting, failing over, unreachable or out of connections: a 503 the client can
+    retry, never a 500. One log line per reason per 10 s through an outage, not one per request."""
+    reason = db.unavailable_reason(exc) or "the database is unavailable"
+    _outage_log.warning(reason, "database unavailable on %s %s: %s (%s: %s)", request.method, request.url.path,
+                        reason, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    return JSONResponse(error_body(f"{reason}; retry shortly", code="unavailable"), status_code=503,
                         headers={"Retry-After": "1"})
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     BgtasksError: _bgtasks_error,
     HTTPException: _http_error,
-    # Lost or refused connections (a Postgres restart): asyncpg's connection errors, admin shutdown and
-    # "starting up" (OperatorIntervention), a closed connection (InterfaceError), refused sockets and
-    # timeouts (OSError, which TimeoutError is).
-    asyncpg.PostgresConnectionError: _database_unavailable,
-    asyncpg.exceptions.OperatorInterventionError: _database_unavailable,
-    asyncpg.InterfaceError: _database_unavailable,
-    # A connection killed mid-query (server shutdown) can leave asyncpg's protocol in a state it reports as
-    # an internal client error; the pool discards that connection.
-    asyncpg.exceptions.InternalClientError: _database_unavailable,
-    OSError: _database_unavailable,
+    **dict.fromkeys(db.UNAVAILABLE_ERRORS, _database_unavailable),
     Exception: _bug,
 }
 

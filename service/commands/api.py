@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import db
     from ..api.app import create_app
+    from ..connections import resolve as resolve_connections
     from ..logs import configure_logging
 
     overrides = {k: v for k, v in (("bgtasks_host", args.host), ("bgtasks_port", args.port)) if v is not None}
@@ -29,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("DATABASE_URL: not set (`bgtasks up` runs everything against an embedded PostgreSQL)")
     configure_logging(settings)
     db.check_schema(settings.database_url)
+    connections = resolve_connections(settings)  # a transaction pooler without a direct URL: one line, exit 2
     config = uvicorn.Config(
-        create_app(settings), host=settings.bgtasks_host, port=settings.bgtasks_port,
+        create_app(settings, connections), host=settings.bgtasks_host, port=settings.bgtasks_port,
         log_level=settings.bgtasks_log_level.lower(), access_log=False, timeout_graceful_shutdown=5,
         lifespan="on",
         log_config=None,  # uvicorn's own loggers go through configure_logging (BGTASKS_LOG_JSON) too

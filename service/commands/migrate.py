@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import db
+from ..connections import resolve as resolve_connections
 from ..errors import SchemaOutdated
 from ..running import database_url
 from ..settings import load_settings
@@ -19,7 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    url = database_url(load_settings())
+    settings = load_settings()
+    # Migrations take locks and run DDL on a session of their own: the direct URL when one is given; through
+    # a transaction pooler without one, refuse with one line (service/connections.py).
+    url = resolve_connections(settings, database_url(settings)).direct
     if args.check:
         try:
             db.check_schema(url)

@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
                              f"(log: {embedded.data_dir / 'postgres.log'})")
             _ensure_database(embedded.url(), "bgtasks")
             url = embedded.url("bgtasks")
-        db.migrate(url)
+        # Migrations run DDL on a session of their own: past a pooler, on the direct URL when one is given.
+        direct = settings.bgtasks_direct_database_url if settings.database_url else None
+        db.migrate(direct or url)
         base_url = _base_url(settings)
         env = {**os.environ, "DATABASE_URL": url, "BGTASKS_HOST": settings.bgtasks_host,
                "BGTASKS_PORT": str(settings.bgtasks_port)}

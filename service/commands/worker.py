@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from .. import db
+    from ..connections import resolve as resolve_connections
     from ..logs import configure_logging
     from ..worker import run_worker
 
@@ -26,4 +27,5 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--concurrency: must be between 1 and 1000")
     configure_logging(settings)
     db.check_schema(settings.database_url)
-    return run_worker(settings, args.concurrency or settings.bgtasks_worker_concurrency)
+    connections = resolve_connections(settings)  # a transaction pooler without a direct URL: one line, exit 2
+    return run_worker(settings, args.concurrency or settings.bgtasks_worker_concurrency, connections)

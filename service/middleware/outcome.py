@@ -74,12 +74,22 @@ def oversized_result(result: Any, max_bytes: int, task_type: str) -> Failure | N
     )
 
 
+# Exceptions that end an actor on an expected path: the task is no longer ours (cancelled, interrupted,
+# fenced off: its lease lost) or failed on purpose. Declared as each actor's `throws`, Dramatiq logs them
+# without a traceback; the worker logs the one line that says what happened (service/worker.py).
+EXPECTED: tuple[type[BaseException], ...] = (TaskInterrupted, TaskCancelled, LeaseLost, PermanentTaskError)
+
+
 class Outcome(dramatiq.Middleware):
     """Keeps the result for ack, and marks a message failed when its actor raised or its result is over the
     size cap (we use no Retries middleware: retry policy is in SQL, per row)."""
 
     def __init__(self, max_result_bytes: int = 1_000_000) -> None:
         self.max_result_bytes = max_result_bytes
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"throws"}  # Dramatiq's worker reads it: exceptions logged without a traceback (EXPECTED)
 
     def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None,
                               exception: BaseException | None = None) -> None:

@@ -14,7 +14,9 @@ Conn = psycopg.Connection[Any]
 
 def _run(conn: Conn, name: str, *args: object) -> psycopg.Cursor[Any]:
     q = queries.get(name)
-    return conn.execute(q.psycopg_sql, q.psycopg_params(*args), prepare=True)
+    # Prepared on the server (a hot path) unless the connection may not keep prepared statements: one
+    # made with prepare_threshold=None, through a transaction pooler (service/connections.py).
+    return conn.execute(q.psycopg_sql, q.psycopg_params(*args), prepare=conn.prepare_threshold is not None)
 
 
 def lock_due_schedules(conn: Conn, limit: int) -> list[dict[str, Any]]:
