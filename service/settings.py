@@ -81,6 +81,18 @@ class Settings(BaseSettings):
         return self.bgtasks_heartbeat_s or self.bgtasks_lease_s / 3
 
     @property
+    def outage_s(self) -> float:
+        """No live worker's heartbeat for this long means nobody could reach the database: an outage, after
+        which the reapers wait `reap_grace_s` (a gap between heartbeats is at most a heartbeat and a tick)."""
+        return self.heartbeat_s + 2 * self.bgtasks_reap_interval_s
+
+    @property
+    def reap_grace_s(self) -> float:
+        """After a server start or an outage, expired leases are reaped only this much later, so that live
+        workers renew first: a heartbeat or two."""
+        return 2 * (self.heartbeat_s + self.bgtasks_reap_interval_s)
+
+    @property
     def project_roots(self) -> list[Path]:
         import os
 

@@ -5,11 +5,12 @@ Threads and connections (a worker uses at most concurrency + 5 connections):
 - Dramatiq's consumer thread claims (one dedicated connection) for free threads, and while the tasks are
   short (BGTASKS_CLAIM_AHEAD_MS) up to three tasks per thread ahead, so the next batch is in hand when threads
   free;
-- Dramatiq's worker threads run actors; progress and failures use the shared pool;
+- Dramatiq's worker threads run actors; progress, failures and completions use the shared pool;
 - the listener (dedicated connection, to the direct URL) LISTENs: new pending work wakes the consumer, a cancel interrupts the
   running actor, a settings change is seen at once; after a reconnect it re-checks everything it holds;
-- the completer (dedicated connection) writes completions in batches, one statement each;
-- the heartbeat (pool) extends leases, interrupts tasks whose lease was lost, and reaps expired leases;
+- the completer writes completions in batches, one statement each;
+- the heartbeat (dedicated connection) extends leases, interrupts tasks whose lease was lost, and reaps
+  expired leases (none within a grace period after an outage: docs/architecture.md);
 - the scheduler (pool) creates the tasks of due cron schedules, twice a second.
 """
 
@@ -98,7 +99,7 @@ class Runtime:
         self.concurrency = concurrency
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_s = settings.bgtasks_lease_s
-        self.pool = ConnectionPool(self.url, min_size=1, max_size=concurrency + 2, open=True,
+        self.pool = ConnectionPool(self.url, min_size=1, max_size=concurrency + 1, open=True,
                                    kwargs={"autocommit": True, "row_factory": dict_row,
                                            **({} if self.prepare else {"prepare_threshold": None})},
                                    check=ConnectionPool.check_connection, name="bgtasks-worker")
@@ -538,31 +539,44 @@ class Runtime:
     def _heartbeat_loop(self) -> None:
         """Every heartbeat interval (a third of the lease): extend the leases held and stamp the worker row.
         Every reap interval: take back tasks whose lease ran out. Only the first writes (a commit each), so
-        it runs no oftener than the lease needs."""
+        it runs no oftener than the lease needs; after a failed heartbeat (an outage) it tries again every
+        tick, so leases are renewed within a tick of the database coming back (the reapers' grace period,
+        `Settings.reap_grace_s`, waits for that). Its own connection: a pool that backed off reconnecting
+        through an outage must not delay the renewal."""
         next_reap = next_beat = 0.0
         interval = self.settings.heartbeat_s
+        conn: psycopg.Connection[Any] | None = None
         while not self.stopping.wait(min(interval, self.settings.bgtasks_reap_interval_s)):
             try:
-                with self.pool.connection(timeout=5) as conn:
-                    if time.monotonic() >= next_beat:
-                        next_beat = time.monotonic() + interval
-                        with self.lock:
-                            held = list(self.in_flight)
-                        if held:
-                            kept = store.extend_leases(conn, self.worker_id, held, self.lease_s)
-                            for tid in set(held) - kept:
-                                with self.lock:
-                                    still = tid in self.in_flight
-                                if still:
-                                    self.interrupt(tid, "lease lost: the task is no longer held by this worker")
-                        store.worker_heartbeat(conn, self.worker_id)
-                    if time.monotonic() >= next_reap:
-                        n = store.reap_expired_leases(conn)
-                        if n:
-                            log.info("took back %s task(s) whose worker stopped heartbeating", n)
-                        next_reap = time.monotonic() + self.settings.bgtasks_reap_interval_s
+                if conn is None or conn.closed:
+                    conn = _connect(self.url, prepare=self.prepare)
+                if time.monotonic() >= next_beat:
+                    self._beat(conn)
+                    next_beat = time.monotonic() + interval
+                if time.monotonic() >= next_reap:
+                    n = store.reap_expired_leases(conn, self.settings.reap_grace_s)
+                    if n:
+                        log.info("took back %s task(s) whose worker stopped heartbeating", n)
+                    next_reap = time.monotonic() + self.settings.bgtasks_reap_interval_s
             except Exception as exc:  # keep beating through outages
                 log.warning("heartbeat failed: %s", exc)
+                if conn is not None:
+                    conn.close()
+                    conn = None
+        if conn is not None:
+            conn.close()
+
+    def _beat(self, conn: psycopg.Connection[Any]) -> None:
+        with self.lock:
+            held = list(self.in_flight)
+        if held:
+            kept = store.extend_leases(conn, self.worker_id, held, self.lease_s)
+            for tid in set(held) - kept:
+                with self.lock:
+                    still = tid in self.in_flight
+                if still:
+                    self.interrupt(tid, "lease lost: the task is no longer held by this worker")
+        store.worker_heartbeat(conn, self.worker_id, self.settings.outage_s)
 
     # ------------------------------------------------------------------ scheduler thread
     def _schedule_loop(self) -> None:

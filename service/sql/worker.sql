@@ -14,8 +14,9 @@ SELECT release_task($1, $2);
 SELECT id FROM extend_leases($1, $2::text[], $3) AS id;
 
 -- name: reap_expired_leases
--- Take back up to $1 tasks whose lease expired (their worker died).
-SELECT reap_expired_leases($1);
+-- Take back up to $1 tasks whose lease expired (their worker died); none within $2 seconds of a server start
+-- or an outage (live workers renew first).
+SELECT reap_expired_leases($1, $2);
 
 -- name: report_progress
 -- Progress of task $1 (attempt $2): $3 percent, description $4 (NULL keeps it); false if no longer ours.
@@ -33,8 +34,8 @@ INSERT INTO bgtasks_workers (worker_id, hostname, pid, concurrency) VALUES ($1, 
 ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL;
 
 -- name: worker_heartbeat
--- A worker is alive.
-UPDATE bgtasks_workers SET heartbeat_at = now() WHERE worker_id = $1;
+-- Worker $1 is alive; no live worker's heartbeat for $2 seconds before it was an outage (grace for the reaper).
+SELECT worker_heartbeat($1, $2);
 
 -- name: worker_stopped
 -- A worker stopped cleanly.

@@ -49,8 +49,8 @@ def extend_leases(conn: Conn, worker_id: str, task_ids: Sequence[str], lease_s: 
     return {row["id"] for row in _run(conn, "extend_leases", worker_id, list(task_ids), lease_s).fetchall()}
 
 
-def reap_expired_leases(conn: Conn, limit: int = 100) -> int:
-    row = _run(conn, "reap_expired_leases", limit).fetchone()
+def reap_expired_leases(conn: Conn, grace_s: float, limit: int = 100) -> int:
+    row = _run(conn, "reap_expired_leases", limit, grace_s).fetchone()
     return int(next(iter(row.values()))) if row else 0
 
 
@@ -67,8 +67,8 @@ def register_worker(conn: Conn, worker_id: str, hostname: str, pid: int, concurr
     _run(conn, "register_worker", worker_id, hostname, pid, concurrency)
 
 
-def worker_heartbeat(conn: Conn, worker_id: str) -> None:
-    _run(conn, "worker_heartbeat", worker_id)
+def worker_heartbeat(conn: Conn, worker_id: str, outage_s: float) -> None:
+    _run(conn, "worker_heartbeat", worker_id, outage_s)
 
 
 def worker_stopped(conn: Conn, worker_id: str) -> None:
