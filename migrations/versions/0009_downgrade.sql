@@ -1,4 +1,4 @@
--- Back to 0005: the reaper without a grace period, heartbeats as plain UPDATEs.
+-- Back to 0007: the reaper without a grace period, heartbeats as plain UPDATEs.
 DROP FUNCTION reap_expired_leases(integer, double precision);
 DROP FUNCTION worker_heartbeat(text, double precision);
 DROP TABLE lease_reaper;
