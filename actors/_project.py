@@ -15,9 +15,11 @@ from bgtasks.task_context import TaskContext
 
 # The prompt budget for project files, in characters: about 50,000 tokens at ~4 characters a token, under half
 # of a 128k-token context (gpt-4o-mini's), leaving room for instructions and a long structured answer.
-# Settings may lower it (BGTASKS_PROJECT_BUDGET_CHARS) for models with smaller contexts.
+# BGTASKS_PROJECT_BUDGET_CHARS sets it (this is its default), e.g. lower for models with smaller contexts.
 PROJECT_BUDGET_CHARS = 200_000
 MAX_FILE_BYTES = 64_000
+# How many withheld files the result names (withheldCount counts them all).
+WITHHELD_LISTED = 200
 
 SYSTEM_PREAMBLE = (
     "You are a senior software engineer reviewing a project from its source files. Base every statement on "
@@ -34,7 +36,10 @@ SOURCE_SCHEMA: Schema = obj(
     truncatedFiles=integer("files shown only in part", minimum=0),
     promptChars=integer("characters of file content in the prompt", minimum=0),
     budgetChars=integer(minimum=0),
-    files=array(string(), "paths of the files read, relative to the project"),
+    files=array(string(), "paths of the files read, relative to the project", max_items=100_000),
+    withheld=array(obj("a file kept from the model because of secrets (its name only, never its content)",
+                       path=string(), reason=string()), max_items=WITHHELD_LISTED),
+    withheldCount=integer("files withheld because of secrets, all of them", minimum=0),
 )
 
 
@@ -90,6 +95,8 @@ def with_source(task: TaskContext, answer: dict[str, Any], snapshot: ProjectSnap
             "promptChars": snapshot.content_chars,
             "budgetChars": snapshot.budget_chars,
             "files": [f.path for f in snapshot.files],
+            "withheld": [{"path": w.path, "reason": w.reason} for w in snapshot.withheld[:WITHHELD_LISTED]],
+            "withheldCount": len(snapshot.withheld),
         },
     }
 

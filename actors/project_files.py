@@ -9,13 +9,17 @@ import itertools
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from bgtasks.actors.errors import ProjectPathError
+from bgtasks.actors.secret_scan import secret_kinds
 
-__all__ = ["ProjectFile", "ProjectSnapshot", "collect_project_files", "resolve_project_path"]
+__all__ = ["ProjectFile", "ProjectSnapshot", "WithheldFile", "collect_project_files", "resolve_project_path"]
+
+# (relative path, absolute path, the text that would be sent, is it the whole file) -> kinds of secret found.
+SecretFinder = Callable[..., list[str]]
 
 # Directories that are never project content: VCS data, dependencies, caches and build output.
 SKIPPED_DIRS = frozenset(
@@ -26,7 +30,8 @@ SKIPPED_DIRS = frozenset(
 )  # fmt: skip
 # Files that commonly hold secrets: a task must never ship them to a model provider.
 _SECRET_NAME = re.compile(
-    r"^(\.env(\..+)?|.*\.(pem|key|p12|pfx)|id_(rsa|dsa|ecdsa|ed25519)|\.netrc|\.npmrc)$"
+    r"^(\.env(\..+)?|.*\.(pem|key|p12|pfx|jks|keystore)|id_(rsa|dsa|ecdsa|ed25519)|\.netrc|\.npmrc|\.pypirc"
+    r"|\.pgpass|\.git-credentials|\.dockercfg)$"
 )
 _SECRET_ALLOWED = frozenset({".env.example", ".env.sample", ".env.template"})
 # What tells a model most about a project, best first; lock files last (large and uninformative).
@@ -44,6 +49,8 @@ _DOC_NAMES = re.compile(
     r"^(contributing|changelog|architecture|design|license|copying)(\..*)?$", re.IGNORECASE
 )
 _SNIFF_BYTES = 8192
+# How many withheld files the prompt names (the result lists them all).
+_WITHHELD_NAMES = 50
 # Keep candidates worth twice the budget: some turn out binary or undecodable only when read.
 _CANDIDATE_SLACK = 2
 
@@ -54,6 +61,14 @@ class ProjectFile:
     size: int  # bytes on disk
     content: str
     truncated: bool  # content is a prefix: the file exceeded max_file_bytes or the remaining budget
+
+
+@dataclass(frozen=True)
+class WithheldFile:
+    """A file never sent because it holds (or by its name usually holds) secrets; only its name is kept."""
+
+    path: str
+    reason: str  # "secret file name" or the kinds detect-secrets found, e.g. "Private Key, Secret Keyword"
 
 
 @dataclass
@@ -68,6 +83,8 @@ class ProjectSnapshot:
     # binary (NUL byte or not UTF-8), budget; scan_limit is 1 when the walk stopped at max_files_scanned.
     skipped: dict[str, int] = field(default_factory=dict)
     budget_chars: int = 0
+    # Files kept from the model because of secrets (by name, or by content: detect-secrets), names only.
+    withheld: list[WithheldFile] = field(default_factory=list)
 
     @property
     def content_chars(self) -> int:
@@ -79,6 +96,10 @@ class ProjectSnapshot:
         lines = [f"Project files ({len(self.files)} of {self.total_files_seen} shown):", *_tree(self.files)]
         if omitted > 0:
             lines.append(f"({omitted} more files not shown: over the budget, binary or not UTF-8)")
+        if self.withheld:
+            names = ", ".join(w.path for w in self.withheld[:_WITHHELD_NAMES])
+            more = f" and {len(self.withheld) - _WITHHELD_NAMES} more" if len(self.withheld) > _WITHHELD_NAMES else ""
+            lines.append(f"(withheld because they hold secrets: {names}{more})")
         for f in self.files:
             note = " (truncated)" if f.truncated else ""
             lines += [
@@ -122,8 +143,13 @@ def collect_project_files(
     max_file_bytes: int = 64_000,
     budget_chars: int = 200_000,
     max_files_scanned: int = 20_000,
+    find_secrets: SecretFinder | None = secret_kinds,
 ) -> ProjectSnapshot:
     """Walk ``root`` lazily and read the most informative text files until ``budget_chars`` is spent.
+
+    Every file read is scanned for secrets (``find_secrets``, detect-secrets by default) before it is kept;
+    one with any finding is withheld whole (a private key's body spans lines no detector flags one by one)
+    and its budget goes to the next candidate.
 
     Memory stays bounded whatever the tree's size: the walk keeps one directory listing at a time and only the
     best candidates worth about twice the budget. Symlinked directories are never followed; symlinked files
@@ -131,6 +157,7 @@ def collect_project_files(
     """
     real_root = Path(root).resolve()
     skipped: Counter[str] = Counter()
+    withheld: list[WithheldFile] = []
     seen = 0
     # Max-heap (by negated rank) of the best candidates so far; the worst is evicted once the rest cover
     # the budget, so a 100,000-file tree costs no more memory than a small one.
@@ -139,7 +166,7 @@ def collect_project_files(
     tiebreak = itertools.count()
     keep_cost = budget_chars * _CANDIDATE_SLACK
 
-    for rel, full, size in _walk(real_root, skipped, max_files_scanned):
+    for rel, full, size in _walk(real_root, skipped, max_files_scanned, withheld):
         seen += 1
         cost = min(size, max_file_bytes)
         rank = _rank(rel, size)
@@ -162,6 +189,11 @@ def collect_project_files(
             skipped["binary"] += 1
             continue
         text, cut = read
+        kinds = find_secrets(rel, full, text, whole_file=not cut) if find_secrets is not None else []
+        if kinds:
+            skipped["secret_content"] += 1
+            withheld.append(WithheldFile(rel, ", ".join(kinds)))
+            continue
         files.append(ProjectFile(path=rel, size=size, content=text, truncated=cut))
         left -= len(text)
 
@@ -171,6 +203,7 @@ def collect_project_files(
         total_files_seen=seen,
         skipped=dict(skipped),
         budget_chars=budget_chars,
+        withheld=sorted(withheld, key=lambda w: w.path),
     )
 
 
@@ -178,7 +211,8 @@ def collect_project_files(
 # Walking
 
 
-def _walk(root: Path, skipped: Counter[str], max_files: int) -> Iterator[tuple[str, str, int]]:
+def _walk(root: Path, skipped: Counter[str], max_files: int,
+          withheld: list[WithheldFile]) -> Iterator[tuple[str, str, int]]:
     """Yield (relative posix path, absolute path, size) of every regular file worth considering."""
     scanned = 0
     root_str = str(root)
@@ -227,6 +261,7 @@ def _walk(root: Path, skipped: Counter[str], max_files: int) -> Iterator[tuple[s
                 continue
             if _SECRET_NAME.match(entry.name.lower()) and entry.name.lower() not in _SECRET_ALLOWED:
                 skipped["secret"] += 1
+                withheld.append(WithheldFile(rel, "secret file name"))
                 continue
             if is_link and not _inside(entry.path, root_str):
                 skipped["symlink_outside"] += 1

@@ -1,5 +1,6 @@
 """Provider rate limits reschedule a task without spending retries: postpone_rate_limited(),
-background_tasks.provider_wait_seconds, task_attempt_errors outcome 'rate_limited'.
+background_tasks.provider_wait_seconds, task_attempt_errors outcome 'rate_limited'; task lists show
+task_result_preview() of a large result.
 
 Revision ID: 0011
 """
@@ -23,6 +24,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION task_result_preview(jsonb)")
     op.execute("DROP FUNCTION postpone_rate_limited(text, integer, text, text, double precision, double precision)")
     op.execute("DELETE FROM task_attempt_errors WHERE outcome = 'rate_limited'")
     op.execute("ALTER TABLE task_attempt_errors DROP CONSTRAINT task_attempt_errors_outcome_check")

@@ -49,3 +49,19 @@ END
 $$;
 COMMENT ON FUNCTION postpone_rate_limited(text, integer, text, text, double precision, double precision) IS
   'Worker: the provider rate-limited this attempt (429); back to pending after Retry-After (or backoff) without counting a retry, while the task''s total wait stays within max_wait_seconds; past it, fail_task().';
+
+-- Lists carry a preview of a large result instead of the result (the task's own page has it whole).
+CREATE FUNCTION task_result_preview(result jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'truncated', true,
+        'keys', CASE WHEN jsonb_typeof(result) = 'object'
+                     THEN (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(result) AS k) END,
+        'counts', CASE WHEN jsonb_typeof(result) = 'object'
+                       THEN (SELECT jsonb_object_agg(e.key, jsonb_array_length(e.value)) FROM jsonb_each(result) e
+                             WHERE jsonb_typeof(e.value) = 'array') END,
+        'summary', CASE WHEN jsonb_typeof(result -> 'summary') = 'string'
+                        THEN to_jsonb(left(result ->> 'summary', 500)) END,
+        'success', CASE WHEN jsonb_typeof(result) = 'object' THEN result -> 'success' END))
+$$;
+COMMENT ON FUNCTION task_result_preview(jsonb) IS
+  'What a task list shows instead of a large result: {"truncated": true, "keys": [...], "counts": {array key: length}, "summary": first 500 characters, "success"}.';

@@ -35,6 +35,8 @@ def _task_schema(seed_two: bool) -> S:
         "progress": {"type": "integer", "minimum": 0, "maximum": 100}, "total": {"type": "integer"},
         "retryCount": {"type": "integer"}, "maxRetries": {"type": "integer"},
         "errorMessage": _nullable("string"), "resultData": {}, "result": {},
+        "resultTruncated": {"type": "boolean", "description": "lists only: resultData/result is a preview "
+                            "({truncated, keys, counts, summary}) of a large result; GET /api/tasks/{id} has it"},
         "runAt": {"type": "string", "format": "date-time"}, "attempt": {"type": "integer"},
         "workerId": _nullable("string"),
         "leaseExpiresAt": {**time, "description": "while processing: when its holder's lease runs out"},

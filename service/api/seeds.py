@@ -28,6 +28,9 @@ from .tasks import (
 )
 
 SEED_ONE_ACTIONS = ("cancel", "retry", "delete", "clear-completed")
+# The seeds' lists carry results (their clients read them there), whole up to this many bytes of JSON each:
+# a quiz of 50 questions fits; a pathological result is a preview (`resultTruncated: true`).
+SEED_LIST_RESULT_BYTES = 64_000
 
 
 # ---------------------------------------------------------------- seed one: /api/kiro/background-tasks
@@ -38,7 +41,8 @@ async def kiro_list(request: Request) -> JSONResponse:
     params = request.query_params
     flt, visible = filter_from(params, principal, type_key="taskType")
     limit = v.q_limit(params)
-    rows = await store.list_tasks(pool(request), flt, limit=limit) if visible else []
+    rows = await store.list_tasks(pool(request), flt, limit=limit,
+                                  preview_over_bytes=SEED_LIST_RESULT_BYTES) if visible else []
     counts = await counts_for(request, principal, flt.user_id, visible)
     return ok({"tasks": [seed_one_task_json(r) for r in rows], "taskCounts": counts})
 
@@ -129,5 +133,6 @@ async def get_background_tasks(request: Request) -> JSONResponse:
     params = request.query_params
     flt, visible = filter_from(params, principal, type_key="")
     limit = v.q_limit(params, default=100)
-    rows = await store.list_tasks(pool(request), flt, limit=limit) if visible else []
+    rows = await store.list_tasks(pool(request), flt, limit=limit,
+                                  preview_over_bytes=SEED_LIST_RESULT_BYTES) if visible else []
     return ok({"tasks": [task_json(r, seed_two=True) for r in rows], "count": len(rows)})

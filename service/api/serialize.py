@@ -100,6 +100,8 @@ def task_json(row: Mapping[str, Any], *, seed_two: bool = False) -> dict[str, An
         out["result"] = out["resultData"]
     status = str(out["status"]) if out["status"] is not None else None
     out["status"] = seed_two_status(status) if seed_two and status else status
+    # Lists flag a result they show only as a preview; a task read alone always has it whole.
+    out["resultTruncated"] = bool(row["result_truncated"]) if "result_truncated" in row.keys() else False
     if "depends_on" in row.keys():  # once task dependencies exist, a query may select them
         out["dependsOn"] = list(row["depends_on"] or [])
     if seed_two:

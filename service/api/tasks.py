@@ -22,6 +22,9 @@ from .auth import Principal, authenticate
 from .serialize import counts_json, iso, ok, task_json
 
 BULK_LIMIT = 10_000  # rows one bulk call changes at most; `more: true` says call again
+# A listed task carries its result whole only up to this many bytes of JSON; larger ones are a preview
+# (`resultTruncated: true`) and GET /api/tasks/{id} has them whole: a page of 100 stays well under 1 MB.
+LIST_RESULT_BYTES = 1_000
 
 
 def pool(request: Request) -> asyncpg.Pool:
@@ -151,7 +154,8 @@ async def list_tasks(request: Request) -> JSONResponse:
     sort = v.q_sort(params)
     limit = v.q_limit(params)
     after = v.decode_cursor(params.get("cursor"), sort)
-    rows = await store.list_tasks(pool(request), flt, sort=sort, after=after, limit=limit + 1) if visible else []
+    rows = await store.list_tasks(pool(request), flt, sort=sort, after=after, limit=limit + 1,
+                                  preview_over_bytes=LIST_RESULT_BYTES) if visible else []
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -40,8 +40,15 @@ WHERE s.idempotency_key IS NOT NULL AND NOT EXISTS (SELECT FROM inserted i WHERE
 SELECT * FROM background_tasks WHERE id = $1;
 
 -- name: list_tasks_created_desc
--- A page of the visible tasks matching the filter, newest first (ties by id), after the cursor.
-SELECT t.* FROM background_tasks t
+-- A page of the visible tasks matching the filter, newest first (ties by id), after the cursor. $11: results larger than this many bytes
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
+SELECT r.*, s.result_truncated FROM background_tasks t
+CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
+                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
+                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
+CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
+CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
+    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
 WHERE ($1::text IS NULL OR t.user_id = $1)
   AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
   AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
@@ -54,8 +61,15 @@ ORDER BY t.created_at DESC, t.id DESC
 LIMIT $10;
 
 -- name: list_tasks_created_asc
--- A page of the visible tasks matching the filter, oldest first (ties by id), after the cursor.
-SELECT t.* FROM background_tasks t
+-- A page of the visible tasks matching the filter, oldest first (ties by id), after the cursor. $11: results larger than this many bytes
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
+SELECT r.*, s.result_truncated FROM background_tasks t
+CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
+                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
+                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
+CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
+CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
+    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
 WHERE ($1::text IS NULL OR t.user_id = $1)
   AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
   AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
@@ -68,8 +82,15 @@ ORDER BY t.created_at ASC, t.id ASC
 LIMIT $10;
 
 -- name: list_tasks_updated_desc
--- A page of the visible tasks matching the filter, most recently changed first (ties by id), after the cursor.
-SELECT t.* FROM background_tasks t
+-- A page of the visible tasks matching the filter, most recently changed first (ties by id), after the cursor. $11: results larger than this many bytes
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
+SELECT r.*, s.result_truncated FROM background_tasks t
+CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
+                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
+                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
+CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
+CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
+    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
 WHERE ($1::text IS NULL OR t.user_id = $1)
   AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
   AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
@@ -82,8 +103,15 @@ ORDER BY t.updated_at DESC, t.id DESC
 LIMIT $10;
 
 -- name: list_tasks_updated_asc
--- A page of the visible tasks matching the filter, least recently changed first (ties by id), after the cursor.
-SELECT t.* FROM background_tasks t
+-- A page of the visible tasks matching the filter, least recently changed first (ties by id), after the cursor. $11: results larger than this many bytes
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
+SELECT r.*, s.result_truncated FROM background_tasks t
+CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
+                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
+                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
+CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
+CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
+    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
 WHERE ($1::text IS NULL OR t.user_id = $1)
   AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
   AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
@@ -96,8 +124,15 @@ ORDER BY t.updated_at ASC, t.id ASC
 LIMIT $10;
 
 -- name: list_tasks_priority_desc
--- A page of the visible tasks matching the filter, highest priority first (ties by id), after the cursor.
-SELECT t.* FROM background_tasks t
+-- A page of the visible tasks matching the filter, highest priority first (ties by id), after the cursor. $11: results larger than this many bytes
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
+SELECT r.*, s.result_truncated FROM background_tasks t
+CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
+                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
+                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
+CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
+CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
+    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
 WHERE ($1::text IS NULL OR t.user_id = $1)
   AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
   AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
@@ -110,8 +145,15 @@ ORDER BY t.priority DESC, t.id DESC
 LIMIT $10;
 
 -- name: list_tasks_priority_asc
--- A page of the visible tasks matching the filter, lowest priority first (ties by id), after the cursor.
-SELECT t.* FROM background_tasks t
+-- A page of the visible tasks matching the filter, lowest priority first (ties by id), after the cursor. $11: results larger than this many bytes
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
+SELECT r.*, s.result_truncated FROM background_tasks t
+CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
+                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
+                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
+CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
+CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
+    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
 WHERE ($1::text IS NULL OR t.user_id = $1)
   AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
   AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))

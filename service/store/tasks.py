@@ -126,12 +126,16 @@ SORTS: dict[str, tuple[str, str]] = {
 
 async def list_tasks(
     conn: Executor, flt: TaskFilter, *, sort: str = "-createdAt", after: tuple[Any, str] | None = None,
-    limit: int = 100,
+    limit: int = 100, preview_over_bytes: int | None = None,
 ) -> list[asyncpg.Record]:
-    """One page in `sort` order, starting after the (sort key, id) of the previous page's last row."""
+    """One page in `sort` order, starting after the (sort key, id) of the previous page's last row.
+
+    ``preview_over_bytes``: a result larger than this as JSON comes back as task_result_preview() (a few
+    hundred bytes) with ``result_truncated`` true, so a page never carries large results; None: whole.
+    """
     query, _ = SORTS[sort]
     key, last_id = after if after is not None else (None, None)
-    return await conn.fetch(queries.get(query).sql, *flt.params(), key, last_id, limit)
+    return await conn.fetch(queries.get(query).sql, *flt.params(), key, last_id, limit, preview_over_bytes)
 
 
 def cursor_key(row: asyncpg.Record, sort: str) -> tuple[Any, str]:

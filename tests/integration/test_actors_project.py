@@ -5,6 +5,7 @@ root, and a 10,000-file project within the budget."""
 from __future__ import annotations
 
 import importlib
+import json
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +181,60 @@ def test_a_project_that_changed_into_an_escape_after_creation_is_refused_at_run_
     row = wait_final(sql, [task_id])[task_id]
     assert row["status"] == "error" and "outside the allowed project roots" in row["error_message"]
     assert fake.requests == []
+
+
+# Secret values planted in a project: none may reach the model provider, whatever the file is called.
+PLANTED = {
+    "credentials.json": (
+        '{\n  "type": "service_account",\n  "project_id": "shop-prod",\n'
+        '  "private_key_id": "8f3c1a9d2b7e4f6a0c5d8e1b3a7f9c2d4e6b8a0c",\n'
+        '  "private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\\n'
+        '-----END PRIVATE KEY-----\\n",\n  "client_email": "deploy@shop-prod.iam.gserviceaccount.com"\n}\n'),
+    "config/secrets.yaml": (
+        "database:\n  password: Zx9qL2mV8rT4wY7uQ1\n"
+        "tls_key: |\n  -----BEGIN RSA PRIVATE KEY-----\n"
+        "  MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
+        "  VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n"
+        "  -----END RSA PRIVATE KEY-----\n"),
+    ".env.example": (
+        "OPENAI_API_KEY=sk-proj-Tq8vX2mN5bR7kL9wZ3cY6hJ4\n"
+        "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq8LMKEY\n"
+        "STRIPE_TOKEN=rk_live_51HqLyjWDarjtT1zdp7dcbv0dhgtAuHcr\n"),
+    "deploy/service-account.json": (
+        '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvgIBADANBgkqhkiG9w0BAQEF'
+        'AASCBKgwggSkAgEAAoIBAQDZ\\n-----END PRIVATE KEY-----\\n", "token": "ya29.a0AfH6SMBx3kq9YwZlPq7"}\n'),
+}
+SECRET_VALUES = [
+    "8f3c1a9d2b7e4f6a0c5d8e1b3a7f9c2d4e6b8a0c", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
+    "Zx9qL2mV8rT4wY7uQ1", "MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun",
+    "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK", "sk-proj-Tq8vX2mN5bR7kL9wZ3cY6hJ4",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq8LMKEY", "rk_live_51HqLyjWDarjtT1zdp7dcbv0dhgtAuHcr",
+    "MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDZ", "ya29.a0AfH6SMBx3kq9YwZlPq7",
+]
+
+
+def test_secrets_in_file_contents_never_reach_the_model_and_the_result_names_what_was_withheld(
+        sql: psycopg.Connection[Any], procs: Processes, fake: FakeOpenAI, roots: Path) -> None:
+    project = make_project(roots)
+    for rel, text in PLANTED.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text)
+    (project / "src/shop/settings.py").write_text("DEBUG = False\nTIMEOUT_S = 30  # MARKER-SETTINGS\n")
+    ai_worker(procs, fake, roots)
+    task_id = project_task(sql, "docs", project)
+    row = wait_final(sql, [task_id])[task_id]
+    assert row["status"] == "completed", row["error_message"]
+
+    sent = "\n".join(json.dumps(r.body) for r in fake.requests)
+    assert "MARKER-SETTINGS" in sent and "MARKER-README" in sent, "ordinary files are still sent"
+    leaked = [value for value in SECRET_VALUES if value in sent]
+    assert leaked == [], f"sent to the provider: {leaked}"
+
+    source = row["result_data"]["source"]
+    withheld = {w["path"]: w["reason"] for w in source["withheld"]}
+    assert set(withheld) == {*PLANTED, ".env"}, withheld
+    assert withheld[".env"] == "secret file name"
+    assert "Private Key" in withheld["credentials.json"] and "Private Key" in withheld["config/secrets.yaml"]
+    assert source["withheldCount"] == 5
+    assert not set(withheld) & set(source["files"])
+    assert not any(value in json.dumps(row["result_data"]) for value in SECRET_VALUES)
