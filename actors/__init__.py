@@ -1,8 +1,8 @@
 """The registry: task type -> the function that runs it, its payload schema and its limits.
 
-Actor modules stay plain (an `async def run(task)` each); the worker wraps each entry in a Dramatiq actor
-named after the type when it boots, on our Postgres broker. Adding a task type: one module with `run`, and
-one entry below (docs/adding-a-task-type.md).
+Entries come from modules of task types loaded at process start (bgtasks/task_modules.py): the application's
+own (`@bgtasks.task_type`, docs/adding-a-task-type.md) and bgtasks' built-in ones (bgtasks.actors.builtin).
+The worker wraps each entry in a Dramatiq actor named after the type when it boots, on our Postgres broker.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class TaskType:
     # settings' (BGTASKS_MODEL_MAX_OUTPUT_TOKENS, BGTASKS_MODEL_MAX_OUTPUT_TOKENS_CAP).
     max_output_tokens: int | None = None
     max_output_tokens_cap: int | None = None
+    result_schema: dict[str, Any] | None = None  # what the function returns, when its annotation says
     function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)  # set by task_type()
 
     def load(self) -> Callable[..., Any]:
@@ -36,73 +37,7 @@ class TaskType:
         return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-_PROJECT_PAYLOAD: dict[str, Any] = {
-    "type": "object",
-    "properties": {"instructions": {"type": "string", "maxLength": 4000}},
-    "additionalProperties": False,
-}
-_QUESTION_IDS: dict[str, Any] = {
-    "type": "object",
-    "properties": {"questionIds": {"type": "array", "items": {"type": "integer", "minimum": 1},
-                                   "minItems": 1, "maxItems": 200}},
-    "required": ["questionIds"],
-    "additionalProperties": False,
-}
-
-_TYPES = [
-    TaskType("docs", "bgtasks.actors.docs:run", "Generate documentation for a project", _PROJECT_PAYLOAD,
-             needs_project=True),
-    TaskType("tasks", "bgtasks.actors.tasks:run", "Recommend next tasks for a project", _PROJECT_PAYLOAD,
-             needs_project=True),
-    TaskType("goals", "bgtasks.actors.goals:run", "Propose goals for a project", _PROJECT_PAYLOAD, needs_project=True),
-    TaskType("context", "bgtasks.actors.context:run", "Write context files that describe a project's code",
-             _PROJECT_PAYLOAD, needs_project=True),
-    TaskType("code", "bgtasks.actors.code:run", "Find code optimisation tasks in a project", _PROJECT_PAYLOAD,
-             needs_project=True),
-    TaskType(
-        "generation", "bgtasks.actors.generation:run", "Generate quiz questions",
-        {
-            "type": "object",
-            "properties": {
-                "amount": {"type": "integer", "minimum": 1, "maximum": 50},
-                "category": {"type": "string", "minLength": 1, "maxLength": 200},
-                "ageGroup": {"type": "string", "enum": ["children", "youth", "adults"]},
-                "difficulty": {"type": "string", "enum": ["easy", "medium", "hard"]},
-                "provider": {"type": "string", "enum": ["openai"]},
-            },
-            "required": ["amount", "category"],
-            "additionalProperties": False,
-        },
-    ),
-    TaskType("validation", "bgtasks.actors.validation:run", "Validate stored quiz questions", _QUESTION_IDS),
-    TaskType("emoji-regeneration", "bgtasks.actors.emoji_regeneration:run", "Choose new emoji for quiz questions",
-             _QUESTION_IDS),
-    # Diagnostics: no model, for checking a deployment, the tests and the benchmarks.
-    TaskType("noop", "bgtasks.actors.diagnostics:noop", "Do nothing (benchmarks)", diagnostic=True),
-    TaskType(
-        "sleep", "bgtasks.actors.diagnostics:sleep", "Sleep, reporting progress",
-        {"type": "object", "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 3600},
-                                          "steps": {"type": "integer", "minimum": 1, "maximum": 1000}},
-         "additionalProperties": True},
-        diagnostic=True,
-    ),
-    TaskType(
-        "add", "bgtasks.actors.diagnostics:add", "Add a number to the upstream tasks' values (chains)",
-        {"type": "object", "properties": {"start": {"type": "number"}, "add": {"type": "number"}},
-         "additionalProperties": True},
-        diagnostic=True,
-    ),
-    TaskType(
-        "flaky", "bgtasks.actors.diagnostics:flaky", "Fail the first N attempts, then succeed",
-        {"type": "object", "properties": {"failures": {"type": "integer", "minimum": 0, "maximum": 100},
-                                          "permanent": {"type": "boolean"},
-                                          "message": {"type": "string", "maxLength": 1000}},
-         "additionalProperties": True},
-        diagnostic=True,
-    ),
-]
-
-TASK_TYPES: dict[str, TaskType] = {t.name: t for t in _TYPES}
+TASK_TYPES: dict[str, TaskType] = {}
 
 
 def get_task_type(name: str) -> TaskType | None:

@@ -7,12 +7,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Task", "task_type"]
+__all__ = ["ApiError", "AsyncClient", "Client", "StreamLost", "Task", "TaskEvent", "TaskInfo", "TaskPage",
+           "ValidationFailed", "enqueue", "task_type"]
 
 if TYPE_CHECKING:
+    from .enqueue import enqueue
+    from .errors import ValidationFailed
+    from .http_client import ApiError, AsyncClient, Client, StreamLost, TaskEvent, TaskInfo, TaskPage
     from .task_types import Task, task_type
 
-_EXPORTS = {"Task": "task_types", "task_type": "task_types"}
+_EXPORTS = {
+    "Task": "task_types", "task_type": "task_types",  # defining task types
+    "enqueue": "enqueue", "ValidationFailed": "errors",  # creating tasks in the application's transaction
+    # the HTTP client
+    "Client": "http_client", "AsyncClient": "http_client", "ApiError": "http_client", "StreamLost": "http_client",
+    "TaskInfo": "http_client", "TaskEvent": "http_client", "TaskPage": "http_client",
+}
 
 
 def __getattr__(name: str) -> Any:

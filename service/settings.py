@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     bgtasks_log_json: bool = False
     bgtasks_log_level: str = "INFO"
 
+    bgtasks_app: str = Field("", description="comma-separated modules of task types to load (`--app` adds more)")
+    bgtasks_builtin_types: bool = Field(True, description="load bgtasks' built-in task types (seeds, diagnostics)")
+
     openai_api_key: str | None = None
     openai_base_url: str | None = None
     bgtasks_model: str = "gpt-4o-mini"

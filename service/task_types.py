@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from bgtasks import actors
 from bgtasks.errors import PermanentTaskError
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from bgtasks.task_context import TaskContext
 
 F = TypeVar("F", bound=Callable[..., Any])
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")  # as background_tasks.task_type's CHECK
 
 
 class Task:
@@ -97,6 +99,18 @@ def _payload_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
     return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
 
 
+def _result_schema(fn: Callable[..., Any]) -> dict[str, Any] | None:
+    """The JSON Schema of the function's return annotation, when it has one pydantic can describe."""
+    try:
+        hint = typing.get_type_hints(fn).get("return")
+        if hint is None or hint is type(None) or hint is Any:
+            return None
+        schema = TypeAdapter(hint).json_schema()
+    except Exception:  # an annotation pydantic cannot describe: the result is not declared
+        return None
+    return schema
+
+
 def _result(value: Any) -> Any:
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
@@ -124,6 +138,9 @@ def task_type(
     payload parameter (which the function then receives parsed), else any JSON object. Returns `fn` unchanged.
     """
 
+    if not NAME.match(name):
+        raise ValueError(f"task type name {name!r}: a lowercase letter, then up to 39 of a-z, 0-9, _ and -")
+
     def register(fn: F) -> F:
         model = _payload_model(fn)
         payload_schema = schema or (model.model_json_schema() if model else {"type": "object"})
@@ -147,6 +164,7 @@ def task_type(
         actors.register(actors.TaskType(
             name, f"{fn.__module__}:{fn.__qualname__}", description or (fn.__doc__ or "").strip().split("\n")[0],
             payload_schema, time_limit_s=time_limit_s, max_retries=max_retries, function=run,
+            result_schema=_result_schema(fn),
         ))
         return fn
 

@@ -49,6 +49,7 @@ from .middleware.cancellation import interrupt_thread
 from .middleware.outcome import EXPECTED, Failure, Outcome, json_result
 from .retention import start_retention
 from .settings import Settings
+from .store import task_types as task_type_store
 from .store import worker as store
 from .task_context import TaskContext
 
@@ -124,6 +125,8 @@ class Runtime:
     def start(self) -> None:
         with self.pool.connection() as conn:
             store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid(), self.concurrency)
+            # The API validates and lists from what workers publish: it need not import the application.
+            task_type_store.publish_task_types(conn, self.worker_id, actors.TASK_TYPES.values())
             self.poll_interval_s = store.queue_settings(conn)["poll_interval"] / 1000
         for target, name in ((self._listen, "listener"), (self._complete_loop, "completer"),
                              (self._heartbeat_loop, "heartbeat"), (self._schedule_loop, "scheduler")):

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+import bgtasks.actors.builtin  # noqa: F401  (the built-in types, as every bgtasks process loads them)
 from bgtasks import db
 
 TEMPLATE = "bgtasks_template"

@@ -90,10 +90,10 @@ class Processes:
         env.update(extra)
         return env
 
-    def start(self, args: list[str], ready: str | None, **env: str) -> Proc:
+    def start(self, args: list[str], ready: str | None, cwd: Path | None = None, **env: str) -> Proc:
         log = self.tmp / f"proc-{len(self.procs)}.log"
         popen = subprocess.Popen([*BGTASKS, *args], env=self.env(**env), stdout=log.open("wb"),
-                                 stderr=subprocess.STDOUT, cwd=str(Path(__file__).parent.parent))
+                                 stderr=subprocess.STDOUT, cwd=str(cwd or Path(__file__).parent.parent))
         proc = Proc(popen, log)
         self.procs.append(proc)
         if ready:

@@ -14,12 +14,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from .. import db
+from ..catalog import CATALOG
 from ..connections import Connections
 from ..connections import resolve as resolve_connections
 from ..hub import Hub
 from ..metrics import metrics
 from ..settings import Settings
-from . import dashboard, events, openapi, queue, seeds, tasks, workflows
+from ..task_modules import load_task_types
+from . import dashboard, events, openapi, queue, seeds, task_types, tasks, workflows
 from .auth import dev_mode_banner
 from .content_type import JsonBodyMiddleware
 from .errors import EXCEPTION_HANDLERS, BodyLimitMiddleware
@@ -43,6 +45,7 @@ async def healthz(request: Request) -> JSONResponse:
 def create_app(settings: Settings, connections: Connections | None = None) -> Starlette:
     """The application; `connections` as resolved by `bgtasks api` (else resolved at startup)."""
     assert settings.database_url, "create_app needs settings.database_url"
+    load_task_types(settings)  # the API validates from what workers publish; local types fill in meanwhile
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -51,6 +54,7 @@ def create_app(settings: Settings, connections: Connections | None = None) -> St
             log.warning(banner)
         conns = connections if connections is not None else await asyncio.to_thread(resolve_connections, settings)
         app.state.pool = await db.create_pool(conns.url, min_size=1, max_size=10, prepare=conns.prepare)
+        await CATALOG.refresh(app.state.pool)
         # The hub LISTENs: on the direct URL (a transaction pooler would lose its LISTEN).
         app.state.hub = Hub(
             conns.direct, app.state.pool, buffer=settings.bgtasks_sse_buffer,
@@ -84,6 +88,7 @@ def create_app(settings: Settings, connections: Connections | None = None) -> St
         Route("/api/tasks/{task_id}/cancel", tasks.cancel_task, methods=["POST"]),
         Route("/api/tasks/{task_id}/retry", tasks.retry_task, methods=["POST"]),
         Route("/api/me", tasks.me, methods=["GET"]),
+        Route("/api/task-types", task_types.list_task_types, methods=["GET"]),
         Route("/api/usage", tasks.usage, methods=["GET"]),
         Route("/api/queue", queue.get_queue, methods=["GET"]),
         Route("/api/queue", queue.patch_queue, methods=["PATCH"]),

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from bgtasks.actors import TASK_TYPES
+from ..catalog import CATALOG
 
 TYPES_PLACEHOLDER = "__BGTASKS_TASK_TYPES__"
 
@@ -43,7 +43,7 @@ SECURITY_HEADERS = {
 
 
 def task_types_json() -> list[dict[str, Any]]:
-    """What the create form needs of each task type (the registry is the one source)."""
+    """What the create form needs of each task type (published by workers, or defined in this process)."""
     return [
         {
             "name": t.name,
@@ -53,7 +53,7 @@ def task_types_json() -> list[dict[str, Any]]:
             "maxRetries": t.max_retries,
             "payloadSchema": t.payload_schema,
         }
-        for t in TASK_TYPES.values()
+        for t in CATALOG.all()
     ]
 
 
@@ -63,14 +63,15 @@ def _json_for_html(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-@lru_cache(maxsize=1)
-def _page() -> str:
+@lru_cache(maxsize=4)
+def _page(version: int) -> str:
     html = resources.files("bgtasks").joinpath("static/index.html").read_text(encoding="utf-8")
     return html.replace(TYPES_PLACEHOLDER, _json_for_html(task_types_json()))
 
 
 async def index(request: Request) -> HTMLResponse:
-    return HTMLResponse(_page(), headers=SECURITY_HEADERS)
+    await CATALOG.ready(request.app.state.pool)
+    return HTMLResponse(_page(CATALOG.version), headers=SECURITY_HEADERS)
 
 
 def static_files() -> StaticFiles:

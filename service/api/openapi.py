@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from bgtasks import actors
+from bgtasks.actors import payloads
 
 from ..states import Status
 from ..store.tasks import SORTS
@@ -123,9 +123,8 @@ FILTERS = [
     _q("createdUntil", {"type": "string", "format": "date-time"}),
     _q("q", {"type": "string", "maxLength": 200}, "text in label or description"),
 ]
-_TYPES = sorted(actors.TASK_TYPES)
 CREATE_PROPS: S = {
-    "taskType": {"enum": _TYPES}, "payload": {"type": "object"},
+    "taskType": {"type": "string", "description": "a type a worker published (GET /api/task-types)"}, "payload": {"type": "object"},
     "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
     "maxRetries": {"type": "integer", "minimum": 0, "maximum": 100},
     "projectId": {"type": "string", "maxLength": 200}, "projectName": {"type": "string", "maxLength": 200},
@@ -167,7 +166,7 @@ QUEUE_PATCH: S = {
     },
     "additionalProperties": False,
 }
-GENERATION: S = actors.TASK_TYPES["generation"].payload_schema
+GENERATION: S = payloads.GENERATION
 
 TASK_OK = _success({"task": TASK}, ["task"])
 SCHEDULE: S = {"type": "object", "properties": {

@@ -24,6 +24,7 @@ from .tasks import (
     filter_from,
     pool,
     retry_one,
+    types_ready,
     update_status,
 )
 
@@ -39,6 +40,7 @@ async def kiro_list(request: Request) -> JSONResponse:
     """GET ?projectId&status&limit: the caller's tasks, newest first, and taskCounts by status."""
     principal = await authenticate(request)
     params = request.query_params
+    await types_ready(request, params.get("taskType"))
     flt, visible = filter_from(params, principal, type_key="taskType")
     limit = v.q_limit(params)
     rows = await store.list_tasks(pool(request), flt, limit=limit,

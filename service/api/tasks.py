@@ -10,6 +10,7 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ..catalog import CATALOG
 from ..errors import Forbidden, TaskNotFound
 from ..settings import Settings
 from ..states import Status
@@ -36,6 +37,13 @@ def settings(request: Request) -> Settings:
 
 
 # ---------------------------------------------------------------- shared by the resource and seed APIs
+
+async def types_ready(request: Request, *names: Any) -> None:
+    """Before validating: the catalog re-reads published types if stale or if one of `names` (task type
+    names, or comma-separated lists of them) is not known yet (service/catalog.py)."""
+    split = [n for name in names if isinstance(name, str) for n in name.split(",")]
+    await CATALOG.ready(pool(request), split)
+
 
 def owner_filter(principal: Principal, requested: str | None) -> tuple[str | None, bool]:
     """(user filter, visible at all). A user asking for another user's tasks sees none, not an error."""
@@ -71,6 +79,7 @@ async def visible_task(request: Request, principal: Principal, task_id: str) -> 
 async def create_from_body(request: Request, principal: Principal, body: Mapping[str, Any], *,
                            strict: bool) -> tuple[asyncpg.Record, bool]:
     """Validate and insert one task: one statement (plus its NOTIFY). (row, created now?)"""
+    await types_ready(request, body.get("taskType"))
     spec = v.build_task_spec(body, principal, settings(request).project_roots,
                              idempotency_key=v.idempotency_key(request), strict=strict)
     # Under the creation rate limit (429), and with its dependencies, in one transaction (api/workflows.py).
@@ -150,6 +159,7 @@ async def counts_for(request: Request, principal: Principal, user_id: str | None
 async def list_tasks(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     params = request.query_params
+    await types_ready(request, params.get("type"))
     flt, visible = filter_from(params, principal)
     sort = v.q_sort(params)
     limit = v.q_limit(params)
@@ -168,7 +178,17 @@ async def create_task(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     body = await v.read_json_object(request)
     row, created = await create_from_body(request, principal, body, strict=True)
-    return ok({"task": task_json(row), "created": created}, status_code=201 if created else 200)
+    out: dict[str, Any] = {"task": task_json(row), "created": created}
+    if (waiting := waiting_for_worker(row["task_type"])) is not None:
+        out["waiting"] = waiting
+    return ok(out, status_code=201 if created else 200)
+
+
+def waiting_for_worker(task_type: str) -> str | None:
+    """A sentence when workers published `task_type` but none of them is live: the task waits for one."""
+    if CATALOG.live_workers(task_type) == 0:
+        return f"no live worker serves task type {task_type!r}; the task waits until one starts"
+    return None
 
 
 async def create_batch(request: Request) -> JSONResponse:
@@ -181,6 +201,7 @@ async def create_batch(request: Request) -> JSONResponse:
         raise v.fail("tasks", "expected a non-empty array of task objects")
     if len(items) > v.MAX_BATCH:
         raise v.fail("tasks", f"at most {v.MAX_BATCH} tasks per batch")
+    await types_ready(request, *(i.get("taskType") for i in items if isinstance(i, dict)))
     roots = settings(request).project_roots
     specs = []
     depends_on: list[list[str] | None] = []
@@ -205,6 +226,7 @@ async def create_batch(request: Request) -> JSONResponse:
 async def task_counts(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     params = request.query_params
+    await types_ready(request, params.get("type"))
     user_id, visible = owner_filter(principal, v.q_str(params, "userId"))
     return ok({"counts": await counts_for(request, principal, user_id, visible, v.q_types(params))})
 
@@ -241,6 +263,7 @@ async def bulk_action(request: Request) -> JSONResponse:
                                                                         if name in ("status", "type") else ""))
             if value is not None:
                 params[name] = value
+    await types_ready(request, params.get("type"))
     flt, visible = filter_from(params, principal)
     reason = v.get_str(body, "reason") or f"cancelled by {principal.user_id}"
     changed: list[str] = []
@@ -288,6 +311,7 @@ async def usage(request: Request) -> JSONResponse:
     v.only_fields(params, {"userId", "type", "since", "until"})
     asked = v.q_str(params, "userId", max_len=200)
     user_id = asked if principal.is_superuser else principal.user_id
+    await types_ready(request, params.get("type"))
     types = v.q_types(params)
     since, until = v.q_time(params, "since"), v.q_time(params, "until")
     rows = await usage_store.usage_totals(pool(request), user_id, types, since, until)

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from bgtasks import actors
 
+from ..catalog import CATALOG
 from ..errors import Forbidden, TaskNotFound, ValidationFailed
 from ..states import Status, parse_status
 from ..store.tasks import SORTS, TaskSpec
@@ -211,12 +212,13 @@ def check_task_id(value: str) -> str:
 
 
 def check_task_type(value: Any, field: str = "taskType") -> actors.TaskType:
+    """A type a worker published (or one defined in this process); catalog.ready() re-reads the table first."""
     if not isinstance(value, str):
         raise fail(field, f"expected a task type string, got {_json_type(value)}")
-    task_type = actors.get_task_type(value)
+    task_type = CATALOG.get(value)
     if task_type is None:
-        known = ", ".join(sorted(actors.TASK_TYPES))
-        raise fail(field, f"unknown task type {value[:50]!r}; one of: {known}")
+        known = ", ".join(CATALOG.names()) or "none yet (start a worker)"
+        raise fail(field, f"unknown task type {value[:50]!r}: no worker has published it; known: {known}")
     return task_type
 
 

@@ -11,6 +11,7 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ..catalog import CATALOG
 from ..store import workflows as store
 from . import validation as v
 from .auth import authenticate
@@ -93,6 +94,7 @@ async def create_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     body = await v.read_json_object(request)
     v.only_fields(body, SCHEDULE_CREATE)
+    await CATALOG.ready(_pool(request), [body.get("taskType")])
     name = v.get_str(body, "name", required=True, max_len=100)
     assert name is not None
     owner = v.get_str(body, "userId", max_len=200) if principal.is_superuser else None
@@ -111,6 +113,7 @@ async def patch_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     body = await v.read_json_object(request)
     v.only_fields(body, SCHEDULE_PATCH)
+    await CATALOG.ready(_pool(request), [body.get("taskType")])
     row = await store.update_schedule(_pool(request), _name(request), principal.owner,
                                       **_schedule_fields(body, creating=False))
     return ok({"schedule": schedule_json(row)})

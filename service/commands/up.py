@@ -17,6 +17,7 @@ import psycopg
 
 from .. import db, running
 from ..settings import Settings, load_settings
+from ..task_modules import BUILTIN, module_names
 
 EXIT_FAILED, EXIT_PORT_BUSY = 1, 2  # and 0 after Ctrl-C or SIGTERM (docs/operations.md)
 READY_TIMEOUT_S = 60.0
@@ -28,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--port", type=int, help="port (default BGTASKS_PORT, 8000)")
     p.add_argument("--data-dir", help="where the embedded database lives (default BGTASKS_DATA_DIR)")
     p.add_argument("--concurrency", type=int, help="worker concurrency (default BGTASKS_WORKER_CONCURRENCY)")
+    p.add_argument("--app", action="append", default=[], metavar="MODULE",
+                   help="a module of task types the worker loads, e.g. myapp.tasks (repeatable; also BGTASKS_APP)")
     p.set_defaults(func=run)
 
 
@@ -119,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
                "BGTASKS_PORT": str(settings.bgtasks_port)}
         if settings.dev_mode_in_up:
             env["BGTASKS_DEV"] = "true"
+        if args.app:  # both children: the worker runs them, the API knows them before a worker publishes
+            env["BGTASKS_APP"] = ",".join(n for n in module_names(settings, args.app) if n != BUILTIN)
         base = [sys.executable, "-m", "bgtasks.cli"]
         # Children get their own session: a Ctrl-C reaches only us, and we stop them in order.
         children.append(subprocess.Popen(

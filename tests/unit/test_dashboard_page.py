@@ -20,7 +20,7 @@ def test_embedded_json_cannot_close_its_script_element() -> None:
 
 
 def test_the_page_has_the_task_types_and_no_inline_script() -> None:
-    html = dashboard._page()
+    html = dashboard._page(0)
     assert dashboard.TYPES_PLACEHOLDER not in html
     assert '<script type="module" src="/static/app.js"></script>' in html
     assert html.count("<script") == 2  # the module and the JSON data block, which never runs

@@ -1,0 +1,33 @@
+"""GET /api/task-types: the types workers published (schemas, limits, how many live workers serve each), and
+those only this process defines (not published yet: no worker has started with them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..actors import TaskType
+from ..catalog import CATALOG
+from .auth import authenticate
+from .serialize import iso, ok
+
+
+def task_type_json(t: TaskType, row: Any | None) -> dict[str, Any]:
+    return {
+        "name": t.name, "description": t.description, "payloadSchema": t.payload_schema,
+        "resultSchema": t.result_schema, "maxRetries": t.max_retries, "timeLimitS": t.time_limit_s,
+        "needsProject": t.needs_project, "diagnostic": t.diagnostic, "published": row is not None,
+        "liveWorkers": int(row["live_workers"]) if row is not None else 0,
+        "publishedBy": row["published_by"] if row is not None else None,
+        "publishedAt": iso(row["published_at"]) if row is not None else None,
+    }
+
+
+async def list_task_types(request: Request) -> JSONResponse:
+    await authenticate(request)
+    rows = {r["name"]: r for r in await CATALOG.refresh(request.app.state.pool)}
+    return ok({"taskTypes": [task_type_json(t, rows.get(t.name)) for t in CATALOG.all()]})
+
+
