@@ -76,6 +76,10 @@ class Settings(BaseSettings):
         16_384, ge=256, description="larger payloads and results go by reference on /api/events and /api/ws")
     bgtasks_max_streams_per_user: int = Field(
         100, ge=0, description="open SSE + WebSocket streams per user per API process (user_limits.max_streams wins)")
+    bgtasks_token_secret: str | None = Field(
+        None, min_length=32, description="signs read tokens; unset: a secret made once and kept in the database")
+    bgtasks_read_token_ttl_s: int = Field(900, ge=1, description="a read token's lifetime unless POST /api/tokens asks")
+    bgtasks_read_token_max_ttl_s: int = Field(3600, ge=1, description="the longest lifetime POST /api/tokens grants")
     bgtasks_stream_recheck_s: float = Field(
         60.0, gt=0, le=60, description="how often open streams re-check their credential (revoked key, expired token)")
 
@@ -132,6 +136,8 @@ class Settings(BaseSettings):
                 "BGTASKS_MODEL_MAX_OUTPUT_TOKENS: must not exceed BGTASKS_MODEL_MAX_OUTPUT_TOKENS_CAP "
                 f"({self.bgtasks_model_max_output_tokens_cap})"
             )
+        if self.bgtasks_read_token_ttl_s > self.bgtasks_read_token_max_ttl_s:
+            raise ValueError("BGTASKS_READ_TOKEN_TTL_S: must not exceed BGTASKS_READ_TOKEN_MAX_TTL_S")
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
             raise ValueError("DATABASE_URL: must start with postgresql:// (a plain libpq URL)")
         direct = self.bgtasks_direct_database_url

@@ -105,7 +105,7 @@ class Processes:
 
     def api(self, port: int | None = None, **env: str) -> tuple[Proc, str]:
         port = port or free_port()
-        proc = self.start(["api", "--port", str(port)], None, BGTASKS_DEV="1", **env)
+        proc = self.start(["api", "--port", str(port)], None, **{"BGTASKS_DEV": "1", **env})  # dev unless told
         base = f"http://127.0.0.1:{port}"
         import httpx
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,8 +21,9 @@ from ..connections import resolve as resolve_connections
 from ..hub import Hub
 from ..metrics import metrics
 from ..settings import Settings
+from ..store import keys
 from ..task_modules import load_task_types
-from . import dashboard, events, openapi, queue, seeds, task_types, tasks, workflows
+from . import dashboard, events, openapi, queue, seeds, task_types, tasks, tokens, workflows
 from .auth import dev_mode_banner
 from .content_type import JsonBodyMiddleware
 from .errors import EXCEPTION_HANDLERS, BodyLimitMiddleware
@@ -42,8 +44,11 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": "ok"})
 
 
-def create_app(settings: Settings, connections: Connections | None = None) -> Starlette:
-    """The application; `connections` as resolved by `bgtasks api` (else resolved at startup)."""
+def create_app(
+    settings: Settings, connections: Connections | None = None, *, clock: Callable[[], float] = time.time
+) -> Starlette:
+    """The application; `connections` as resolved by `bgtasks api` (else resolved at startup); `clock` (epoch
+    seconds) decides read token expiry (tests move it instead of waiting)."""
     assert settings.database_url, "create_app needs settings.database_url"
     load_task_types(settings)  # the API validates from what workers publish; local types fill in meanwhile
 
@@ -52,14 +57,18 @@ def create_app(settings: Settings, connections: Connections | None = None) -> St
         app.state.settings = settings
         if banner := dev_mode_banner(settings):
             log.warning(banner)
+        app.state.clock = clock
         conns = connections if connections is not None else await asyncio.to_thread(resolve_connections, settings)
         app.state.pool = await db.create_pool(conns.url, min_size=1, max_size=10, prepare=conns.prepare)
         await CATALOG.refresh(app.state.pool)
+        secret = settings.bgtasks_token_secret
+        app.state.token_secret = secret.encode() if secret else await keys.read_token_secret(app.state.pool)
         # The hub LISTENs: on the direct URL (a transaction pooler would lose its LISTEN).
         app.state.hub = Hub(
             conns.direct, app.state.pool, buffer=settings.bgtasks_sse_buffer,
             buffer_bytes=settings.bgtasks_sse_buffer_bytes, inline_bytes=settings.bgtasks_stream_inline_bytes,
             max_streams=settings.bgtasks_max_streams_per_user, recheck_interval=settings.bgtasks_stream_recheck_s,
+            clock=clock,
         )
         await app.state.hub.start()
         try:
@@ -87,6 +96,7 @@ def create_app(settings: Settings, connections: Connections | None = None) -> St
         Route("/api/tasks/{task_id}", tasks.delete_task, methods=["DELETE"]),
         Route("/api/tasks/{task_id}/cancel", tasks.cancel_task, methods=["POST"]),
         Route("/api/tasks/{task_id}/retry", tasks.retry_task, methods=["POST"]),
+        Route("/api/tokens", tokens.create_token, methods=["POST"]),  # read tokens for browsers
         Route("/api/me", tasks.me, methods=["GET"]),
         Route("/api/task-types", task_types.list_task_types, methods=["GET"]),
         Route("/api/usage", tasks.usage, methods=["GET"]),

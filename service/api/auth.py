@@ -1,5 +1,6 @@
 """Who is calling: an API key (`Authorization: Bearer KEY`), seed two's `x-user-email` behind a trusted proxy,
-or, in development mode on loopback, the local superuser. Every handler (REST and SSE) starts here."""
+or, in development mode on loopback, the local superuser. Every handler (REST and SSE) starts here; the four
+read endpoints that accept a browser's read token (`?token=`) start at `authenticate_reader`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.requests import HTTPConnection, Request
 from ..errors import AuthError
 from ..settings import Settings
 from ..store import keys
+from ..tokens import ReadScope, verify
 
 
 @dataclass(frozen=True)
@@ -18,11 +20,19 @@ class Principal:
     user_id: str
     is_superuser: bool
     key_id: int | None = None  # the API key presented (or the one that minted a read token)
+    token: ReadScope | None = None  # set: a read token, which reads only what it names
 
     @property
     def owner(self) -> str | None:
-        """The owner filter for queries: this user's id, or None (everyone's) for a superuser."""
+        """The owner filter for queries: this user's id, or None (everyone's) for a superuser (and for a
+        superuser's read token, whose task ids limit it instead)."""
+        if self.token is not None:
+            return self.token.owner
         return None if self.is_superuser else self.user_id
+
+    def may_read(self, task_id: str) -> bool:
+        """Whether a read token names this task (always true for other credentials: the owner filter rules)."""
+        return self.token is None or self.token.allows(task_id)
 
 
 LOCAL = Principal("local", True)
@@ -113,10 +123,28 @@ async def authenticate(request: Request) -> Principal:
         if (refusal := dev_mode_refusal(request)) is not None:
             raise AuthError(refusal)
         return LOCAL
+    if "token" in request.query_params:
+        raise AuthError(
+            "token: a read token only reads (GET /api/tasks/{id}, /api/subscribeToTask, /api/events, /api/ws); "
+            "this request needs 'Authorization: Bearer KEY'"
+        )
     raise AuthError(
         "authorization: credentials required: send 'Authorization: Bearer KEY' "
         "(an operator creates keys with `bgtasks keys create --user NAME`)"
     )
+
+
+async def authenticate_reader(conn: HTTPConnection) -> Principal:
+    """The caller of a read endpoint: a read token in `?token=` (when no Authorization header is sent), else
+    as `authenticate`. A token whose minting key was revoked is refused like the key."""
+    token = conn.query_params.get("token")
+    if token is None or "authorization" in conn.headers:
+        return await authenticate(conn)  # type: ignore[arg-type]  # reads headers and app state only
+    state = conn.app.state
+    scope = verify(state.token_secret, token.strip(), now=state.clock())
+    if scope.key_id is not None and not await keys.live_api_keys(state.pool, [scope.key_id]):
+        raise AuthError("token: the API key that minted it was revoked")
+    return Principal(scope.user_id, False, scope.key_id, scope)
 
 
 def dev_mode_banner(settings: Settings) -> str | None:

@@ -23,7 +23,7 @@ from ..errors import BgtasksError, TaskNotFound
 from ..hub import RESUME_OVERLAP, Event, Holder, Hub, Subscriber, TaskFilter, TooManyStreams
 from ..states import Status, parse_status
 from ..store import events as store
-from .auth import Principal, authenticate
+from .auth import Principal, authenticate_reader
 from .errors import BadRequest, error_response
 from .serialize import task_json
 
@@ -43,13 +43,14 @@ def _default(value: Any) -> Any:
 async def _principal_or_error(conn: HTTPConnection) -> Principal | JSONResponse:
     # Errors are answered here, before any stream starts, in the shape of every other endpoint.
     try:
-        return await authenticate(conn)  # type: ignore[arg-type]  # reads headers and app state only
+        return await authenticate_reader(conn)  # a key, a read token (?token=), a proxy's user or dev mode
     except BgtasksError as exc:
         return error_response(exc)
 
 
 def _holder(principal: Principal) -> Holder:
-    return Holder(principal.user_id, principal.key_id)
+    expires = principal.token.expires_at if principal.token is not None else None
+    return Holder(principal.user_id, principal.key_id, expires)
 
 
 async def _subscribe(
@@ -186,7 +187,9 @@ async def subscribe_to_task(request: Request) -> Response:
     task_id = request.query_params.get("taskId", "").strip()
     if not task_id:
         return error_response(BadRequest("taskId", "required"))
-    owner = None if principal.is_superuser else principal.user_id
+    if not principal.may_read(task_id):
+        return error_response(TaskNotFound(task_id))  # a read token for other tasks
+    owner = principal.owner
     try:  # subscribed before the read: nothing falls between
         sub = await _subscribe(request, principal, TaskFilter(task_id=task_id, user_id=owner))
     except TooManyStreams as exc:
@@ -258,12 +261,13 @@ def _filter_from(conn: HTTPConnection, principal: Principal) -> TaskFilter:
     types = frozenset(split("type") + split("taskType")) or None
     user = q.get("userId") or None
     if not principal.is_superuser:
-        user = principal.user_id  # a user only ever sees their own tasks, whatever userId says
+        user = principal.owner  # a user only ever sees their own tasks, whatever userId says
     return TaskFilter(
         user_id=user,
         statuses=statuses,
         task_types=types,
         project_id=q.get("projectId") or None,
+        task_ids=principal.token.task_ids if principal.token is not None else None,
         queue=principal.is_superuser,
     )
 

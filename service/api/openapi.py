@@ -12,6 +12,7 @@ from bgtasks.actors import payloads
 
 from ..states import Status
 from ..store.tasks import SORTS
+from ..tokens import MAX_TASKS
 from . import validation as v
 
 S = dict[str, Any]
@@ -45,6 +46,8 @@ def _task_schema(seed_two: bool) -> S:
         "seq": {"type": "integer", "description": "change number (SSE event id)"},
         "createdAt": {"type": "string", "format": "date-time"},
         "updatedAt": {"type": "string", "format": "date-time"}, "startedAt": time, "completedAt": time,
+        "subscribeToken": {"type": "string", "description": "in create responses only: a read token for this "
+                           "task (15 minutes), for a browser's EventSource (?token=)"},
     }
     if seed_two:
         props.update({
@@ -181,6 +184,17 @@ SCHEDULE_BODY: S = {"type": "object", "properties": {
     "maxRetries": {"type": "integer", "minimum": 0, "maximum": 100}, "label": {"type": "string", "maxLength": 200},
     "userId": {"type": "string", "maxLength": 200}},
     "required": ["name", "taskType", "cron"], "additionalProperties": False}
+TOKEN_BODY: S = {"type": "object", "additionalProperties": False, "properties": {
+    "taskIds": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_TASKS,
+                "description": "the tasks the token reads (give this or scope)"},
+    "scope": {"const": "my-tasks", "description": "every task of the caller (give this or taskIds)"},
+    "ttl": {"type": "integer", "minimum": 1, "description": "lifetime in seconds (default 900; at most "
+            "BGTASKS_READ_TOKEN_MAX_TTL_S, 3600)"}}}
+TOKEN_OK = _success({"token": {"type": "string"}, "expiresAt": {"type": "string", "format": "date-time"},
+                     "ttl": {"type": "integer"}, "scope": {"enum": ["tasks", "my-tasks"]},
+                     "taskIds": {"type": ["array", "null"], "items": {"type": "string"}},
+                     "userId": {"type": "string"}}, ["token", "expiresAt", "ttl", "scope", "taskIds"])
+READ_TOKEN = _q("token", {"type": "string"}, "a read token (POST /api/tokens, or subscribeToken) instead of a key")
 QUEUE_OK = _success({"queueSettings": QUEUE, "message": {"type": "string"}}, ["queueSettings"])
 QUEUE_STATE = _success({"queueSettings": QUEUE, "taskCounts": _counts()}, ["queueSettings", "taskCounts"])
 
@@ -219,7 +233,8 @@ def build() -> S:
                                         "schema": {"enum": ["cancel", "retry", "delete"]}}]}},
         "/api/tasks/{task_id}": {
             "parameters": [TASK_ID],
-            "get": _op("Read a task", "tasks", TASK_OK),
+            "get": _op("Read a task (also with a read token that names it: ?token=)", "tasks", TASK_OK,
+                       params=[READ_TOKEN]),
             "patch": _op("Change a task's status (the state machine decides: 409 when illegal)", "tasks",
                          TASK_OK, body={"type": "object", "properties": STATUS_UPDATE_PROPS,
                                         "minProperties": 1, "additionalProperties": False}),
@@ -251,6 +266,10 @@ def build() -> S:
                 _q("until", {"type": "string", "format": "date-time"}),
                 _q("groupBy", {"enum": ["user", "type"]}),
                 _q("userId", {"type": "string", "maxLength": 200}, "superusers only")])},
+        "/api/tokens": {"post": _op(
+            "Mint a read token for a browser: reads the named tasks (or my-tasks) on GET /api/tasks/{id}, "
+            "/api/subscribeToTask, /api/events and /api/ws (?token=), never writes", "accounts", TOKEN_OK,
+            status="201", body=TOKEN_BODY)},
         "/api/me": {"get": _op("Who the caller is", "accounts", _success(
             {"userId": {"type": "string"}, "isSuperuser": {"type": "boolean"}}, ["userId", "isSuperuser"]))},
         "/api/usage": {"get": _op("Model usage totals per user and task type", "usage", _success(

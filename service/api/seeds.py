@@ -27,6 +27,7 @@ from .tasks import (
     types_ready,
     update_status,
 )
+from .tokens import with_subscribe_token
 
 SEED_ONE_ACTIONS = ("cancel", "retry", "delete", "clear-completed")
 # The seeds' lists carry results (their clients read them there), whole up to this many bytes of JSON each:
@@ -54,7 +55,7 @@ async def kiro_create(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     body = await v.read_json_object(request)
     row, _ = await create_from_body(request, principal, body, strict=False)
-    return ok({"task": seed_one_task_json(row)})
+    return ok({"task": with_subscribe_token(request, principal, seed_one_task_json(row))})
 
 
 async def kiro_update(request: Request) -> JSONResponse:
@@ -126,7 +127,7 @@ async def generate_ai_questions(request: Request) -> JSONResponse:
         idempotency_key=v.idempotency_key(request),
     )
     row = (await store.create_tasks(pool(request), [spec]))[0]
-    return ok({"taskId": row["id"], "task": task_json(row, seed_two=True)})
+    return ok({"taskId": row["id"], "task": with_subscribe_token(request, principal, task_json(row, seed_two=True))})
 
 
 async def get_background_tasks(request: Request) -> JSONResponse:

@@ -19,8 +19,9 @@ from ..store import usage as usage_store
 from ..store import workflows as workflow_store
 from . import validation as v
 from . import workflows
-from .auth import Principal, authenticate
+from .auth import Principal, authenticate, authenticate_reader
 from .serialize import counts_json, iso, ok, task_json
+from .tokens import with_subscribe_token
 
 BULK_LIMIT = 10_000  # rows one bulk call changes at most; `more: true` says call again
 # A listed task carries its result whole only up to this many bytes of JSON; larger ones are a preview
@@ -70,6 +71,8 @@ def filter_from(params: Mapping[str, str], principal: Principal, *, project_key:
 
 
 async def visible_task(request: Request, principal: Principal, task_id: str) -> asyncpg.Record:
+    if not principal.may_read(task_id):
+        raise TaskNotFound(task_id)  # a read token for other tasks: as if this one did not exist
     row = await store.get_visible_task(pool(request), v.check_task_id(task_id), principal.owner)
     if row is None:
         raise TaskNotFound(task_id)
@@ -178,7 +181,7 @@ async def create_task(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     body = await v.read_json_object(request)
     row, created = await create_from_body(request, principal, body, strict=True)
-    out: dict[str, Any] = {"task": task_json(row), "created": created}
+    out: dict[str, Any] = {"task": with_subscribe_token(request, principal, task_json(row)), "created": created}
     if (waiting := waiting_for_worker(row["task_type"])) is not None:
         out["waiting"] = waiting
     return ok(out, status_code=201 if created else 200)
@@ -220,7 +223,8 @@ async def create_batch(request: Request) -> JSONResponse:
         specs.append(v.build_task_spec(fields, principal, roots, idempotency_key=key, where=where))
         depends_on.append(workflows.depends_on_from(fields, where))
     rows = await workflow_store.create_tasks_checked(pool(request), specs, depends_on)
-    return ok({"tasks": [task_json(r) for r in rows], "count": len(rows)}, status_code=201)
+    return ok({"tasks": [with_subscribe_token(request, principal, task_json(r)) for r in rows], "count": len(rows)},
+              status_code=201)
 
 
 async def task_counts(request: Request) -> JSONResponse:
@@ -283,7 +287,7 @@ async def bulk_action(request: Request) -> JSONResponse:
 # ---------------------------------------------------------------- /api/tasks/{id}
 
 async def get_task(request: Request) -> JSONResponse:
-    principal = await authenticate(request)
+    principal = await authenticate_reader(request)  # a read token naming this task may read it
     row = await visible_task(request, principal, request.path_params["task_id"])
     attempts = await store.task_attempts(pool(request), row["id"])
     calls = await usage_store.task_model_calls(pool(request), row["id"])

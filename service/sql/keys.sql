@@ -31,3 +31,11 @@ FROM api_keys ORDER BY id DESC;
 -- name: live_api_keys
 -- Which of the key ids $1 (bigint[]) still exist and are not revoked (streams re-check their keys with it).
 SELECT id FROM api_keys WHERE id = ANY ($1::bigint[]) AND revoked_at IS NULL;
+
+-- name: create_service_secret
+-- Store secret $2 (bytea) under name $1 unless one is there already: the first API process to start wins.
+INSERT INTO service_secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING;
+
+-- name: service_secret
+-- The secret named $1 (e.g. read_tokens, which signs browser read tokens).
+SELECT secret FROM service_secrets WHERE name = $1;

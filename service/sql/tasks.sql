@@ -231,6 +231,10 @@ RETURNING b.id;
 -- Task $1 if the caller may see it: owner $2, or NULL for a superuser.
 SELECT * FROM background_tasks WHERE id = $1 AND ($2::text IS NULL OR user_id = $2);
 
+-- name: visible_task_ids
+-- Which of the task ids $1 (text[]) the caller may see: owner $2, or NULL for a superuser.
+SELECT id FROM background_tasks WHERE id = ANY ($1::text[]) AND ($2::text IS NULL OR user_id = $2);
+
 -- name: get_task_by_idempotency_key
 -- The task user $1 created with Idempotency-Key $2 (after a concurrent create won the race).
 SELECT * FROM background_tasks WHERE user_id = $1 AND idempotency_key = $2;

@@ -1,5 +1,5 @@
 """API keys (asyncpg): make one (the key is returned once, only its SHA-256 is stored), look one up, revoke,
-check which are still live (open streams re-check their keys)."""
+check which are still live (open streams re-check their keys); the secret that signs read tokens."""
 
 from __future__ import annotations
 
@@ -77,3 +77,15 @@ async def live_api_keys(conn: Executor, key_ids: Iterable[int]) -> set[int]:
 
 async def list_api_keys(conn: Executor) -> list[asyncpg.Record]:
     return await conn.fetch(queries.get("list_api_keys").sql)
+
+
+READ_TOKENS_SECRET = "read_tokens"
+
+
+async def read_token_secret(conn: Executor) -> bytes:
+    """The secret that signs read tokens, shared by every API process on this database: made (32 random
+    bytes) by the first one that asks."""
+    await conn.execute(queries.get("create_service_secret").sql, READ_TOKENS_SECRET, secrets.token_bytes(32))
+    secret = await conn.fetchval(queries.get("service_secret").sql, READ_TOKENS_SECRET)
+    assert secret is not None
+    return bytes(secret)

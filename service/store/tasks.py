@@ -169,6 +169,11 @@ async def get_visible_task(conn: Executor, task_id: str, owner: str | None) -> a
     return await conn.fetchrow(queries.get("get_visible_task").sql, task_id, owner)
 
 
+async def visible_task_ids(conn: Executor, task_ids: list[str], owner: str | None) -> set[str]:
+    """The subset of `task_ids` the caller (owner filter; None: a superuser) may see."""
+    return {r["id"] for r in await conn.fetch(queries.get("visible_task_ids").sql, task_ids, owner)}
+
+
 async def cancel_visible_task(
     conn: Executor, task_id: str, owner: str | None, reason: str = "cancelled by user"
 ) -> asyncpg.Record | None:

@@ -40,7 +40,7 @@ async def start_api(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Callable[..., Awaitable[Api]]]:
     """Start the app under uvicorn on a free port; `x-test-user: NAME` acts as a non-superuser NAME."""
-    original = events_module.authenticate
+    original = events_module.authenticate_reader
 
     async def authenticate(conn: HTTPConnection) -> Any:
         user = conn.headers.get("x-test-user")
@@ -48,7 +48,7 @@ async def start_api(
             return Principal(user, False)
         return await original(conn)
 
-    monkeypatch.setattr(events_module, "authenticate", authenticate)
+    monkeypatch.setattr(events_module, "authenticate_reader", authenticate)
     running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def start(**overrides: Any) -> Api:

@@ -1,7 +1,8 @@
-"""Open streams and their credentials, over real HTTP (uvicorn in this process, dev mode off) and a real
+"""Credentials of reads and streams, over real HTTP (uvicorn in this process, dev mode off) and a real
 PostgreSQL: `bgtasks keys revoke` ends a key's SSE and WebSocket streams on every API process (NOTIFY), the
-periodic re-check finds a revocation whose NOTIFY never came, the per-user cap on open streams answers 429,
-and large results go by reference on the all-task streams."""
+periodic re-check finds a revocation whose NOTIFY never came, read tokens read only what they name and never
+write, expire and die with their key, the per-user cap on open streams answers 429, and large results go by
+reference on the all-task streams."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -45,9 +47,9 @@ async def start_api(database_url: str) -> AsyncIterator[Callable[..., Awaitable[
     """Start the app under uvicorn on a free port, development mode off: every request needs a key."""
     running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
-    async def start(**overrides: Any) -> Api:
+    async def start(clock: Callable[[], float] = time.time, **overrides: Any) -> Api:
         settings = load_settings(database_url=database_url, bgtasks_dev=False, **overrides)
-        app = create_app(settings)
+        app = create_app(settings, clock=clock)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
                                                log_level="warning", timeout_graceful_shutdown=1))
@@ -243,3 +245,128 @@ async def test_a_large_result_goes_by_reference_on_the_all_task_stream_and_inlin
         while (seed := await next_message(follow_events, 10))["data"]["type"] != "complete":
             pass
         assert seed["data"]["task"]["result"] == big  # seed two's `complete` keeps its shape
+
+
+# ---------------------------------------------------------------- read tokens
+
+
+async def test_a_subscribe_token_reads_only_its_task_and_never_writes(
+    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+) -> None:
+    api = await start_api()
+    key, _ = await new_key(database_url, "alice")
+    auth = {"Authorization": f"Bearer {key}"}
+    other = insert(sql, user="alice")
+    bobs = insert(sql, user="bob")
+    async with httpx.AsyncClient(base_url=api.base, timeout=30) as client:
+        made = await client.post("/api/tasks", headers=auth, json={"taskType": "noop", "label": "mine"})
+        assert made.status_code == 201, made.text
+        task = made.json()["task"]
+        tid, token = task["id"], task["subscribeToken"]
+        assert task["label"] == "mine" and task["status"] == "pending"  # the other fields as they were
+
+        read = await client.get(f"/api/tasks/{tid}", params={"token": token})
+        assert read.status_code == 200 and read.json()["task"]["id"] == tid
+        for task_id in (other, bobs, "task_nope"):  # out of scope: as if missing
+            assert (await client.get(f"/api/tasks/{task_id}", params={"token": token})).status_code == 404
+            follow = await client.get("/api/subscribeToTask", params={"taskId": task_id, "token": token})
+            assert follow.status_code == 404 and follow.json()["code"] == "not_found"
+        # A token never writes, lists or mints: those endpoints do not take it.
+        for method, path, body in (("POST", f"/api/tasks/{tid}/cancel", {}), ("DELETE", f"/api/tasks/{tid}", None),
+                                   ("PATCH", f"/api/tasks/{tid}", {"status": "cancelled"}),
+                                   ("POST", "/api/tokens", {"scope": "my-tasks"}), ("GET", "/api/tasks", None)):
+            refused = await client.request(method, path, params={"token": token}, json=body)
+            assert refused.status_code == 401, (method, path, refused.text)
+            assert "read token only reads" in refused.json()["error"]
+        assert sql.execute("SELECT status FROM background_tasks WHERE id = %s", (tid,)).fetchone()["status"] == "pending"
+        for bad in ("nope", token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb"), "x" * 9000):
+            refused = await client.get(f"/api/tasks/{tid}", params={"token": bad})
+            assert refused.status_code == 401 and refused.json()["field"] is None
+
+        # The all-task stream with the token carries this task's changes only.
+        async with client.stream("GET", "/api/events", params={"token": token}) as sse:
+            assert sse.status_code == 200
+            events = read_events(sse)
+            await until_ready(events)
+            sql.execute("UPDATE background_tasks SET progress = 10 WHERE id = ANY(%s)", ([other, bobs],))
+            sql.execute("UPDATE background_tasks SET progress = 20 WHERE id = %s", (tid,))
+            moved = await next_message(events, 10)
+            assert moved["event"] == "task" and moved["data"]["id"] == tid and moved["data"]["progress"] == 20
+            assert api.hub.held_by("alice") == 1  # the token's stream counts for the user who minted it
+
+
+async def test_post_tokens_mints_for_named_tasks_or_my_tasks_and_checks_what_it_names(
+    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+) -> None:
+    api = await start_api(bgtasks_read_token_max_ttl_s=1200)
+    key, _ = await new_key(database_url, "alice")
+    root, _ = await new_key(database_url, "root", is_superuser=True)
+    auth = {"Authorization": f"Bearer {key}"}
+    a1, a2, b1 = insert(sql, user="alice"), insert(sql, user="alice"), insert(sql, user="bob")
+    async with httpx.AsyncClient(base_url=api.base, timeout=30) as client:
+        mine = await client.post("/api/tokens", headers=auth, json={"scope": "my-tasks", "ttl": 60})
+        assert mine.status_code == 201, mine.text
+        body = mine.json()
+        assert body["scope"] == "my-tasks" and body["ttl"] == 60 and body["taskIds"] is None
+        for tid, status in ((a1, 200), (a2, 200), (b1, 404)):
+            assert (await client.get(f"/api/tasks/{tid}", params={"token": body["token"]})).status_code == status
+
+        named = (await client.post("/api/tokens", headers=auth, json={"taskIds": [a2]})).json()
+        assert named["ttl"] == 900 and named["taskIds"] == [a2]  # the default lifetime
+        assert (await client.get(f"/api/tasks/{a1}", params={"token": named["token"]})).status_code == 404
+
+        for bad, field in (({"taskIds": [b1]}, None), ({"taskIds": [a1], "scope": "my-tasks"}, "taskIds"),
+                           ({}, "taskIds"), ({"scope": "everything"}, "scope"), ({"taskIds": []}, "taskIds"),
+                           ({"taskIds": "x"}, "taskIds"), ({"scope": "my-tasks", "ttl": 1201}, "ttl"),
+                           ({"scope": "my-tasks", "ttl": 0}, "ttl"), ({"scope": "my-tasks", "write": True}, "write"),
+                           ({"taskIds": ["t"] * 101}, None)):
+            refused = await client.post("/api/tokens", headers=auth, json=bad)
+            assert refused.status_code in (404, 422), (bad, refused.text)
+            assert refused.json()["success"] is False
+            if field:
+                assert refused.json()["field"] == field, (bad, refused.json())
+        assert (await client.post("/api/tokens", json={"scope": "my-tasks"})).status_code == 401
+
+        # A superuser's token may name any user's task, and reads only those.
+        su = (await client.post("/api/tokens", headers={"Authorization": f"Bearer {root}"},
+                                json={"taskIds": [b1]})).json()["token"]
+        assert (await client.get(f"/api/tasks/{b1}", params={"token": su})).status_code == 200
+        assert (await client.get(f"/api/tasks/{a1}", params={"token": su})).status_code == 404
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_read_token_expires_and_dies_with_the_key_that_minted_it(
+    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+) -> None:
+    clock = FakeClock()
+    api = await start_api(clock=clock, bgtasks_stream_recheck_s=0.2)
+    key, key_id = await new_key(database_url, "alice")
+    auth = {"Authorization": f"Bearer {key}"}
+    tid = insert(sql, user="alice")
+    async with httpx.AsyncClient(base_url=api.base, timeout=30) as client:
+        short = (await client.post("/api/tokens", headers=auth, json={"taskIds": [tid], "ttl": 60})).json()["token"]
+        long = (await client.post("/api/tokens", headers=auth, json={"taskIds": [tid], "ttl": 3600})).json()["token"]
+        async with client.stream("GET", "/api/events", params={"token": short}) as sse:
+            events = read_events(sse)
+            await until_ready(events)
+            clock.now += 61  # the short token's minute is over
+            last = await next_message(events, 10)
+            assert last["event"] == "dropped" and last["data"]["code"] == "expired", last
+        expired = await client.get(f"/api/tasks/{tid}", params={"token": short})
+        assert expired.status_code == 401 and "expired" in expired.json()["error"]
+
+        async with client.stream("GET", "/api/subscribeToTask", params={"taskId": tid, "token": long}) as follow:
+            follow_events = read_events(follow)
+            assert (await next_message(follow_events, 10))["data"]["type"] == "update"
+            sql.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s", (key_id,))
+            last = await next_message(follow_events, 10)
+            assert last["data"]["type"] == "error" and "revoked" in last["data"]["error"], last
+        dead = await client.get(f"/api/tasks/{tid}", params={"token": long})
+        assert dead.status_code == 401 and "revoked" in dead.json()["error"]
