@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.e2e.test_dashboard import CHROMIUM, LAUNCH_ARGS, make_key
@@ -23,9 +24,10 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 # Seed two's client (docs: quizter-background-tasks-sse.md, "Step 4"), unchanged but for `&token=` in the
-# URL; the callbacks it calls record what it saw. A guard ends the wait if no terminal message ever comes.
-SEED_TWO_PAGE = """([taskId, subscribeToken]) => new Promise((resolve) => {
-  const seen = [];
+# URL; the callbacks it calls record what it saw (window.seen; window.outcome resolves at the end). A guard
+# ends the wait if no terminal message ever comes.
+SEED_TWO_PAGE = """([taskId, subscribeToken]) => { window.outcome = new Promise((resolve) => {
+  const seen = window.seen = [];
   const onUpdate = (task) => seen.push({status: task.status, progress: task.progress});
   const onComplete = (task) => resolve({seen, complete: task});
   const onError = (error) => resolve({seen, error});
@@ -55,7 +57,7 @@ SEED_TWO_PAGE = """([taskId, subscribeToken]) => new Promise((resolve) => {
         break;
     }
   };
-})"""
+}); }"""
 
 # The same token on another task: EventSource gets a 404 and gives up (readyState CLOSED), and fetch says so.
 OTHER_TASK_PAGE = """async ([otherId, ownId, subscribeToken]) => {
@@ -83,7 +85,7 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 def test_a_page_with_only_a_subscribe_token_follows_its_task_to_complete_with_seed_two_code(
-    procs: Processes, fake: FakeOpenAI
+    procs: Processes, fake: FakeOpenAI, sql: psycopg.Connection[Any]
 ) -> None:
     router = Router()
     router.route("quiz questions in the category", then=stall(1.0))  # a second: updates before complete
@@ -92,6 +94,7 @@ def test_a_page_with_only_a_subscribe_token_follows_its_task_to_complete_with_se
     ai_worker(procs, fake)
     key = make_key(procs, "quiz-app")
     auth = {"Authorization": f"Bearer {key}"}
+    sql.execute("UPDATE task_queue_settings SET is_active = false")  # the page subscribes before it runs
 
     # The web app's backend: creates the task with its key and hands the page taskId and subscribeToken.
     made = httpx.post(base + "/api/generateAIQuestions", headers=auth, timeout=10, json={
@@ -109,12 +112,15 @@ def test_a_page_with_only_a_subscribe_token_follows_its_task_to_complete_with_se
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(base + "/healthz")  # any page of the service's origin; it holds no key
-            outcome: dict[str, Any] = page.evaluate(SEED_TWO_PAGE, [task_id, token])
+            page.evaluate(SEED_TWO_PAGE, [task_id, token])
+            page.wait_for_function("window.seen.length > 0", timeout=30_000)  # subscribed: the first update
+            sql.execute("UPDATE task_queue_settings SET is_active = true")
+            outcome: dict[str, Any] = page.evaluate("window.outcome")
             assert "error" not in outcome, outcome
             complete = outcome["complete"]
             assert complete["id"] == task_id and complete["status"] == "completed"
             assert len(complete["result"]["questions"]) == 2
-            assert outcome["seen"] and outcome["seen"][0]["status"] in ("pending", "processing")
+            assert outcome["seen"][0] == {"status": "pending", "progress": 0}, outcome["seen"]
 
             probes = page.evaluate(OTHER_TASK_PAGE, [other, task_id, token])
             assert probes == {"closed": "closed", "other": 404, "own": 200, "ownWithoutToken": 401,
