@@ -79,7 +79,8 @@ class Client:
 
     async def run(self, port: int, path: str) -> None:
         reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode())
+        # A loopback Host: dev mode refuses any other (DNS rebinding).
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode())
         await self.writer.drain()
         await reader.readuntil(b"\r\n\r\n")
         while True:
