@@ -42,6 +42,12 @@ class WithoutTraceback(logging.Filter):
         return True
 
 
+def quiet_asyncpg_pool() -> None:
+    """asyncpg's pool logs a full traceback each time it fails to reconnect its floor of connections (every
+    1, 2, 4 … 60 s through an outage); the exception's one line says all there is to say."""
+    logging.getLogger("asyncpg.pool").addFilter(_ONE_LINE)
+
+
 _ONE_LINE = WithoutTraceback()
 
 
@@ -55,9 +61,6 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.bgtasks_log_level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # asyncpg's pool logs a full traceback each time it fails to reconnect its floor of connections
-    # (every 1, 2, 4 … 60 s through an outage); the exception's one line says all there is to say.
-    logging.getLogger("asyncpg.pool").addFilter(_ONE_LINE)
 
 
 class Throttled:
