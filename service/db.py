@@ -19,7 +19,7 @@ from .errors import (
     TaskNotFound,
     ValidationFailed,
 )
-from .logs import quiet_asyncpg_pool
+from .logs import quiet_driver_pools
 
 VERSION_TABLE = "bgtasks_schema_version"
 
@@ -85,7 +85,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, prepare: bool = True) -> asyncpg.Pool:
     """The API's pool. `prepare=False` (a transaction pooler): no statement cache, so asyncpg prepares only
     unnamed statements, parsed again in the same round trip as each execution, and no reset query."""
-    quiet_asyncpg_pool()
+    quiet_driver_pools()
     extra: dict[str, Any] = {} if prepare else {"statement_cache_size": 0, "reset": _keep_session}
     pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_asyncpg, **extra)
     assert pool is not None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import math
 import random
 import time
@@ -30,10 +29,11 @@ import asyncpg
 
 from . import db
 from .errors import RateLimited
+from .logs import outage_logger
 from .store import events as store
 from .store import keys as key_store
 
-log = logging.getLogger("bgtasks.hub")
+log = outage_logger("bgtasks.hub")  # warnings repeat through an outage: throttled
 
 TASKS_CHANNEL = "bgtasks_tasks"
 QUEUE_CHANNEL = "bgtasks_queue"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -42,10 +43,12 @@ class WithoutTraceback(logging.Filter):
         return True
 
 
-def quiet_asyncpg_pool() -> None:
-    """asyncpg's pool logs a full traceback each time it fails to reconnect its floor of connections (every
-    1, 2, 4 … 60 s through an outage); the exception's one line says all there is to say."""
+def quiet_driver_pools() -> None:
+    """The drivers' pools log each failed reconnect through an outage: psycopg's as a warning per attempt,
+    asyncpg's (its floor of connections, every 1, 2, 4 … 60 s) with a full traceback. One line, throttled."""
     logging.getLogger("asyncpg.pool").addFilter(_ONE_LINE)
+    for name in ("asyncpg.pool", "psycopg.pool"):
+        logging.getLogger(name).addFilter(THROTTLE)
 
 
 _ONE_LINE = WithoutTraceback()
@@ -63,24 +66,39 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-class Throttled:
-    """At most one line per `every_s` for a condition that repeats (a database outage meets every request):
-    the first at once, then one saying how many more there were since. Not thread-safe (one event loop)."""
+class Throttle(logging.Filter):
+    """Warnings that repeat through an outage (on every request, every retry, every tick) pass at most once
+    per `every_s` per kind: the logger and the message template, or `extra={"throttle_key": ...}`. The first
+    passes at once; the next one says how many were held back meanwhile. Other levels pass untouched."""
 
-    def __init__(self, logger: logging.Logger, every_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.logger, self.every_s, self.clock = logger, every_s, clock
-        self._seen: dict[str, tuple[float, int]] = {}  # key -> (when last logged, repeats since)
+    def __init__(self, every_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.every_s, self.clock = every_s, clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}  # kind -> (when it last passed, held back)
+        self._lock = threading.Lock()
 
-    def warning(self, key: str, msg: str, *args: object) -> bool:
-        """Log `msg` unless `key` was logged under `every_s` ago (then count it); True when logged."""
-        now = self.clock()
-        last = self._seen.get(key)
-        if last is not None and now - last[0] < self.every_s:
-            self._seen[key] = (last[0], last[1] + 1)
-            return False
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        key = (record.name, str(getattr(record, "throttle_key", record.msg)))
+        with self._lock:
+            now = self.clock()
+            last = self._seen.get(key)
+            if last is not None and now - last[0] < self.every_s:
+                self._seen[key] = (last[0], last[1] + 1)
+                return False
+            self._seen[key] = (now, 0)
         if last is not None and last[1]:
-            msg += f" ({last[1]} more since {now - last[0]:.0f}s ago)"
-        self._seen[key] = (now, 0)
-        self.logger.warning(msg, *args)
+            record.msg = f"{record.getMessage()} ({last[1]} more like it in the last {now - last[0]:.0f}s)"
+            record.args = None
         return True
+
+
+THROTTLE = Throttle()
+
+
+def outage_logger(name: str) -> logging.Logger:
+    """The logger of a module whose warnings repeat through an outage, throttled (THROTTLE)."""
+    logger = logging.getLogger(name)
+    logger.addFilter(THROTTLE)
+    return logger

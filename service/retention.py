@@ -7,7 +7,6 @@ wait behind it, and its per-statement trigger sends a few chunked NOTIFYs per ba
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -16,9 +15,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from .logs import outage_logger
 from .store import operations as store
 
-log = logging.getLogger("bgtasks.retention")
+log = outage_logger("bgtasks.retention")  # warnings repeat through an outage: throttled
 
 BATCH_SIZE = 1000
 INTERVAL_S = 60.0  # between passes

@@ -45,6 +45,7 @@ from .broker import QUEUE, PostgresBroker
 from .connections import Connections
 from .connections import resolve as resolve_connections
 from .errors import TaskCancelled
+from .logs import outage_logger, quiet_driver_pools
 from .middleware.cancellation import interrupt_thread
 from .middleware.outcome import EXPECTED, Failure, Outcome, json_result
 from .retention import start_retention
@@ -53,7 +54,7 @@ from .store import task_types as task_type_store
 from .store import worker as store
 from .task_context import TaskContext
 
-log = logging.getLogger("bgtasks.worker")
+log = outage_logger("bgtasks.worker")  # warnings repeat through an outage: throttled
 
 CHANNEL_TASKS = "bgtasks_tasks"
 CHANNEL_QUEUE = "bgtasks_queue"
@@ -65,6 +66,11 @@ FINISHED = frozenset({"completed", "error", "cancelled", "deleted"})
 CLAIM_AHEAD_PER_THREAD = 3
 CLAIM_BATCH_PER_THREAD = 2
 CLAIM_AHEAD_MAX_WAIT_S = 0.2
+# psycopg's pool retries a failed connection with a doubling delay (1, 2, 4 … s) until reconnect_timeout
+# (default 300 s): after a 60 s outage it would wait up to a minute more, heartbeats and progress starved of
+# connections while the database answers again. Giving an attempt up after 2 s lets the next caller that
+# needs a connection start a new one at once: connections come back within a second of the database.
+POOL_RECONNECT_S = 2.0
 
 
 @dataclass
@@ -100,10 +106,12 @@ class Runtime:
         self.concurrency = concurrency
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_s = settings.bgtasks_lease_s
+        quiet_driver_pools()
         self.pool = ConnectionPool(self.url, min_size=1, max_size=concurrency + 1, open=True,
                                    kwargs={"autocommit": True, "row_factory": dict_row,
                                            **({} if self.prepare else {"prepare_threshold": None})},
-                                   check=ConnectionPool.check_connection, name="bgtasks-worker")
+                                   check=ConnectionPool.check_connection, name="bgtasks-worker",
+                                   reconnect_timeout=POOL_RECONNECT_S)
         self.lock = threading.Lock()
         self.in_flight: dict[str, InFlight] = {}
         self.wake = threading.Event()
@@ -144,8 +152,8 @@ class Runtime:
         try:
             with self.pool.connection(timeout=5) as conn:
                 store.worker_stopped(conn, self.worker_id)
-        except Exception:
-            log.warning("could not mark worker %s stopped", self.worker_id)
+        except Exception as exc:
+            log.warning("could not mark worker %s stopped (%s: %s)", self.worker_id, type(exc).__name__, exc)
         for t in self._threads:
             t.join(timeout=2)
         if self._claim_conn is not None:

@@ -5,7 +5,6 @@ a handler reads a byte too many."""
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -24,9 +23,9 @@ from ..errors import (
     SchemaOutdated,
     ValidationFailed,
 )
-from ..logs import Throttled
+from ..logs import outage_logger
 
-log = logging.getLogger("bgtasks.api")
+log = outage_logger("bgtasks.api")
 
 
 class BadRequest(ValidationFailed):
@@ -104,15 +103,12 @@ async def _bug(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("internal error", code="internal"), status_code=500)
 
 
-_outage_log = Throttled(log)
-
-
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     """The database is restarting, failing over, unreachable or out of connections: a 503 the client can
     retry, never a 500. One log line per reason per 10 s through an outage, not one per request."""
     reason = db.unavailable_reason(exc) or "the database is unavailable"
-    _outage_log.warning(reason, "database unavailable on %s %s: %s (%s: %s)", request.method, request.url.path,
-                        reason, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    log.warning("database unavailable on %s %s: %s (%s: %s)", request.method, request.url.path, reason,
+                type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "", extra={"throttle_key": reason})
     return JSONResponse(error_body(f"{reason}; retry shortly", code="unavailable"), status_code=503,
                         headers={"Retry-After": "1"})
 

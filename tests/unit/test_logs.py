@@ -10,22 +10,26 @@ import asyncpg
 import pytest
 
 from bgtasks import db
-from bgtasks.logs import Throttled, WithoutTraceback
+from bgtasks.logs import Throttle, WithoutTraceback
 
 
-def test_throttled_logs_once_per_window_then_counts_the_repeats(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_repeated_warning_passes_once_per_window_then_says_how_many_were_held(
+        caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
-    throttled = Throttled(logging.getLogger("t.throttled"), every_s=10, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="t.throttled"):
-        assert throttled.warning("down", "database down") is True
+    logger = logging.getLogger("t.throttled")
+    logger.addFilter(Throttle(every_s=10, clock=lambda: now[0]))
+    with caplog.at_level(logging.INFO, logger="t.throttled"):
+        logger.warning("claim failed (%s)", "OperationalError")
         for _ in range(5):
             now[0] += 1
-            assert throttled.warning("down", "database down") is False
-        assert throttled.warning("other", "another reason") is True  # a new reason is said at once
+            logger.warning("claim failed (%s)", "AdminShutdown")
+            logger.info("task %s interrupted", "t1")  # other levels are never held back
+        logger.warning("down", extra={"throttle_key": "another reason"})  # a new kind passes at once
         now[0] += 10
-        assert throttled.warning("down", "database down") is True
+        logger.warning("claim failed (%s)", "OperationalError")
     assert [r.getMessage() for r in caplog.records] == [
-        "database down", "another reason", "database down (5 more since 15s ago)"]
+        "claim failed (OperationalError)", *["task t1 interrupted"] * 5, "down",
+        "claim failed (OperationalError) (5 more like it in the last 15s)"]
 
 
 def test_without_traceback_keeps_the_exception_as_one_line() -> None:
