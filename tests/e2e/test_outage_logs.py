@@ -4,7 +4,6 @@ lines per kind of failure too, and both carry on when the database is back."""
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -61,7 +60,10 @@ def test_an_outage_logs_a_few_lines_and_no_traceback(pg_server: Any, database_ur
     api.stop()
     for name, proc in (("api", api), ("worker", worker)):
         out = proc.output()
-        assert "Traceback" not in out and not re.search(r" ERROR ", out), (name, out[-4000:])
+        # The flaky actor's planned RuntimeError is an actor's exception: Dramatiq's traceback is right there.
+        errors = [ln for ln in out.splitlines() if " ERROR " in ln]
+        assert all("Failed to process message flaky(" in ln for ln in errors), (name, out[-4000:])
+        assert out.count("Traceback") == len(errors) <= 1, (name, out[-4000:])
         warnings = [ln for ln in out.splitlines() if " WARNING " in ln]
         print(f"\n{name}: {len(warnings)} warning lines through a {OUTAGE_S:g} s outage")
         print("\n".join(warnings))
