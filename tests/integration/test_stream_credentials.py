@@ -293,6 +293,16 @@ async def test_a_subscribe_token_reads_only_its_task_and_never_writes(
             moved = await next_message(events, 10)
             assert moved["event"] == "task" and moved["data"]["id"] == tid and moved["data"]["progress"] == 20
             assert api.hub.held_by("alice") == 1  # the token's stream counts for the user who minted it
+        # The WebSocket twin with the token: the same, and no key needed.
+        async with websockets.connect(f"ws://127.0.0.1:{api.port}/api/ws?token={token}") as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["event"] == "ready"
+            sql.execute("UPDATE background_tasks SET progress = 30 WHERE id = ANY(%s)", ([other, bobs],))
+            sql.execute("UPDATE background_tasks SET progress = 40 WHERE id = %s", (tid,))
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert msg["event"] == "task" and msg["data"]["id"] == tid and msg["data"]["progress"] == 40
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"ws://127.0.0.1:{api.port}/api/ws?token=forged")
+        assert refused.value.response.status_code == 401
 
 
 async def test_post_tokens_mints_for_named_tasks_or_my_tasks_and_checks_what_it_names(
