@@ -13,6 +13,7 @@ from ..client import (
     FAILED,
     OK,
     UNREACHABLE,
+    USAGE,
     Client,
     CliError,
     add_client_arguments,
@@ -97,6 +98,8 @@ def follow(client: Client, task_id: str, out: TextIO | None = sys.stdout) -> int
                     painter.end(f"{task_id} completed")
                     return OK
                 elif kind == "error":
+                    if not task:  # the stream's credential ended (key revoked): not the task's failure
+                        raise CliError(f"stream of {task_id!r} ended: {message.get('error')}", USAGE)
                     status = task.get("status")
                     if status == "deleted":
                         raise CliError(f"task {task_id!r} was deleted", FAILED)

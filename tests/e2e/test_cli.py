@@ -97,6 +97,19 @@ def test_watch_exit_codes_say_how_the_task_ended(service: Service) -> None:
     assert service.run("watch", "task_doesnotexist").returncode == 3
 
 
+def test_watch_ends_with_exit_2_when_its_key_is_revoked(service: Service) -> None:
+    key = _ok(service.run("keys", "create", "--user", "alice")).strip()
+    long = _ok(service.run("submit", "sleep", "--payload", '{"seconds": 30}', BGTASKS_API_KEY=key)).strip()
+    watcher = subprocess.Popen([BGTASKS, "watch", long], env=service.env(BGTASKS_API_KEY=key),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=service.procs.tmp)
+    assert watcher.stdout is not None
+    assert watcher.stdout.readline()  # the first state: it is following
+    _ok(service.run("keys", "revoke", key))
+    out, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 2, (out, err)
+    assert "revoked" in err and "failed" not in out
+
+
 def test_cancel_retry_refusals_and_not_found(service: Service) -> None:
     done = _ok(service.run("submit", "noop", "--wait")).splitlines()[0]
     refused = service.run("cancel", done)
