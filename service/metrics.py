@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .api.auth import authenticate_scrape
 from .store import operations as store
 
 WINDOW_S = 300.0
@@ -150,6 +151,7 @@ def render(families: list[Metric]) -> bytes:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus scrape endpoint (no credentials: expose it to the monitoring network only)."""
+    """Prometheus scrape endpoint: any API key, or BGTASKS_METRICS_TOKEN, as Bearer (dev mode: none)."""
+    await authenticate_scrape(request)
     families = await collect(request.app.state.pool)
     return Response(render(families), media_type=CONTENT_TYPE_LATEST)

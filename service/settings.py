@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     bgtasks_dev: bool | None = Field(
         None, description="true: loopback without credentials acts as a local superuser; unset: only in `bgtasks up`")
     bgtasks_trusted_proxy: bool = Field(False, description="honour seed two's x-user-email header")
+    bgtasks_trusted_proxy_secret: str | None = Field(
+        None, min_length=16, description="the proxy sends it in X-Bgtasks-Proxy-Secret; needed for x-user-superuser")
+    bgtasks_metrics_token: str | None = Field(
+        None, min_length=16, description="a Bearer token for GET /metrics (Prometheus), besides any API key")
     bgtasks_project_roots: str = Field("", description="os.pathsep-separated roots project paths must be under")
     bgtasks_max_body_bytes: int = Field(1_000_000, ge=1024)
     bgtasks_log_json: bool = False

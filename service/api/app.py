@@ -27,6 +27,7 @@ from . import dashboard, events, openapi, queue, seeds, task_types, tasks, token
 from .auth import dev_mode_banner
 from .content_type import JsonBodyMiddleware
 from .errors import EXCEPTION_HANDLERS, BodyLimitMiddleware
+from .text_input import NulTextMiddleware
 
 log = logging.getLogger("bgtasks.api")
 
@@ -122,7 +123,8 @@ def create_app(
         Route("/api/getBackgroundTasks", seeds.get_background_tasks, methods=["GET"]),
         Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
     ]
-    middleware = [Middleware(BodyLimitMiddleware, max_bytes=settings.bgtasks_max_body_bytes),
+    middleware = [Middleware(NulTextMiddleware),
+                  Middleware(BodyLimitMiddleware, max_bytes=settings.bgtasks_max_body_bytes),
                   Middleware(JsonBodyMiddleware)]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers=EXCEPTION_HANDLERS)

@@ -4,6 +4,7 @@ read endpoints that accept a browser's read token (`?token=`) start at `authenti
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ class Principal:
     is_superuser: bool
     key_id: int | None = None  # the API key presented (or the one that minted a read token)
     token: ReadScope | None = None  # set: a read token, which reads only what it names
+
+    def is_user(self, user_id: str) -> bool:
+        """Whether `user_id` names this caller: user ids compare case-insensitively."""
+        return user_id.lower() == self.user_id.lower()
 
     @property
     def owner(self) -> str | None:
@@ -93,6 +98,45 @@ def dev_mode_applies(settings: Settings, request: HTTPConnection) -> bool:
     return settings.dev_mode and _is_loopback_name(request.client.host if request.client else "")
 
 
+PROXY_SECRET_HEADER = "x-bgtasks-proxy-secret"
+_TRUE = ("1", "true", "yes")
+
+
+def _utf8_header(conn: HTTPConnection, name: str) -> str | None:
+    """A header value as the UTF-8 text a proxy sends (ASGI hands over bytes; Starlette reads them as
+    latin-1, which would turn 'josé' into 'josÃ©'); AuthError when the bytes are not UTF-8."""
+    raw = conn.headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return raw.encode("latin-1").decode("utf-8").strip()
+    except UnicodeError:
+        raise AuthError(f"{name}: not UTF-8 text") from None
+
+
+def proxy_principal(conn: HTTPConnection, settings: Settings) -> Principal | None:
+    """Seed two's user from the authenticating proxy in front (BGTASKS_TRUSTED_PROXY): `x-user-email`, lower
+    cased so that user ids compare case-insensitively; `x-user-superuser` honoured only together with the
+    proxy's shared secret (BGTASKS_TRUSTED_PROXY_SECRET in `X-Bgtasks-Proxy-Secret`), and once that secret is
+    set, no proxy header is honoured without it. None when there is no `x-user-email`."""
+    email = _utf8_header(conn, "x-user-email")
+    if not email:
+        return None
+    secret = settings.bgtasks_trusted_proxy_secret
+    given = conn.headers.get(PROXY_SECRET_HEADER)
+    from_proxy = bool(secret) and given is not None and hmac.compare_digest(
+        given.strip().encode("latin-1"), (secret or "").encode("utf-8"))
+    if secret and not from_proxy:
+        raise AuthError(f"x-user-email: not from the trusted proxy ({PROXY_SECRET_HEADER} missing or wrong)")
+    if len(email) > _MAX_USER or not email.isprintable():
+        raise AuthError("x-user-email: not a valid user name (1-200 printable characters)")
+    superuser = (conn.headers.get("x-user-superuser") or "").strip().lower() in _TRUE
+    if superuser and not from_proxy:
+        raise AuthError(f"x-user-superuser: honoured only with the proxy's shared secret in {PROXY_SECRET_HEADER} "
+                        "(set BGTASKS_TRUSTED_PROXY_SECRET)")
+    return Principal(email.lower(), superuser)
+
+
 async def authenticate(request: Request) -> Principal:
     """The caller, or AuthError (401). A bad or revoked key is refused even where dev mode would let a
     request without credentials through: presenting a key means "act as that key"."""
@@ -113,12 +157,9 @@ async def authenticate(request: Request) -> Principal:
             await keys.touch_api_key(pool, owner.key_id)
         return Principal(owner.user_id, owner.is_superuser, owner.key_id)
     if settings.bgtasks_trusted_proxy:
-        email = (request.headers.get("x-user-email") or "").strip()
-        if email:
-            if len(email) > _MAX_USER or not email.isprintable():
-                raise AuthError("x-user-email: not a valid user name (1-200 printable characters)")
-            superuser = (request.headers.get("x-user-superuser") or "").strip().lower() in ("1", "true", "yes")
-            return Principal(email, superuser)
+        proxied = proxy_principal(request, settings)
+        if proxied is not None:
+            return proxied
     if dev_mode_applies(settings, request):
         if (refusal := dev_mode_refusal(request)) is not None:
             raise AuthError(refusal)
@@ -145,6 +186,22 @@ async def authenticate_reader(conn: HTTPConnection) -> Principal:
     if scope.key_id is not None and not await keys.live_api_keys(state.pool, [scope.key_id]):
         raise AuthError("token: the API key that minted it was revoked")
     return Principal(scope.user_id, False, scope.key_id, scope)
+
+
+async def authenticate_scrape(request: Request) -> None:
+    """GET /metrics: BGTASKS_METRICS_TOKEN as a Bearer token, or anything `authenticate` accepts (any valid
+    key; dev mode). AuthError (401) otherwise: the numbers describe every user's work."""
+    settings: Settings = request.app.state.settings
+    header = request.headers.get("authorization")
+    if settings.bgtasks_metrics_token and header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
+                                                              settings.bgtasks_metrics_token.encode()):
+            return
+    try:
+        await authenticate(request)
+    except AuthError as exc:
+        raise AuthError(f"{exc} (/metrics takes any API key, or BGTASKS_METRICS_TOKEN, as Bearer)") from None
 
 
 def dev_mode_banner(settings: Settings) -> str | None:

@@ -113,9 +113,31 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
                         headers={"Retry-After": "1"})
 
 
+async def _text_postgres_refuses(request: Request, exc: Exception) -> Response:
+    """A string PostgreSQL cannot store (a NUL character, SQLSTATE 22021 / 22P05) that got past the input
+    checks: the caller's input, so a 422, never a 500 (logged: a check is missing somewhere)."""
+    log.warning("text refused by PostgreSQL on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(error_body("input: contains a character PostgreSQL cannot store (NUL, U+0000)",
+                                   code="invalid", field="input"), status_code=422)
+
+
+async def _table_refuses(request: Request, exc: Exception) -> Response:
+    """A CHECK constraint refused a value the input checks let through: the caller's input (422, naming the
+    column when the constraint is named <table>_<column>_check), never a 500; logged, a check is missing."""
+    constraint = str(getattr(exc, "constraint_name", None) or "")
+    table = str(getattr(exc, "table_name", None) or "")
+    field = constraint.removeprefix(f"{table}_").removesuffix("_check") or "input"
+    log.warning("CHECK constraint %s refused input on %s %s", constraint, request.method, request.url.path)
+    return JSONResponse(error_body(f"{field}: not a value the table accepts ({constraint})", code="invalid",
+                                   field=field), status_code=422)
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    asyncpg.exceptions.CheckViolationError: _table_refuses,
     BgtasksError: _bgtasks_error,
     HTTPException: _http_error,
+    asyncpg.exceptions.CharacterNotInRepertoireError: _text_postgres_refuses,
+    asyncpg.exceptions.UntranslatableCharacterError: _text_postgres_refuses,
     **dict.fromkeys(db.UNAVAILABLE_ERRORS, _database_unavailable),
     Exception: _bug,
 }

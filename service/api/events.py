@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from datetime import date, datetime
 from decimal import Decimal
@@ -27,6 +28,7 @@ from .auth import Principal, authenticate_reader
 from .errors import BadRequest, error_response
 from .serialize import task_json
 
+log = logging.getLogger("bgtasks.api")
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=_default)
@@ -85,10 +87,12 @@ class EventStreamResponse(Response):
     watches http.disconnect itself rather than waiting for a write to fail), then calls `on_close` once."""
 
     def __init__(
-        self, produce: Callable[[Write], Coroutine[Any, Any, None]], on_close: Callable[[], None]
+        self, produce: Callable[[Write], Coroutine[Any, Any, None]], on_close: Callable[[], None],
+        last_words: Callable[[str], bytes],
     ) -> None:
         self.produce = produce
         self.on_close = on_close
+        self.last_words = last_words  # the final message when the stream fails: says why
         self.status_code = 200
         self.background = None
 
@@ -112,12 +116,28 @@ class EventStreamResponse(Response):
                     "headers": [(k.encode(), v.encode()) for k, v in SSE_HEADERS.items()],
                 }
             )
-            await _until_first_ends(self.produce(write), watch())
+            await _until_first_ends(self._guarded(write, scope), watch())
             if not disconnected:
                 with contextlib.suppress(OSError):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self.on_close()
+
+
+    async def _guarded(self, write: Write, scope: Scope) -> None:
+        """The stream; an error inside it (a bug, the database lost mid-replay) is logged and ends the stream
+        with a last message that says why, never silently."""
+        try:
+            await self.produce(write)
+        except OSError:
+            raise  # the client went away: nobody to tell
+        except Exception:
+            log.exception("stream %s ended by a server error", scope.get("path"))
+            with contextlib.suppress(Exception):
+                await write(self.last_words(STREAM_FAILED))
+
+
+STREAM_FAILED = "server error (logged); reconnect to continue"
 
 
 async def _until_first_ends(*jobs: Coroutine[Any, Any, None]) -> None:
@@ -139,6 +159,7 @@ def _sse(data: str, *, event: str | None = None, id: int | None = None) -> bytes
 
 
 KEEPALIVE = b": keepalive\n\n"
+BIGINT_MAX = 2**63 - 1  # change numbers are bigint
 RETRY = b"retry: 2000\n\n"  # EventSource's reconnect delay, sent first on /api/events
 
 
@@ -206,7 +227,10 @@ async def subscribe_to_task(request: Request) -> Response:
     first = Event("task", rows[0]["change_seq"], task_id, row=rows[0])
     timeout_s, keepalive_s = settings.bgtasks_sse_timeout_s, settings.bgtasks_sse_keepalive_s
     return EventStreamResponse(
-        lambda write: _task_stream(write, sub, first, timeout_s, keepalive_s), sub.close
+        lambda write: _task_stream(write, sub, first, timeout_s, keepalive_s), sub.close,
+        # Not seed two's `error` (that says the task failed): EventSource reconnects after the stream ends
+        # and is sent the task's current state.
+        lambda why: _sse(_dumps({"type": "interrupted", "error": f"stream ended: {why}"})),
     )
 
 
@@ -276,13 +300,11 @@ def _last_event_id(conn: HTTPConnection) -> int | None:
     raw = conn.headers.get("last-event-id") or conn.query_params.get("lastEventId")
     if raw is None or raw.strip() == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest("Last-Event-ID", f"not a change number: {raw!r}") from None
-    if value < 0:
-        raise BadRequest("Last-Event-ID", "must be >= 0")
-    return value
+    text = raw.strip()
+    # ASCII digits only (int() also takes "1_000", "+1" and other scripts' digits), within bigint.
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > BIGINT_MAX:
+        raise BadRequest("Last-Event-ID", f"not a change number (0 to {BIGINT_MAX}): {raw[:40]!r}")
+    return int(text)
 
 
 # Columns an all-task stream may send by reference, by their JSON names.
@@ -426,7 +448,10 @@ async def events(request: Request) -> Response:
             batch = feed.take()
             await write(KEEPALIVE if batch is None else _sse_body(batch))
 
-    return EventStreamResponse(produce, sub.close)
+    def last_words(why: str) -> bytes:
+        return _sse(_dumps({"reason": why, "code": "server_error", "lastEventId": feed.high}), event="dropped")
+
+    return EventStreamResponse(produce, sub.close, last_words)
 
 
 async def events_ws(websocket: WebSocket) -> None:
@@ -450,7 +475,7 @@ async def events_ws(websocket: WebSocket) -> None:
             for id, ev in batch or ():
                 await websocket.send_text(_ws_text(id, ev))
 
-        async def pump() -> None:
+        async def stream() -> None:
             async with contextlib.aclosing(feed.replay(state.hub, state.pool, last_id)) as pages:
                 async for page in pages:
                     await send(page)
@@ -460,6 +485,18 @@ async def events_ws(websocket: WebSocket) -> None:
             # dropped: 4401 when the credential ended (reconnecting with it cannot help), else 1013 "try
             # again later" (with lastEventId in the message)
             await websocket.close(code=4401 if sub.closed_code in CREDENTIAL_ENDS else 1013)
+
+        async def pump() -> None:
+            try:
+                await stream()
+            except (OSError, WebSocketDisconnect):
+                raise
+            except Exception:  # logged, and the client told why (as for SSE), never a silent end
+                log.exception("stream %s ended by a server error", websocket.url.path)
+                with contextlib.suppress(Exception):
+                    data = {"reason": STREAM_FAILED, "code": "server_error", "lastEventId": feed.high}
+                    await websocket.send_text(_dumps({"event": "dropped", "id": None, "data": data}))
+                    await websocket.close(code=1011)
 
         async def watch() -> None:
             with contextlib.suppress(WebSocketDisconnect):

@@ -50,7 +50,7 @@ def owner_filter(principal: Principal, requested: str | None) -> tuple[str | Non
     """(user filter, visible at all). A user asking for another user's tasks sees none, not an error."""
     if principal.is_superuser:
         return requested, True
-    if requested is not None and requested != principal.user_id:
+    if requested is not None and not principal.is_user(requested):
         return principal.user_id, False
     return principal.user_id, True
 

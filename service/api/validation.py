@@ -271,7 +271,9 @@ def build_task_spec(
         check_project_path(project["projectPath"], roots, f"{where}projectPath")
     run_at = parse_time(body["runAt"], f"{where}runAt") if body.get("runAt") is not None else None
     user_id = get_str(body, "userId", field=f"{where}userId")
-    if user_id is not None and user_id != principal.user_id and not principal.is_superuser:
+    if user_id is not None and principal.is_user(user_id):
+        user_id = principal.user_id
+    if user_id is not None and not principal.is_user(user_id) and not principal.is_superuser:
         raise Forbidden(f"{where}userId: only a superuser may create tasks for another user")
     return TaskSpec(
         task_type=task_type.name,
@@ -386,6 +388,10 @@ def decode_cursor(value: str | None, sort: str) -> tuple[Any, str] | None:
             if isinstance(key, bool) or not isinstance(key, int) or abs(key) > 2**31:
                 raise ValueError
             return key, task_id
-        return datetime.fromisoformat(key), task_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        if not isinstance(key, str):
+            raise ValueError
+        when = datetime.fromisoformat(key)
+        when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        return when.astimezone(UTC), task_id  # OverflowError: outside the calendar once in UTC
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise fail("cursor", "not a cursor from this list (use nextCursor as given, with the same sort)") from None

@@ -63,3 +63,23 @@ async def test_metrics_reflect_the_tables(sql: psycopg.Connection, pool: Any) ->
     assert s[("bgtasks_recent_model_tokens", (("kind", "completion"), ("model", "gpt-x"),
                                               ("task_type", "docs")))] == 44
     assert s[("bgtasks_recent_model_call_seconds", (("model", "gpt-x"), ("task_type", "docs")))] == 2.0
+
+
+async def test_metrics_need_a_key_or_the_metrics_token_outside_dev_mode(database_url: str, tmp_path: Any) -> None:
+    from tests.integration.apiclient import running_api
+
+    token = "scrape-" + "x" * 24
+    async with running_api(database_url, tmp_path, bgtasks_metrics_token=token) as api:
+        r = await api.client.get("/metrics")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert "BGTASKS_METRICS_TOKEN" in r.json()["error"] and r.json()["success"] is False
+        wrong = await api.client.get("/metrics", headers={"Authorization": "Bearer " + "y" * 31})
+        assert wrong.status_code == 401
+        scraped = await api.client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert scraped.status_code == 200 and "bgtasks_queue_active" in scraped.text
+        plain_key = await api.key("alice")
+        assert (await api.client.get("/metrics", headers=plain_key)).status_code == 200
+    # Dev mode on loopback: the local superuser scrapes without credentials.
+    async with running_api(database_url, tmp_path, client_host="127.0.0.1", bgtasks_dev=True,
+                           base_url="http://127.0.0.1:8000") as api:
+        assert (await api.client.get("/metrics")).status_code == 200
