@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import asyncpg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

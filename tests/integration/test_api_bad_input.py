@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from tests.integration.apiclient import Api, running_api
@@ -100,17 +99,18 @@ async def test_a_last_event_id_outside_bigint_is_a_400(api: Api, value: str) -> 
 
 
 async def test_an_error_inside_a_stream_ends_it_with_an_event_saying_why(
-    api: Api, sql: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+    api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
     auth = await api.key("alice")
-    # A real fault mid-stream: the replay's query finds no table (an operator renamed it meanwhile).
-    sql.execute("ALTER TABLE background_tasks RENAME TO background_tasks_moved")
+    # A real fault mid-stream: the replay's query finds no table (an operator renamed it meanwhile). Renamed
+    # from the event loop's own pool: a blocking rename could wait on a lock the (then frozen) hub holds.
+    await api.pool.execute("ALTER TABLE background_tasks RENAME TO background_tasks_moved")
     try:
         async with api.client.stream("GET", "/api/events", headers={**auth, "Last-Event-ID": "0"}) as resp:
             assert resp.status_code == 200
             text = (await resp.aread()).decode()
     finally:
-        sql.execute("ALTER TABLE background_tasks_moved RENAME TO background_tasks")
+        await api.pool.execute("ALTER TABLE background_tasks_moved RENAME TO background_tasks")
     frames = [f for f in text.split("\n\n") if f.startswith("event:")]
     assert frames and frames[-1].startswith("event: dropped"), text
     data = json.loads(frames[-1].split("data: ", 1)[1])
