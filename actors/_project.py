@@ -18,8 +18,9 @@ from bgtasks.task_context import TaskContext
 # BGTASKS_PROJECT_BUDGET_CHARS sets it (this is its default), e.g. lower for models with smaller contexts.
 PROJECT_BUDGET_CHARS = 200_000
 MAX_FILE_BYTES = 64_000
-# How many withheld files the result names (withheldCount counts them all).
+# How many withheld files the result names (withheldCount counts them all), and how many directories.
 WITHHELD_LISTED = 200
+DIRECTORIES_LISTED = 1_000
 
 SYSTEM_PREAMBLE = (
     "You are a senior software engineer reviewing a project from its source files. Base every statement on "
@@ -40,6 +41,11 @@ SOURCE_SCHEMA: Schema = obj(
     withheld=array(obj("a file kept from the model because of secrets (its name only, never its content)",
                        path=string(), reason=string()), max_items=WITHHELD_LISTED),
     withheldCount=integer("files withheld because of secrets, all of them", minimum=0),
+    scanLimit=integer("the walk stops after this many files", minimum=0),
+    scanLimitReached={"type": "boolean", "description": "the project has more files than the scan limit"},
+    directories=array(obj("a top-level directory (below single-directory chains such as src/)",
+                          path=string(), filesSeen=integer(minimum=0), filesRead=integer(minimum=0)),
+                      max_items=DIRECTORIES_LISTED),
 )
 
 
@@ -97,6 +103,10 @@ def with_source(task: TaskContext, answer: dict[str, Any], snapshot: ProjectSnap
             "files": [f.path for f in snapshot.files],
             "withheld": [{"path": w.path, "reason": w.reason} for w in snapshot.withheld[:WITHHELD_LISTED]],
             "withheldCount": len(snapshot.withheld),
+            "scanLimit": snapshot.scan_limit,
+            "scanLimitReached": snapshot.scan_limit_reached,
+            "directories": [{"path": d.path, "filesSeen": d.files_seen, "filesRead": d.files_read}
+                            for d in snapshot.directories[:DIRECTORIES_LISTED]],
         },
     }
 
@@ -110,7 +120,10 @@ async def run_project_task(task: TaskContext, *, system: str, ask: str, schema_n
     task.require_model()  # no key: fail before any work
     await task.progress(10, "Reading project files")
     snapshot = await read_project(task)
-    await task.progress(30, f"Calling the model with {len(snapshot.files)} of {snapshot.total_files_seen} files")
+    capped = (f" (stopped scanning at {snapshot.scan_limit:,} files: the project is larger)"
+              if snapshot.scan_limit_reached else "")
+    await task.progress(30, f"Calling the model with {len(snapshot.files)} of {snapshot.total_files_seen} files"
+                            f"{capped}")
     answer = await task.ask_model(system=system, user=user_prompt(task, snapshot, ask), schema_name=schema_name,
                                   schema=answer_schema)
     await task.progress(70, "Saving")

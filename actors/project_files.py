@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from bgtasks.actors.errors import ProjectPathError
 from bgtasks.actors.secret_scan import secret_kinds
 
-__all__ = ["ProjectFile", "ProjectSnapshot", "WithheldFile", "collect_project_files", "resolve_project_path"]
+__all__ = ["DirectoryCount", "ProjectFile", "ProjectSnapshot", "WithheldFile", "collect_project_files", "resolve_project_path"]
 
 # (relative path, absolute path, the text that would be sent, is it the whole file) -> kinds of secret found.
 SecretFinder = Callable[..., list[str]]
@@ -48,9 +48,20 @@ _LOCKFILES = frozenset(
 _DOC_NAMES = re.compile(
     r"^(contributing|changelog|architecture|design|license|copying)(\..*)?$", re.IGNORECASE
 )
+# Data, not code: ranked after every source file, whatever their depth.
+_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".xml", ".log", ".dat", ".geojson", ".arff", ".svg",
+                  ".ipynb")
+DATA_BYTES = 100_000
+DATA_JSON_BYTES = 20_000  # a JSON file this large is data, not configuration
+# Balanced selection: the root's own best files read first, and the least a group's first file is cut to.
+_ROOT_FIRST = 3
+_MIN_SHARE = 300
 _SNIFF_BYTES = 8192
-# How many withheld files the prompt names (the result lists them all).
+# How many withheld files the prompt names (the result lists them all), how many characters of names of files
+# not shown it carries, and how many top-level directories it counts.
 _WITHHELD_NAMES = 50
+_NOT_SHOWN_NAMES_CHARS = 10_000
+_DIRECTORIES_LISTED = 300
 # Keep candidates worth twice the budget: some turn out binary or undecodable only when read.
 _CANDIDATE_SLACK = 2
 
@@ -71,6 +82,15 @@ class WithheldFile:
     reason: str  # "secret file name" or the kinds detect-secrets found, e.g. "Private Key, Secret Keyword"
 
 
+@dataclass(frozen=True)
+class DirectoryCount:
+    """A top-level directory of the project (below single-directory chains such as src/): files found, read."""
+
+    path: str
+    files_seen: int
+    files_read: int
+
+
 @dataclass
 class ProjectSnapshot:
     """The files chosen for the prompt, best first, and counts of everything else."""
@@ -85,21 +105,48 @@ class ProjectSnapshot:
     budget_chars: int = 0
     # Files kept from the model because of secrets (by name, or by content: detect-secrets), names only.
     withheld: list[WithheldFile] = field(default_factory=list)
+    # The walk stops after scan_limit files; scan_limit_reached says it did (the project is larger).
+    scan_limit: int = 0
+    scan_limit_reached: bool = False
+    directories: list[DirectoryCount] = field(default_factory=list)
+    # Names of files not read (over the budget) for the model: candidates left unread, best first, then a
+    # sample (about _NOT_SHOWN_NAMES_CHARS) of those dropped during the walk, in its balanced order.
+    not_shown: list[str] = field(default_factory=list)
 
     @property
     def content_chars(self) -> int:
         return sum(len(f.content) for f in self.files)
 
     def as_prompt(self) -> str:
-        """A tree of the included files, then each file's contents between markers."""
+        """A tree of the included files, what was not shown (names within a budget, counts per directory),
+        then each file's contents between markers."""
         omitted = self.total_files_seen - len(self.files)
         lines = [f"Project files ({len(self.files)} of {self.total_files_seen} shown):", *_tree(self.files)]
+        if self.scan_limit_reached:
+            lines.append(f"(the project has more files: scanning stopped at {self.scan_limit:,}, spread evenly "
+                         "over its top-level directories)")
         if omitted > 0:
             lines.append(f"({omitted} more files not shown: over the budget, binary or not UTF-8)")
+        if self.not_shown:
+            names, used = [], 0
+            names_budget = min(_NOT_SHOWN_NAMES_CHARS, self.budget_chars // 10)  # a tenth of the content's
+            for name in self.not_shown:
+                if used + len(name) > names_budget:
+                    break
+                names.append(name)
+                used += len(name) + 2
+            more = len(self.not_shown) - len(names)
+            lines.append("Files not shown (over the budget): " + ", ".join(names)
+                         + (f" and {more} more" if more else ""))
+        if len(self.directories) > 1:
+            counts = [f"{d.path}/ {d.files_read} of {d.files_seen}" for d in self.directories[:_DIRECTORIES_LISTED]]
+            more = len(self.directories) - len(counts)
+            lines.append("Files shown per top-level directory: " + "; ".join(counts)
+                         + (f"; and {more} more directories" if more else ""))
         if self.withheld:
-            names = ", ".join(w.path for w in self.withheld[:_WITHHELD_NAMES])
-            more = f" and {len(self.withheld) - _WITHHELD_NAMES} more" if len(self.withheld) > _WITHHELD_NAMES else ""
-            lines.append(f"(withheld because they hold secrets: {names}{more})")
+            names_w = ", ".join(w.path for w in self.withheld[:_WITHHELD_NAMES])
+            more = len(self.withheld) - _WITHHELD_NAMES
+            lines.append(f"(withheld because they hold secrets: {names_w}{f' and {more} more' if more > 0 else ''})")
         for f in self.files:
             note = " (truncated)" if f.truncated else ""
             lines += [
@@ -147,79 +194,196 @@ def collect_project_files(
 ) -> ProjectSnapshot:
     """Walk ``root`` lazily and read the most informative text files until ``budget_chars`` is spent.
 
+    Balanced, not alphabetical: the walk takes the top-level directories (below a chain of single
+    directories such as ``src/`` or ``packages/``) in turns, so ``max_files_scanned`` cuts every one short
+    rather than the last ones off; the selection gives each of them its best file before any gets a second
+    (first files cut to a fair share of half the budget), after the root's own best three.
+
     Every file read is scanned for secrets (``find_secrets``, detect-secrets by default) before it is kept;
     one with any finding is withheld whole (a private key's body spans lines no detector flags one by one)
     and its budget goes to the next candidate.
 
-    Memory stays bounded whatever the tree's size: the walk keeps one directory listing at a time and only the
-    best candidates worth about twice the budget. Symlinked directories are never followed; symlinked files
-    are read only when their target is inside ``root``.
+    Memory stays bounded whatever the tree's size: the walk keeps one directory listing per top-level
+    directory and only the best candidates of each; symlinked directories are never followed; symlinked
+    files are read only when their target is inside ``root``.
     """
     real_root = Path(root).resolve()
-    skipped: Counter[str] = Counter()
-    withheld: list[WithheldFile] = []
-    seen = 0
-    # Max-heap (by negated rank) of the best candidates so far; the worst is evicted once the rest cover
-    # the budget, so a 100,000-file tree costs no more memory than a small one.
-    heap: list[tuple[tuple[int, ...], int, str, str, int]] = []
-    heap_cost = 0
+    walk = _Walk(str(real_root), max_files_scanned)
+    seen: Counter[str] = Counter()
+    # Per group, a max-heap (by negated rank) of its best candidates; the worst is evicted once the rest cover
+    # the group's share, so a 100,000-file tree costs no more memory than a small one.
+    heaps: dict[str, list[_Candidate]] = {}
+    costs: Counter[str] = Counter()
     tiebreak = itertools.count()
     keep_cost = budget_chars * _CANDIDATE_SLACK
+    evicted_names: list[str] = []
+    evicted_chars = 0
 
-    for rel, full, size in _walk(real_root, skipped, max_files_scanned, withheld):
-        seen += 1
-        cost = min(size, max_file_bytes)
+    for rel, full, size in walk.files():
+        group = walk.group_of(rel)
+        seen[group] += 1
         rank = _rank(rel, size)
+        heap = heaps.setdefault(group, [])
         heapq.heappush(heap, (tuple(-x for x in rank), -next(tiebreak), rel, full, size))
-        heap_cost += cost
-        while heap and heap_cost - min(heap[0][4], max_file_bytes) >= keep_cost:
+        costs[group] += _cost(size, max_file_bytes)
+        # A group keeps candidates worth its share of the slack; a tiny file counts as _MIN_SHARE, so the
+        # number kept stays bounded however small the files and however many the groups.
+        share = keep_cost if not group else max(keep_cost // max(1, walk.groups), 3 * _MIN_SHARE)
+        while heap and costs[group] - _cost(heap[0][4], max_file_bytes) >= share:
             evicted = heapq.heappop(heap)
-            heap_cost -= min(evicted[4], max_file_bytes)
-            skipped["budget"] += 1
+            costs[group] -= _cost(evicted[4], max_file_bytes)
+            walk.skipped["budget"] += 1
+            if evicted_chars < _NOT_SHOWN_NAMES_CHARS:  # a sample of names, in the walk's balanced order
+                evicted_names.append(evicted[2])
+                evicted_chars += len(evicted[2]) + 2
 
-    candidates = sorted(heap, reverse=True)  # best rank first
-    files: list[ProjectFile] = []
-    left = budget_chars
-    for _rank_key, _n, rel, full, size in candidates:
-        if left <= 0:
-            skipped["budget"] += 1
-            continue
-        read = _read_text(full, min(max_file_bytes, left))
-        if read is None:
-            skipped["binary"] += 1
-            continue
-        text, cut = read
-        kinds = find_secrets(rel, full, text, whole_file=not cut) if find_secrets is not None else []
-        if kinds:
-            skipped["secret_content"] += 1
-            withheld.append(WithheldFile(rel, ", ".join(kinds)))
-            continue
-        files.append(ProjectFile(path=rel, size=size, content=text, truncated=cut))
-        left -= len(text)
-
+    chosen, unread = _select(heaps, walk, budget_chars, max_file_bytes, find_secrets)
+    walk.skipped["budget"] += len(unread)
+    read_per_group = Counter(walk.group_of(f.path) for _key, f in chosen)
     return ProjectSnapshot(
         root=str(real_root),
-        files=files,
-        total_files_seen=seen,
-        skipped=dict(skipped),
+        files=[f for _key, f in sorted(chosen, key=lambda c: c[0], reverse=True)],  # best rank first
+        total_files_seen=sum(seen.values()),
+        skipped=dict(walk.skipped),
         budget_chars=budget_chars,
-        withheld=sorted(withheld, key=lambda w: w.path),
+        withheld=sorted(walk.withheld, key=lambda w: w.path),
+        scan_limit=max_files_scanned,
+        scan_limit_reached=walk.limit_reached,
+        directories=[DirectoryCount(g, seen[g], read_per_group[g]) for g in sorted(seen) if g],
+        not_shown=[*unread, *evicted_names],
     )
+
+
+def _cost(size: int, max_file_bytes: int) -> int:
+    return max(min(size, max_file_bytes), _MIN_SHARE)
+
+
+_Candidate = tuple[tuple[int, ...], int, str, str, int]  # (negated rank, negated scan order, rel, full, size)
+
+
+def _select(heaps: dict[str, list[_Candidate]], walk: _Walk, budget_chars: int, max_file_bytes: int,
+            find_secrets: SecretFinder | None) -> tuple[list[tuple[tuple[tuple[int, ...], int], ProjectFile]], list[str]]:
+    """Read candidates in balanced order until the budget is spent: the root's best three, then each group's
+    best (cut to a fair share of half the budget), then round-robin. (chosen with their sort keys, unread paths)"""
+    queues = {g: sorted(h, reverse=True) for g, h in heaps.items()}  # best first
+    others = sorted(g for g in queues if g)
+    share = max(_MIN_SHARE, min(max_file_bytes, budget_chars // (2 * len(others)))) if others else max_file_bytes
+    chosen: list[tuple[tuple[tuple[int, ...], int], ProjectFile]] = []
+    left = budget_chars
+
+    def take(group: str, limit: int) -> bool:
+        """Read the group's next readable, secret-free candidate; False when the group has none left."""
+        nonlocal left
+        queue = queues.get(group) or []
+        while queue and left > 0:
+            neg_rank, neg_n, rel, full, size = queue.pop(0)
+            read = _read_text(full, min(limit, left))
+            if read is None:
+                walk.skipped["binary"] += 1
+                continue
+            text, cut = read
+            kinds = find_secrets(rel, full, text, whole_file=not cut) if find_secrets is not None else []
+            if kinds:
+                walk.skipped["secret_content"] += 1
+                walk.withheld.append(WithheldFile(rel, ", ".join(kinds)))
+                continue
+            chosen.append(((neg_rank, neg_n), ProjectFile(path=rel, size=size, content=text, truncated=cut)))
+            left -= len(text)
+            return True
+        return False
+
+    for _ in range(_ROOT_FIRST):
+        take("", max_file_bytes)
+    for group in others:
+        take(group, share)
+    active = ["", *others]
+    while left > 0 and active:
+        active = [g for g in active if take(g, max_file_bytes)]
+    unread = [c[2] for q in queues.values() for c in q]
+    return chosen, unread
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Walking
 
 
-def _walk(root: Path, skipped: Counter[str], max_files: int,
-          withheld: list[WithheldFile]) -> Iterator[tuple[str, str, int]]:
-    """Yield (relative posix path, absolute path, size) of every regular file worth considering."""
-    scanned = 0
-    root_str = str(root)
-    # Each stack entry: a directory, its path relative to root, and the .gitignore rules in force there.
-    stack: list[tuple[str, str, tuple[_IgnoreRules, ...]]] = [(root_str, "", ())]
-    while stack:
-        directory, rel_dir, rules = stack.pop()
+class _StopWalk(Exception):
+    """The scan limit was reached."""
+
+
+class _Walk:
+    """The files worth considering under a root, yielded in balanced order (see collect_project_files), with
+    what was skipped and why. ``groups`` is how many top-level directories share the walk."""
+
+    def __init__(self, root: str, max_files: int) -> None:
+        self.root = root
+        self.max_files = max_files
+        self.scanned = 0
+        self.skipped: Counter[str] = Counter()
+        self.withheld: list[WithheldFile] = []
+        self.limit_reached = False
+        self.base = ""  # the directory whose subdirectories are the groups ("" for the root)
+        self.groups = 0
+
+    def group_of(self, rel: str) -> str:
+        """The top-level directory (below ``base``) a file belongs to; "" for files at or above ``base``."""
+        inner = rel[len(self.base) + 1:] if self.base and rel.startswith(self.base + "/") else rel
+        if self.base and inner is rel:
+            return ""
+        head, sep, _rest = inner.partition("/")
+        return (f"{self.base}/{head}" if self.base else head) if sep else ""
+
+    def files(self) -> Iterator[tuple[str, str, int]]:
+        try:
+            yield from self._balanced(self.root, "", ())
+        except _StopWalk:
+            self.limit_reached = True
+            self.skipped["scan_limit"] = 1
+
+    def _balanced(self, directory: str, rel_dir: str,
+                  rules: tuple[_IgnoreRules, ...]) -> Iterator[tuple[str, str, int]]:
+        # Down the chain of single directories (src/, packages/) first: the groups are the subdirectories of
+        # the first directory that has several (or none), known before any file is yielded.
+        above: list[tuple[str, str, bool, tuple[_IgnoreRules, ...]]] = []
+        while True:
+            listing = self._list(directory, rel_dir, rules)
+            if listing is None:
+                subdirs: list[tuple[str, str, tuple[_IgnoreRules, ...]]] = []
+                break
+            files, subdirs = listing
+            above += files
+            if len(subdirs) != 1:
+                break
+            directory, rel_dir, rules = subdirs[0]
+        self.base, self.groups = rel_dir, len(subdirs)
+        for entry in above:
+            yield from self._file(*entry)
+        walks = [self._depth_first(*d) for d in subdirs]
+        while walks:  # one file from each top-level directory in turn
+            for walk in list(walks):
+                item = next(walk, None)
+                if item is None:
+                    walks.remove(walk)
+                else:
+                    yield item
+
+    def _depth_first(self, directory: str, rel_dir: str,
+                     rules: tuple[_IgnoreRules, ...]) -> Iterator[tuple[str, str, int]]:
+        stack: list[tuple[str, str, tuple[_IgnoreRules, ...]]] = [(directory, rel_dir, rules)]
+        while stack:
+            listing = self._list(*stack.pop())
+            if listing is None:
+                continue
+            files, subdirs = listing
+            for entry in files:
+                yield from self._file(*entry)
+            # Reversed so the stack pops subdirectories in name order: deterministic output.
+            stack.extend(reversed(subdirs))
+
+    def _list(self, directory: str, rel_dir: str, rules: tuple[_IgnoreRules, ...]) -> (
+            tuple[list[tuple[str, str, bool, tuple[_IgnoreRules, ...]]],
+                  list[tuple[str, str, tuple[_IgnoreRules, ...]]]] | None):
+        """One directory: its candidate files (rel, path, is_link, rules) and subdirectories, in name order."""
         own = _IgnoreRules.load(os.path.join(directory, ".gitignore"), rel_dir)
         if own is not None:
             rules = (*rules, own)
@@ -227,8 +391,9 @@ def _walk(root: Path, skipped: Counter[str], max_files: int,
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError:
-            skipped["unreadable"] += 1
-            continue
+            self.skipped["unreadable"] += 1
+            return None
+        files: list[tuple[str, str, bool, tuple[_IgnoreRules, ...]]] = []
         subdirs: list[tuple[str, str, tuple[_IgnoreRules, ...]]] = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
@@ -237,43 +402,43 @@ def _walk(root: Path, skipped: Counter[str], max_files: int,
                 is_dir = entry.is_dir(follow_symlinks=True)
                 is_file = entry.is_file(follow_symlinks=True)
             except OSError:
-                skipped["unreadable"] += 1
+                self.skipped["unreadable"] += 1
                 continue
             if is_dir:
                 if is_link:
-                    skipped["symlinked_dir"] += 1  # following would allow loops and escapes
+                    self.skipped["symlinked_dir"] += 1  # following would allow loops and escapes
                 elif entry.name in SKIPPED_DIRS or os.path.exists(os.path.join(entry.path, "pyvenv.cfg")):
-                    skipped["ignored_dir"] += 1
+                    self.skipped["ignored_dir"] += 1
                 elif _ignored(rules, rel, is_dir=True):
-                    skipped["gitignored"] += 1
+                    self.skipped["gitignored"] += 1
                 else:
                     subdirs.append((entry.path, rel, rules))
-                continue
-            if not is_file:
-                skipped["not_a_file"] += 1  # broken links, sockets, fifos
-                continue
-            if scanned >= max_files:
-                skipped["scan_limit"] += 1
-                return
-            scanned += 1
-            if _ignored(rules, rel, is_dir=False):
-                skipped["gitignored"] += 1
-                continue
-            if _SECRET_NAME.match(entry.name.lower()) and entry.name.lower() not in _SECRET_ALLOWED:
-                skipped["secret"] += 1
-                withheld.append(WithheldFile(rel, "secret file name"))
-                continue
-            if is_link and not _inside(entry.path, root_str):
-                skipped["symlink_outside"] += 1
-                continue
+            elif not is_file:
+                self.skipped["not_a_file"] += 1  # broken links, sockets, fifos
+            else:
+                files.append((rel, entry.path, is_link, rules))
+        return files, subdirs
+
+    def _file(self, rel: str, path: str, is_link: bool,
+              rules: tuple[_IgnoreRules, ...]) -> Iterator[tuple[str, str, int]]:
+        if self.scanned >= self.max_files:
+            raise _StopWalk
+        self.scanned += 1
+        name = rel.rsplit("/", 1)[-1].lower()
+        if _ignored(rules, rel, is_dir=False):
+            self.skipped["gitignored"] += 1
+        elif _SECRET_NAME.match(name) and name not in _SECRET_ALLOWED:
+            self.skipped["secret"] += 1
+            self.withheld.append(WithheldFile(rel, "secret file name"))
+        elif is_link and not _inside(path, self.root):
+            self.skipped["symlink_outside"] += 1
+        else:
             try:
-                size = entry.stat(follow_symlinks=True).st_size
+                size = os.stat(path).st_size
             except OSError:
-                skipped["unreadable"] += 1
-                continue
-            yield rel, entry.path, size
-        # Reversed so the stack pops subdirectories in name order: deterministic output.
-        stack.extend(reversed(subdirs))
+                self.skipped["unreadable"] += 1
+                return
+            yield rel, path, size
 
 
 def _inside(path: str, root: str) -> bool:
@@ -282,7 +447,8 @@ def _inside(path: str, root: str) -> bool:
 
 
 def _rank(rel: str, size: int) -> tuple[int, int, int]:
-    """Smaller is better: (kind, depth, size)."""
+    """Smaller is better: (kind, depth, size). Kinds: 0 README, 1 manifests, 2 docs, 3 source, 4 data (by
+    extension, or any other file over DATA_BYTES), 5 lock files and minified bundles."""
     name = rel.rsplit("/", 1)[-1].lower()
     depth = rel.count("/")
     if name.startswith("readme"):
@@ -292,6 +458,8 @@ def _rank(rel: str, size: int) -> tuple[int, int, int]:
     elif _DOC_NAMES.match(name) or name.endswith((".md", ".rst")):
         kind = 2
     elif name in _LOCKFILES or name.endswith((".min.js", ".min.css", ".map")):
+        kind = 5
+    elif name.endswith(_DATA_SUFFIXES) or size > DATA_BYTES or (name.endswith(".json") and size > DATA_JSON_BYTES):
         kind = 4
     else:
         kind = 3

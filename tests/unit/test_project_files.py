@@ -7,6 +7,7 @@ import os
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ def _write(root: Path, rel: str, content: str | bytes = "x\n") -> Path:
     return path
 
 
-def _paths(root: Path, **kwargs: int) -> list[str]:
+def _paths(root: Path, **kwargs: Any) -> list[str]:
     return [f.path for f in collect_project_files(root, **kwargs).files]
 
 
@@ -251,7 +252,9 @@ def test_ten_thousand_files_stay_within_budget_and_memory(tmp_path: Path) -> Non
     assert snapshot.files[0].path == "README.md"
     assert len(snapshot.files) + snapshot.skipped["budget"] == 10_001
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes: the walk should not hold the tree in memory"
-    assert len(snapshot.as_prompt()) < 50_000 + 20_000
+    # The files, their markers and the tree, plus the names of files not shown (a tenth of the budget) and
+    # the per-directory counts.
+    assert len(snapshot.as_prompt()) < 50_000 + 25_000
 
 
 def test_scan_limit_stops_the_walk(tmp_path: Path) -> None:
@@ -289,3 +292,38 @@ def test_prompt_shows_a_tree_and_every_included_file(tmp_path: Path) -> None:
     assert "===== README.md (truncated) =====" not in prompt
     assert "===== README.md =====\n# Demo\n===== end of README.md =====" in prompt
     assert "===== src/big.txt (truncated) =====\nzzzzzzzzzz\n" in prompt
+
+
+def test_the_scan_cap_and_the_budget_are_shared_by_every_top_level_directory(tmp_path: Path) -> None:
+    for d in range(20):
+        for f in range(50):
+            _write(tmp_path, f"packages/p{d:02d}/src/m{f:02d}.py", f"x = {f}\n" * 20)
+    _write(tmp_path, "README.md", "# Mono\n")
+    snapshot = collect_project_files(tmp_path, max_files_scanned=201, budget_chars=6_000, find_secrets=None)
+    assert snapshot.scan_limit_reached and snapshot.skipped["scan_limit"] == 1
+    assert [d.path for d in snapshot.directories] == [f"packages/p{d:02d}" for d in range(20)]
+    assert {d.files_seen for d in snapshot.directories} == {10}, "an alphabetical prefix would see p00-p03 only"
+    assert all(d.files_read >= 1 for d in snapshot.directories)
+    assert snapshot.files[0].path == "README.md"
+    prompt = snapshot.as_prompt()
+    assert "scanning stopped at 201" in prompt and "Files not shown (over the budget): packages/p" in prompt
+
+
+def test_data_files_rank_after_source_whatever_their_depth(tmp_path: Path) -> None:
+    _write(tmp_path, "measurements.csv", "t,v\n" + "1,2\n" * 100)
+    _write(tmp_path, "dump.json", "[" + "1," * 20_000 + "1]")
+    _write(tmp_path, "tsconfig.json", "{}\n")
+    _write(tmp_path, "src/deep/app.py", "print(1)\n")
+    assert _paths(tmp_path, find_secrets=None) == ["tsconfig.json", "src/deep/app.py", "measurements.csv",
+                                                   "dump.json"]
+
+
+def test_files_with_secret_contents_are_withheld_and_named(tmp_path: Path) -> None:
+    _write(tmp_path, "app.py", "print(1)\n")
+    _write(tmp_path, "deploy.yaml", "aws_secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq8LMKEY\n")
+    _write(tmp_path, ".env.example", "GITHUB_TOKEN=ghp_16C7e42F292c6912E7710c838347Ae178B4a\n")
+    snapshot = collect_project_files(tmp_path)
+    assert [f.path for f in snapshot.files] == ["app.py"]
+    assert [w.path for w in snapshot.withheld] == [".env.example", "deploy.yaml"]
+    assert "GitHub Token" in snapshot.withheld[0].reason and snapshot.skipped["secret_content"] == 2
+    assert "withheld because they hold secrets: .env.example, deploy.yaml" in snapshot.as_prompt()
