@@ -140,7 +140,7 @@ class Event:
     """One change as subscribers receive it; shared by every subscriber, serialised at most once per form
     (the JSON text, the SSE frame bytes) however many subscribers read it."""
 
-    __slots__ = ("_forms", "by_reference", "data", "kind", "row", "seq", "task_id")
+    __slots__ = ("_forms", "by_reference", "data", "kind", "row", "seq", "size", "task_id")
 
     def __init__(
         self,
@@ -157,6 +157,7 @@ class Event:
         self.row = row
         self.data = data
         self.by_reference = by_reference  # columns left out of `row` for their size (all-task streams)
+        self.size = -1  # bytes it costs a subscriber's buffer (the hub's `measure`, taken once); -1: not yet
         self._forms: dict[Hashable, Any] = {}
 
     @property
@@ -192,19 +193,17 @@ class Subscriber:
         holder: Holder = NOBODY,
         *,
         limit_bytes: int | None = None,
-        measure: Callable[[Event], int] | None = None,
     ) -> None:
         self.hub = hub
         self.filter = flt
         self.limit = limit
         self.holder = holder
-        self.limit_bytes = limit_bytes if measure is not None else None
-        self.measure = measure
+        self.limit_bytes = limit_bytes if hub.measure is not None else None
         self.last_seq = 0  # the highest change number the reader has taken (named in a drop reason)
         self.closed_reason: str | None = None
         self.closed_code: str | None = None  # slow_consumer | revoked | expired | shutdown | closed
         self._buffer: OrderedDict[str, Event] = OrderedDict()
-        self._bytes = 0  # measured size of what the buffer holds (when a measure is given)
+        self._bytes = 0  # measured size of what the buffer holds (with a byte limit)
         self._waiter: asyncio.Future[None] | None = None  # the reader's, while it waits
         self._deadline = 0.0  # loop time at which the waiting reader is to be woken with nothing
         self._timer: asyncio.TimerHandle | None = None
@@ -231,9 +230,12 @@ class Subscriber:
             return
         else:
             self._buffer[key] = event
-        if self.measure is not None:
-            self._bytes += self.measure(event) - (self.measure(previous) if previous is not None else 0)
-            if self.limit_bytes is not None and self._bytes > self.limit_bytes:
+        if self.limit_bytes is not None:
+            size = event.size
+            if size < 0:  # measured once per event, however many subscribers take it
+                size = event.size = self.hub.measure(event)  # type: ignore[misc]  # set when limit_bytes is
+            self._bytes += size - (previous.size if previous is not None else 0)
+            if self._bytes > self.limit_bytes:
                 self._close(
                     f"slow consumer: more than {self.limit_bytes} bytes of events waited for this client; "
                     f"reconnect with Last-Event-ID {self.last_seq} to catch up",
@@ -331,6 +333,7 @@ class Hub:
         max_streams: int | None = None,
         recheck_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
+        measure: Callable[[Event], int] | None = None,
     ) -> None:
         self.url = url
         self.pool = pool
@@ -346,6 +349,7 @@ class Hub:
         self.max_streams = max_streams  # per user, on this process; None: no cap
         self.recheck_interval = recheck_interval
         self.clock = clock
+        self.measure = measure  # an event's size in bytes (its JSON): all-task streams' byte bound; None: off
         self.rechecks = 0  # completed credential re-checks (a test signal)
 
         self.last_seq: int | None = None  # highest change number published (None before the first connect)
@@ -376,10 +380,9 @@ class Hub:
         holder: Holder = NOBODY,
         *,
         cap: int | None = None,
-        measure: Callable[[Event], int] | None = None,
     ) -> Subscriber:
         """A new subscriber. `cap` (default: the hub's `max_streams`) is how many `holder.user_id` may hold:
-        one more raises TooManyStreams. `measure` sizes an event in bytes for the `buffer_bytes` bound."""
+        one more raises TooManyStreams. All-task streams are bounded by `buffer` tasks and `buffer_bytes`."""
         cap = self.max_streams if cap is None else cap
         user = holder.user_id
         if user is not None and cap is not None and self._held.get(user, 0) >= cap:
@@ -388,7 +391,7 @@ class Hub:
             sub = Subscriber(self, flt, 1, holder)  # one event: bounded by the size of one row
             self._by_task.setdefault(flt.task_id, set()).add(sub)
         else:
-            sub = Subscriber(self, flt, self.buffer, holder, limit_bytes=self.buffer_bytes, measure=measure)
+            sub = Subscriber(self, flt, self.buffer, holder, limit_bytes=self.buffer_bytes)
             self._streams.setdefault(flt.user_id, set()).add(sub)
         if user is not None:
             self._held[user] = self._held.get(user, 0) + 1

@@ -69,7 +69,7 @@ def create_app(
             conns.direct, app.state.pool, buffer=settings.bgtasks_sse_buffer,
             buffer_bytes=settings.bgtasks_sse_buffer_bytes, inline_bytes=settings.bgtasks_stream_inline_bytes,
             max_streams=settings.bgtasks_max_streams_per_user, recheck_interval=settings.bgtasks_stream_recheck_s,
-            clock=clock,
+            clock=clock, measure=events.event_size,
         )
         await app.state.hub.start()
         try:

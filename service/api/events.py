@@ -56,13 +56,13 @@ def _holder(principal: Principal) -> Holder:
 
 
 async def _subscribe(
-    conn: HTTPConnection, principal: Principal, flt: TaskFilter, measure: Callable[[Event], int] | None = None
+    conn: HTTPConnection, principal: Principal, flt: TaskFilter
 ) -> Subscriber:
     """A hub subscriber held by `principal`, under their stream cap (user_limits.max_streams, else the
     setting): TooManyStreams (429) beyond it."""
     hub: Hub = conn.app.state.hub
     cap = await store.user_stream_cap(conn.app.state.pool, principal.user_id)
-    return hub.subscribe(flt, _holder(principal), cap=cap, measure=measure)
+    return hub.subscribe(flt, _holder(principal), cap=cap)
 
 
 # Why a stream ended, for the client: codes after which reconnecting with the same credential cannot help.
@@ -326,8 +326,8 @@ def _event_json(ev: Event) -> str:
     return ev.form("json", lambda e: _dumps(_event_data(e)))
 
 
-def _event_size(ev: Event) -> int:
-    """What an event costs a subscriber's buffer: its JSON (shared, built once)."""
+def event_size(ev: Event) -> int:
+    """What an event costs a subscriber's buffer: its JSON (shared, built once); the hub's `measure`."""
     return len(_event_json(ev))
 
 
@@ -423,7 +423,7 @@ async def _open_stream(conn: HTTPConnection) -> tuple[Subscriber, int | None] | 
     try:
         flt = _filter_from(conn, principal)
         last_id = _last_event_id(conn)
-        return await _subscribe(conn, principal, flt, _event_size), last_id
+        return await _subscribe(conn, principal, flt), last_id
     except (BadRequest, TooManyStreams) as exc:
         return error_response(exc)
 

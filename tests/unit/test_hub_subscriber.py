@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bgtasks.api.events import _event_size
+from bgtasks.api.events import event_size
 from bgtasks.hub import Event, Holder, Hub, Subscriber, TaskFilter, TooManyStreams
 
 
@@ -83,8 +83,9 @@ async def test_closing_ends_the_wait_and_leaves_the_hub() -> None:
 
 
 def test_a_subscriber_over_its_byte_budget_is_dropped_before_its_task_budget() -> None:
-    hub = Hub("postgresql://unused", pool=None, buffer=256, buffer_bytes=10_000)  # type: ignore[arg-type]
-    sub = hub.subscribe(TaskFilter(user_id="frank"), Holder("frank"), measure=_event_size)
+    hub = Hub("postgresql://unused", pool=None, buffer=256, buffer_bytes=10_000,  # type: ignore[arg-type]
+              measure=event_size)
+    sub = hub.subscribe(TaskFilter(user_id="frank"), Holder("frank"))
     for i in range(4):
         sub.offer(Event("deleted", i, f"task_{i}", data={"id": f"task_{i}", "pad": "y" * 2000}))
     assert not sub.closed
@@ -96,8 +97,9 @@ def test_a_subscriber_over_its_byte_budget_is_dropped_before_its_task_budget() -
 
 
 def test_a_coalesced_event_replaces_its_predecessor_in_the_byte_count() -> None:
-    hub = Hub("postgresql://unused", pool=None, buffer=256, buffer_bytes=10_000)  # type: ignore[arg-type]
-    sub = hub.subscribe(TaskFilter(), measure=_event_size)
+    hub = Hub("postgresql://unused", pool=None, buffer=256, buffer_bytes=10_000,  # type: ignore[arg-type]
+              measure=event_size)
+    sub = hub.subscribe(TaskFilter())
     for i in range(50):  # the same task fifty times: one event of ~2 KB buffered, never over the budget
         sub.offer(Event("deleted", i, "task_1", data={"id": "task_1", "pad": "y" * 2000}))
     assert not sub.closed and [e.seq for e in sub.take()] == [49]
