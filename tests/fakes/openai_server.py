@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "server_error",
     "stall",
     "status",
+    "trickle",
     "unauthorized",
     "valid_instance",
     "wrong_schema",
@@ -148,6 +149,28 @@ def stall(seconds: float, then: Scripted | None = None) -> Scripted:
         while not fake.stopping.is_set() and (left := deadline - time.monotonic()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(min(left, 0.05))
         return await after(body, fake)
+
+    return reply
+
+
+def trickle(every_s: float = 2.0, chunk: bytes = b" " * 20, *, for_s: float = 600.0) -> Scripted:
+    """A 200 that sends ``chunk`` every ``every_s`` seconds for ``for_s`` seconds, then a valid answer: each
+    chunk resets a client's read timeout, so only a total deadline ends the call. Leading whitespace is valid
+    JSON, so a patient client would get a real answer in the end."""
+
+    async def reply(body: dict[str, Any], fake: FakeOpenAI) -> Response:
+        schema = _requested_schema(body)
+        final = json.dumps(_completion(body, json.dumps(valid_instance(schema) if schema else {}), "stop"))
+
+        async def chunks() -> Any:
+            deadline = time.monotonic() + for_s
+            # Polls a threading.Event set from the test thread, outside this loop.
+            while not fake.stopping.is_set() and time.monotonic() < deadline:
+                yield chunk
+                await asyncio.sleep(every_s)
+            yield final.encode()
+
+        return StreamingResponse(chunks(), media_type="application/json")
 
     return reply
 

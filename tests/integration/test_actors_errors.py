@@ -19,6 +19,7 @@ from tests.fakes.openai_server import (
     rate_limited,
     server_error,
     stall,
+    trickle,
     unauthorized,
     wrong_schema,
 )
@@ -207,3 +208,21 @@ def test_rate_limits_past_the_total_wait_count_as_failed_attempts(
     outcomes = [e["outcome"] for e in attempt_errors(sql, task_id)]
     assert outcomes == ["rate_limited", "rate_limited", "retried", "failed"], outcomes
     assert "over the limit of 1 s: counted as a failed attempt" in row["error_message"]
+
+
+def test_a_trickling_model_hits_the_total_deadline_and_the_lease_stays_honest(
+        sql: psycopg.Connection[Any], procs: Processes, fake: FakeOpenAI) -> None:
+    # The test worker's lease is 3 s; the model timeout (4 s) outlives it, so only heartbeats keep it held.
+    sql.execute("UPDATE task_queue_settings SET retry_base_delay_ms = 100")
+    fake.always(Router().route("case-trickle", trickle(0.5, b" " * 20)))
+    ai_worker(procs, fake, BGTASKS_MODEL_TIMEOUT_S="4")
+    task_id = generate(sql, "case-trickle", max_retries=2)
+    row = wait_final(sql, [task_id], timeout=60)[task_id]
+    assert (row["status"], row["retry_count"]) == ("completed", 1)
+    [timed_out] = attempt_errors(sql, task_id)
+    assert timed_out["outcome"] == "retried", "a lease that lapsed would say lease_expired"
+    assert timed_out["error_message"] == (
+        f"model endpoint {fake.base_url} did not answer within 4s (BGTASKS_MODEL_TIMEOUT_S, the total time of "
+        "one call)")
+    ran = (timed_out["failed_at"] - timed_out["started_at"]).total_seconds()
+    assert ran < 4 + 6, f"the attempt ran {ran:.1f}s against a 4s deadline (the trickle lasts 600s)"

@@ -27,6 +27,7 @@ from tests.fakes.openai_server import (
     server_error,
     stall,
     status,
+    trickle,
     unauthorized,
     wrong_schema,
 )
@@ -247,6 +248,19 @@ async def test_slow_endpoint_times_out_as_retryable(fake: FakeOpenAI) -> None:
     with pytest.raises(RetryableModelError, match=r"did not answer within 0\.5s"):
         await _ask(_config(fake, timeout_s=0.5))
     assert time.monotonic() - started < 3
+
+
+async def test_a_trickling_server_cannot_hold_a_call_past_its_total_deadline(fake: FakeOpenAI) -> None:
+    # 20 bytes every 0.2 s for ten minutes: every chunk resets the client's read timeout, never the deadline.
+    fake.script(trickle(0.2, b" " * 20))
+    started = time.monotonic()
+    with pytest.raises(RetryableModelError) as caught:
+        await _ask(_config(fake, timeout_s=1.0))
+    elapsed = time.monotonic() - started
+    assert str(caught.value) == (
+        f"model endpoint {fake.base_url} did not answer within 1s (BGTASKS_MODEL_TIMEOUT_S, the total time of "
+        "one call)")
+    assert elapsed < 6, f"the call ran {elapsed:.1f}s against a 1s deadline (the trickle lasts 600s)"
 
 
 async def test_unreachable_endpoint_is_retryable() -> None:
