@@ -77,6 +77,11 @@ async def _init_asyncpg(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+# A new connection that has not answered in this long will not (a host gone, a path black-holed): asyncpg's
+# default of 60 s would hold a request that long before its 503.
+CONNECT_TIMEOUT_S = 5.0
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Release without asyncpg's reset query: behind a transaction pooler it would run on whichever server
     session comes next (another client's), and our pooled connections leave no session state to reset."""
@@ -87,7 +92,8 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, prepar
     unnamed statements, parsed again in the same round trip as each execution, and no reset query."""
     quiet_driver_pools()
     extra: dict[str, Any] = {} if prepare else {"statement_cache_size": 0, "reset": _keep_session}
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_asyncpg, **extra)
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_asyncpg,
+                                     timeout=CONNECT_TIMEOUT_S, **extra)
     assert pool is not None
     return pool
 
@@ -95,7 +101,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, prepar
 async def connect(url: str) -> asyncpg.Connection:
     """One connection of its own (the hub's LISTEN, a CLI command): a few statements, none kept prepared,
     so it is safe through a transaction pooler too."""
-    conn = await asyncpg.connect(url, statement_cache_size=0)
+    conn = await asyncpg.connect(url, statement_cache_size=0, timeout=CONNECT_TIMEOUT_S)
     await _init_asyncpg(conn)
     return conn
 
