@@ -5,12 +5,14 @@ and describe what was read next to the model's answer."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from bgtasks.actors._schema import Schema, array, check_payload, integer, obj, string
 from bgtasks.actors.errors import ProjectPathError
 from bgtasks.actors.project_files import ProjectSnapshot, collect_project_files, resolve_project_path
 from bgtasks.errors import PermanentTaskError
+from bgtasks.settings import LOCAL_USER
 from bgtasks.task_context import TaskContext
 
 # The prompt budget for project files, in characters: about 50,000 tokens at ~4 characters a token, under half
@@ -60,12 +62,21 @@ def budget_chars(task: TaskContext) -> int:
     return int(task.settings.bgtasks_project_budget_chars)
 
 
+def project_roots_for(task: TaskContext) -> list[Path] | None:
+    """The roots a task's project path must be under: BGTASKS_PROJECT_ROOTS, except for the local user's
+    tasks in development mode (`bgtasks up` on loopback), which may read any directory (None)."""
+    settings = task.settings
+    if settings.dev_mode and task.user_id == LOCAL_USER:
+        return None
+    return list(settings.project_roots)
+
+
 async def read_project(task: TaskContext) -> ProjectSnapshot:
     """The project's files within the budget. A path that is missing or outside the roots fails the task at
     once: retrying cannot make it readable."""
     check_payload(task)
     try:
-        root = resolve_project_path(task.project_path or "", task.settings.project_roots)
+        root = resolve_project_path(task.project_path or "", project_roots_for(task))
     except ProjectPathError as exc:
         raise PermanentTaskError(str(exc)) from exc
     # The walk and the reads block; off the event loop, so cancellation stays prompt.

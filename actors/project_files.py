@@ -158,29 +158,35 @@ class ProjectSnapshot:
         return "\n".join(lines) + "\n"
 
 
-def resolve_project_path(path: str, roots: list[Path]) -> Path:
+def resolve_project_path(path: str, roots: list[Path] | None, *, reveal_roots: bool = False) -> Path:
     """The real directory ``path`` names, provided it lies inside one of ``roots`` after resolving ``..`` and
-    symlinks. Containment is checked first, so the error for a path outside the roots says nothing about it."""
+    symlinks. Containment is checked first, so the error for a path outside the roots says nothing about it;
+    the roots themselves are named only with ``reveal_roots`` (to a superuser). ``roots`` None: any directory
+    this process can read (the local user in development mode)."""
     if not path or not path.strip():
         raise ProjectPathError("project path is empty: give the absolute path of the project directory")
-    if not roots:
-        raise ProjectPathError("no project roots are configured: set the directories tasks may read")
+    if roots is not None and not roots:
+        raise ProjectPathError("no project roots are configured: an operator sets BGTASKS_PROJECT_ROOTS to the "
+                               "directories tasks may read")
     given = Path(path).expanduser()
     if not given.is_absolute():
         # Relative paths would depend on the worker's working directory, which the user cannot see.
         raise ProjectPathError(f"project path {path!r} is relative: give the absolute path of the project")
     resolved = given.resolve()
-    real_roots = [Path(r).expanduser().resolve() for r in roots]
-    if not any(resolved.is_relative_to(r) for r in real_roots):
-        allowed = ", ".join(str(r) for r in real_roots)
-        raise ProjectPathError(
-            f"project path {path!r} is outside the allowed project roots ({allowed}); "
-            "move the project under a root or add its parent to the configured roots"
-        )
+    if roots is not None:
+        real_roots = [Path(r).expanduser().resolve() for r in roots]
+        if not any(resolved.is_relative_to(r) for r in real_roots):
+            which = f" ({', '.join(str(r) for r in real_roots)})" if reveal_roots else ""
+            raise ProjectPathError(
+                f"project path {path!r} is outside the allowed project roots{which}, set in "
+                "BGTASKS_PROJECT_ROOTS: move the project under a root or ask an operator to add its parent"
+            )
     if not resolved.exists():
         raise ProjectPathError(f"project path {path!r} does not exist")
     if not resolved.is_dir():
         raise ProjectPathError(f"project path {path!r} is not a directory")
+    if roots is None and not os.access(resolved, os.R_OK | os.X_OK):
+        raise ProjectPathError(f"project path {path!r} is not readable by the service")
     return resolved
 
 

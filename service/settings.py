@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 
+LOCAL_USER = "local"  # who anonymous loopback requests act as in development mode (a superuser)
+
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("bgtasks"))

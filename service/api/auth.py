@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection, Request
 
 from ..errors import AuthError
-from ..settings import Settings
+from ..settings import LOCAL_USER, Settings
 from ..store import keys
 from ..tokens import ReadScope, verify
 
@@ -22,6 +22,7 @@ class Principal:
     is_superuser: bool
     key_id: int | None = None  # the API key presented (or the one that minted a read token)
     token: ReadScope | None = None  # set: a read token, which reads only what it names
+    local: bool = False  # the local user of development mode (no credentials, on loopback)
 
     def is_user(self, user_id: str) -> bool:
         """Whether `user_id` names this caller: user ids compare case-insensitively."""
@@ -40,7 +41,7 @@ class Principal:
         return self.token is None or self.token.allows(task_id)
 
 
-LOCAL = Principal("local", True)
+LOCAL = Principal(LOCAL_USER, True, local=True)
 _MAX_KEY = 200
 _MAX_USER = 200
 

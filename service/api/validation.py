@@ -235,13 +235,15 @@ def check_payload(task_type: actors.TaskType, payload: Any, field: str = "payloa
     return payload
 
 
-def check_project_path(path: str, roots: list[Path], field: str = "projectPath") -> str:
-    """The path must name a directory inside one of the configured project roots."""
+def check_project_path(path: str, roots: list[Path] | None, field: str = "projectPath", *,
+                       reveal_roots: bool = False) -> str:
+    """The path must name a directory inside one of the configured project roots (None: any directory the
+    process can read, for the local user in dev mode); the roots are named only to superusers."""
     from bgtasks.actors.errors import ProjectPathError
     from bgtasks.actors.project_files import resolve_project_path
 
     try:
-        return str(resolve_project_path(path, roots))
+        return str(resolve_project_path(path, roots, reveal_roots=reveal_roots))
     except ProjectPathError as exc:
         raise fail(field, str(exc)) from None
     except (OSError, RuntimeError) as exc:  # a symlink loop, a too-long name: not a readable project path
@@ -268,7 +270,8 @@ def build_task_spec(
     project = {n: get_str(body, n, required=task_type.needs_project, field=f"{where}{n}")
                for n in ("projectId", "projectName", "projectPath")}
     if project["projectPath"] is not None:
-        check_project_path(project["projectPath"], roots, f"{where}projectPath")
+        check_project_path(project["projectPath"], None if principal.local else roots, f"{where}projectPath",
+                           reveal_roots=principal.is_superuser)
     run_at = parse_time(body["runAt"], f"{where}runAt") if body.get("runAt") is not None else None
     user_id = get_str(body, "userId", field=f"{where}userId")
     if user_id is not None and principal.is_user(user_id):

@@ -44,8 +44,8 @@ async def running_api(
 ) -> AsyncIterator[Api]:
     """The app with its lifespan running; requests come from `client_host` (not loopback by default, so dev
     mode never applies unless a test asks for 127.0.0.1)."""
-    settings = load_settings(database_url=database_url, bgtasks_project_roots=str(project_root),
-                             **{"bgtasks_dev": False, **overrides})
+    settings = load_settings(database_url=database_url,
+                             **{"bgtasks_dev": False, "bgtasks_project_roots": str(project_root), **overrides})
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(client_host, 40000))
