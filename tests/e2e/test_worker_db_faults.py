@@ -31,12 +31,12 @@ def create(sql: psycopg.Connection[Any], n: int, payload: dict[str, Any], max_re
 def test_terminated_connections_fail_no_actor_and_spend_no_attempt(sql: psycopg.Connection[Any],
                                                                    procs: Processes) -> None:
     worker = procs.worker(concurrency=4)
-    ids = create(sql, 24, {"seconds": 1.0, "steps": 10})  # a progress write every 0.1 s; maxRetries 0
+    ids = create(sql, 16, {"seconds": 1.0, "steps": 10})  # a progress write every 0.1 s; maxRetries 0
     wait_until(lambda: len(procs.journal_lines()) >= 4, 30, "the first actors to start")
     terminated = 0
     for _ in range(6):  # every connection the worker has, six times over while its actors run
         terminated += sql.execute(TERMINATE).fetchone()["n"]
-        time.sleep(0.4)
+        time.sleep(0.3)
     assert terminated >= 6
 
     def finished() -> bool:
