@@ -5,6 +5,7 @@ and describe what was read next to the model's answer."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ PROJECT_BUDGET_CHARS = 200_000
 MAX_FILE_BYTES = 64_000
 # How many withheld files the result names (withheldCount counts them all), and how many directories.
 WITHHELD_LISTED = 200
+MISSING_LISTED = 200
 DIRECTORIES_LISTED = 1_000
 
 SYSTEM_PREAMBLE = (
@@ -45,6 +47,7 @@ SOURCE_SCHEMA: Schema = obj(
     withheldCount=integer("files withheld because of secrets, all of them", minimum=0),
     scanLimit=integer("the walk stops after this many files", minimum=0),
     scanLimitReached={"type": "boolean", "description": "the project has more files than the scan limit"},
+    missingPaths=array(string(), "paths the answer names that are not files in the project", max_items=200),
     directories=array(obj("a top-level directory (below single-directory chains such as src/)",
                           path=string(), filesSeen=integer(minimum=0), filesRead=integer(minimum=0)),
                       max_items=DIRECTORIES_LISTED),
@@ -126,8 +129,11 @@ PRIORITY = string("how soon it matters", enum=["high", "medium", "low"])
 
 
 async def run_project_task(task: TaskContext, *, system: str, ask: str, schema_name: str,
-                           answer_schema: Schema) -> dict[str, Any]:
-    """The flow every per-project type shares: read the project, ask the model, return answer + source."""
+                           answer_schema: Schema,
+                           named_paths: Callable[[dict[str, Any]], list[str]] | None = None) -> dict[str, Any]:
+    """The flow every per-project type shares: read the project, ask the model, return answer + source.
+    ``named_paths``: the existing files the answer claims to be about; those not in the project are listed
+    in ``source.missingPaths`` (models invent plausible paths)."""
     task.require_model()  # no key: fail before any work
     await task.progress(10, "Reading project files")
     snapshot = await read_project(task)
@@ -138,4 +144,20 @@ async def run_project_task(task: TaskContext, *, system: str, ask: str, schema_n
     answer = await task.ask_model(system=system, user=user_prompt(task, snapshot, ask), schema_name=schema_name,
                                   schema=answer_schema)
     await task.progress(70, "Saving")
-    return with_source(task, answer, snapshot)
+    result = with_source(task, answer, snapshot)
+    named = named_paths(answer) if named_paths is not None else []
+    result["source"]["missingPaths"] = await asyncio.to_thread(missing_paths, Path(snapshot.root), named)
+    return result
+
+
+def missing_paths(root: Path, named: list[str]) -> list[str]:
+    """The paths in ``named`` (relative to ``root``) that are not files inside the project, in order, once each,
+    at most MISSING_LISTED. A path escaping the root counts as missing; nothing outside it is looked at."""
+    out: list[str] = []
+    for name in dict.fromkeys(n.strip() for n in named if n and n.strip()):
+        candidate = (root / name.lstrip("/")).resolve()
+        if not candidate.is_relative_to(root) or not candidate.is_file():
+            out.append(name)
+            if len(out) >= MISSING_LISTED:
+                break
+    return out

@@ -36,4 +36,4 @@ RESULT_SCHEMA = result_schema(ANSWER_SCHEMA)
 
 async def run(task: TaskContext) -> dict[str, Any]:
     return await run_project_task(task, system=SYSTEM, ask=ASK, schema_name=SCHEMA_NAME,
-                                  answer_schema=ANSWER_SCHEMA)
+                                  answer_schema=ANSWER_SCHEMA, named_paths=lambda a: [t["file"] for t in a["tasks"]])

@@ -23,7 +23,7 @@ from ..metrics import metrics
 from ..settings import Settings
 from ..store import keys
 from ..task_modules import load_task_types
-from . import dashboard, events, openapi, queue, seeds, task_types, tasks, tokens, workflows
+from . import dashboard, events, openapi, questions, queue, seeds, task_types, tasks, tokens, workflows
 from .auth import dev_mode_banner
 from .content_type import JsonBodyMiddleware
 from .errors import EXCEPTION_HANDLERS, BodyLimitMiddleware
@@ -98,6 +98,9 @@ def create_app(
         Route("/api/tasks/{task_id}/cancel", tasks.cancel_task, methods=["POST"]),
         Route("/api/tasks/{task_id}/retry", tasks.retry_task, methods=["POST"]),
         Route("/api/tokens", tokens.create_token, methods=["POST"]),  # read tokens for browsers
+        Route("/api/questions", questions.list_questions, methods=["GET"]),  # quiz questions (seed two's)
+        Route("/api/questions/{question_id}", questions.get_question, methods=["GET"]),
+        Route("/api/questions/{question_id}", questions.delete_question, methods=["DELETE"]),
         Route("/api/me", tasks.me, methods=["GET"]),
         Route("/api/task-types", task_types.list_task_types, methods=["GET"]),
         Route("/api/usage", tasks.usage, methods=["GET"]),

@@ -64,6 +64,22 @@ def _counts(seed_two: bool = False) -> S:
             "required": [*names, "total"]}
 
 
+QUESTION: S = {
+    "type": "object",
+    "required": ["id", "userId", "category", "ageGroup", "difficulty", "question", "options", "correctAnswer"],
+    "properties": {
+        "id": {"type": "integer"}, "userId": {"type": "string"}, "taskId": _nullable("string"),
+        "category": {"type": "string"}, "ageGroup": {"type": "string"}, "difficulty": {"type": "string"},
+        "question": {"type": "string"}, "options": {"type": "array", "items": {"type": "string"}},
+        "correctAnswer": {"type": "string"}, "emoji": _nullable("string"), "explanation": _nullable("string"),
+        "validation": {"type": ["object", "null"], "properties": {
+            "verdict": {"enum": ["valid", "invalid", "uncertain"]}, "reason": _nullable("string"),
+            "validatedAt": _nullable("string", format="date-time")}},
+        "createdAt": {"type": "string", "format": "date-time"},
+        "updatedAt": {"type": "string", "format": "date-time"},
+    },
+}
+
 QUEUE: S = {
     "type": "object",
     "properties": {
@@ -284,6 +300,23 @@ def build() -> S:
         },
         "/api/queue/start": {"post": _op("Start the queue (superusers)", "queue", QUEUE_OK)},
         "/api/queue/stop": {"post": _op("Stop the queue (superusers)", "queue", QUEUE_OK)},
+        "/api/questions": {"get": _op(
+            "Quiz questions of the caller (a superuser's: everyone's), newest first", "questions",
+            _success({"questions": {"type": "array", "items": QUESTION}, "nextCursor": _nullable("string")},
+                     ["questions", "nextCursor"]),
+            params=[_q("category", {"type": "string", "maxLength": 200}, "exact, any case"),
+                    _q("difficulty", {"enum": ["easy", "medium", "hard"]}),
+                    _q("ageGroup", {"enum": ["children", "youth", "adults"]}),
+                    _q("taskId", {"type": "string", "maxLength": 64}, "the generation task that made them"),
+                    _q("userId", {"type": "string", "maxLength": 200}, "superusers only"),
+                    _q("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "the previous page's nextCursor"),
+                    LIMIT])},
+        "/api/questions/{question_id}": {
+            "parameters": [{"name": "question_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": _op("One quiz question", "questions", _success({"question": QUESTION}, ["question"])),
+            "delete": _op("Delete a quiz question", "questions",
+                          _success({"deleted": {"type": "integer"}}, ["deleted"])),
+        },
         # ---- seed one
         "/api/kiro/background-tasks": {
             "get": _op("Seed one: list tasks with taskCounts", "seed one",

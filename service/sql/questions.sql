@@ -44,3 +44,29 @@ FROM jsonb_to_recordset($4::jsonb) AS e(id bigint, emoji text)
 WHERE q.id = e.id AND q.user_id = $3
   AND EXISTS (SELECT FROM background_tasks WHERE id = $1 AND attempt = $2 AND status = 'processing')
 RETURNING q.id;
+
+-- name: list_questions
+-- A page of questions, newest first: owner $1 (NULL: everyone's), category $2 (any case), difficulty $3,
+-- age group $4, generating task $5, ids below $6 (the cursor), at most $7.
+SELECT id, user_id, task_id, category, age_group, difficulty, question, options, correct_answer, emoji,
+       explanation, validation_verdict, validation_reason, validated_at, created_at, updated_at
+FROM questions
+WHERE ($1::text IS NULL OR user_id = $1)
+  AND ($2::text IS NULL OR lower(category) = lower($2))
+  AND ($3::text IS NULL OR difficulty = $3)
+  AND ($4::text IS NULL OR age_group = $4)
+  AND ($5::text IS NULL OR task_id = $5)
+  AND ($6::bigint IS NULL OR id < $6)
+ORDER BY id DESC
+LIMIT $7;
+
+-- name: get_question
+-- Question $1, if owner $2 (NULL: anyone's) has it.
+SELECT id, user_id, task_id, category, age_group, difficulty, question, options, correct_answer, emoji,
+       explanation, validation_verdict, validation_reason, validated_at, created_at, updated_at
+FROM questions
+WHERE id = $1 AND ($2::text IS NULL OR user_id = $2);
+
+-- name: delete_question
+-- Delete question $1 if owner $2 (NULL: anyone's) has it; returns its id.
+DELETE FROM questions WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) RETURNING id;

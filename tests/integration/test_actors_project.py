@@ -283,3 +283,20 @@ def test_a_25_000_file_project_is_covered_evenly_and_the_scan_cap_is_reported(
     assert "MARKER-MONO-README" in prompt and "the project has more files: scanning stopped at 20,000" in prompt
     assert "Files not shown (over the budget): " in prompt
     assert re.search(r"Files shown per top-level directory: pkg000/ \d+ of \d+;.*; pkg249/ \d+ of \d+", prompt)
+
+
+def test_paths_the_model_names_that_are_not_in_the_project_are_flagged(
+        sql: psycopg.Connection[Any], procs: Processes, fake: FakeOpenAI, roots: Path) -> None:
+    project = make_project(roots)
+    task = {"title": "Cache totals", "file": "src/shop/app.py", "kind": "performance", "priority": "high",
+            "description": "d", "suggestion": "s"}
+    fake.script(answer({"summary": "s", "tasks": [
+        task, {**task, "file": "src/shop/imagined.py"}, {**task, "file": "../../etc/passwd"},
+        {**task, "file": "src/shop/imagined.py"}]}))
+    ai_worker(procs, fake, roots)
+    task_id = project_task(sql, "code", project)
+    row = wait_final(sql, [task_id])[task_id]
+    assert row["status"] == "completed", row["error_message"]
+    assert row["result_data"]["source"]["missingPaths"] == ["src/shop/imagined.py", "../../etc/passwd"]
+    module = importlib.import_module("bgtasks.actors.code")
+    assert schema_problems(row["result_data"], module.RESULT_SCHEMA) == []
