@@ -55,9 +55,7 @@ def _holder(principal: Principal) -> Holder:
     return Holder(principal.user_id, principal.key_id, expires)
 
 
-async def _subscribe(
-    conn: HTTPConnection, principal: Principal, flt: TaskFilter
-) -> Subscriber:
+async def _subscribe(conn: HTTPConnection, principal: Principal, flt: TaskFilter) -> Subscriber:
     """A hub subscriber held by `principal`, under their stream cap (user_limits.max_streams, else the
     setting): TooManyStreams (429) beyond it."""
     hub: Hub = conn.app.state.hub
