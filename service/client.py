@@ -42,56 +42,50 @@ def exit_code_for_status(status: int) -> int:
 
 
 class Client:
-    """A few calls to the REST API of one bgtasks service (any API instance: they share the database)."""
+    """The CLI's view of bgtasks.Client (service/http_client.py): the same HTTP and SSE code, with every
+    failure turned into a CliError carrying its exit code."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+        from .http_client import Client as HttpClient
+
         self.base_url = base_url.rstrip("/")
-        headers = {"accept": "application/json", "user-agent": "bgtasks-cli"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self.api = HttpClient(self.base_url, api_key=api_key, timeout=timeout)
+        self.api.http.headers["user-agent"] = "bgtasks-cli"
 
     def close(self) -> None:
-        self.http.close()
+        self.api.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        from .http_client import ApiError
+
         try:
-            resp = self.http.request(method, path, **kwargs)
+            return self.api.request(method, path, **kwargs)
+        except ApiError as exc:
+            raise CliError(str(exc), exit_code_for_status(exc.status_code)) from None
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach the service at {self.base_url}: {exc}", UNREACHABLE) from None
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {"error": resp.text[:200]}
-        if resp.status_code >= 400:
-            message = body.get("error") if isinstance(body, dict) else None
-            raise CliError(f"{message or resp.reason_phrase} (HTTP {resp.status_code})",
-                           exit_code_for_status(resp.status_code))
-        return body if isinstance(body, dict) else {"data": body}
 
     def events(self, path: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
-        """The `data:` messages of one SSE stream as JSON objects, until the server ends it."""
+        """The JSON `data:` of each message of one SSE stream (httpx-sse parses it), until the server ends it."""
+        from httpx_sse import SSEError, connect_sse
+
+        from .http_client import STREAM_TIMEOUT, ApiError, answer
+
         try:
-            with self.http.stream("GET", path, params=params, headers={"accept": "text/event-stream"},
-                                  timeout=httpx.Timeout(10.0, read=60.0)) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
+            with connect_sse(self.api.http, "GET", path, params=params, timeout=STREAM_TIMEOUT) as source:
+                if source.response.status_code >= 400:
+                    source.response.read()
+                    answer(source.response)
+                for sse in source.iter_sse():
                     try:
-                        message = resp.json().get("error")
+                        data = json.loads(sse.data)
                     except ValueError:
-                        message = resp.text[:200]
-                    raise CliError(f"{message} (HTTP {resp.status_code})", exit_code_for_status(resp.status_code))
-                data: list[str] = []
-                for line in resp.iter_lines():
-                    if line.startswith("data:"):
-                        data.append(line[5:].removeprefix(" "))
-                    elif line == "" and data:
-                        try:
-                            yield json.loads("\n".join(data))
-                        except ValueError:
-                            pass
-                        data = []
-        except httpx.HTTPError as exc:
+                        continue
+                    if isinstance(data, dict):
+                        yield data
+        except ApiError as exc:
+            raise CliError(str(exc), exit_code_for_status(exc.status_code)) from None
+        except (httpx.HTTPError, SSEError) as exc:
             raise CliError(f"lost the live stream from {self.base_url}: {exc}", UNREACHABLE) from None
 
 

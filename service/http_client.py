@@ -135,7 +135,8 @@ def _create_body(task_type: str, payload: Mapping[str, Any] | None, options: Map
     return body
 
 
-def _answer(resp: httpx.Response) -> dict[str, Any]:
+def answer(resp: httpx.Response) -> dict[str, Any]:
+    """The JSON body of an answer; ApiError for 4xx and 5xx."""
     try:
         body = resp.json()
     except ValueError:
@@ -200,7 +201,7 @@ class Client:
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """Any endpoint: its JSON body, or ApiError."""
-        return _answer(self.http.request(method, path, **kwargs))
+        return answer(self.http.request(method, path, **kwargs))
 
     def create(self, task_type: str, payload: Mapping[str, Any] | None = None, *,
                idempotency_key: str | None = None, **options: Any) -> TaskInfo:
@@ -256,7 +257,7 @@ class Client:
                                  timeout=timeout) as source:
                     if source.response.status_code >= 400:
                         source.response.read()
-                        _answer(source.response)
+                        answer(source.response)
                     for sse in source.iter_sse():
                         failures = 0
                         last_event_id = sse.id or last_event_id
@@ -307,7 +308,7 @@ class AsyncClient:
         await self.http.aclose()
 
     async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        return _answer(await self.http.request(method, path, **kwargs))
+        return answer(await self.http.request(method, path, **kwargs))
 
     async def create(self, task_type: str, payload: Mapping[str, Any] | None = None, *,
                      idempotency_key: str | None = None, **options: Any) -> TaskInfo:
@@ -350,7 +351,7 @@ class AsyncClient:
                                         timeout=STREAM_TIMEOUT) as source:
                     if source.response.status_code >= 400:
                         await source.response.aread()
-                        _answer(source.response)
+                        answer(source.response)
                     async for sse in source.aiter_sse():
                         failures = 0
                         last_event_id = sse.id or last_event_id

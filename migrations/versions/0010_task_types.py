@@ -1,5 +1,6 @@
 """task_types: the task types workers publish (name, schemas, limits, who published them), and which live
-workers serve each (task_type_workers); publish_task_types() does both in one statement.
+workers serve each (task_type_workers); publish_task_types() does both in one statement. Claims take only the
+types the claiming worker serves.
 
 Revision ID: 0010
 """
@@ -25,6 +26,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    run_sql_file(HERE / "0010_downgrade.sql")
+    op.execute("DROP FUNCTION worker_task_types(text)")
     op.execute("DROP VIEW task_types_served")
     op.execute("DROP FUNCTION publish_task_types(text, jsonb)")
     op.execute("DROP TABLE task_type_workers")

@@ -217,7 +217,9 @@ def check_task_type(value: Any, field: str = "taskType") -> actors.TaskType:
         raise fail(field, f"expected a task type string, got {_json_type(value)}")
     task_type = CATALOG.get(value)
     if task_type is None:
-        known = ", ".join(CATALOG.names()) or "none yet (start a worker)"
+        names = CATALOG.names()
+        known = ", ".join(names[:50]) + (f" and {len(names) - 50} more" if len(names) > 50 else "")
+        known = known or "none yet (start a worker)"
         raise fail(field, f"unknown task type {value[:50]!r}: no worker has published it; known: {known}")
     return task_type
 

@@ -4,6 +4,7 @@ myapp.tasks`), and an API process that never imports it but validates from what 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 import psycopg
 from httpx_sse import connect_sse
 
-from tests.processes import BGTASKS, Processes
+from tests.processes import BGTASKS, Processes, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -73,6 +74,19 @@ def test_a_published_type_without_a_live_worker_is_queued_and_says_so(
         assert made.status_code == 201, made.text
         assert made.json()["task"]["status"] == "pending"
         assert "no live worker" in made.json()["waiting"]
+        waiting = made.json()["task"]["id"]
+        # A worker that does not serve the type leaves it alone (it would fail it: no actor); it runs a
+        # later, lower-priority task it does serve.
+        procs.worker(concurrency=1)
+        noop = http.post("/api/tasks", json={"taskType": "noop", "priority": -10}).json()["task"]["id"]
+        wait_until(lambda: http.get(f"/api/tasks/{noop}").json()["task"]["status"] == "completed", 30,
+                   "the noop task run by the built-in worker")
+        task = http.get(f"/api/tasks/{waiting}").json()["task"]
+        assert (task["status"], task["attempt"]) == ("pending", 0), task
+        procs.start(["worker", "--app", "myapp.tasks"], "ready", cwd=EXAMPLES, BGTASKS_BUILTIN_TYPES="false")
+        wait_until(lambda: http.get(f"/api/tasks/{waiting}").json()["task"]["status"] == "completed", 30,
+                   "the waiting task run once a worker of its type started")
+        assert http.get(f"/api/tasks/{waiting}").json()["task"]["result"] == {"words": 2}
 
 
 def test_an_app_module_that_does_not_import_stops_the_worker_with_one_line(procs: Processes) -> None:
@@ -84,3 +98,23 @@ def test_an_app_module_that_does_not_import_stops_the_worker_with_one_line(procs
     nothing = subprocess.run([*BGTASKS, "worker"], env={**env, "BGTASKS_BUILTIN_TYPES": "false"}, cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert nothing.returncode == 2 and "no task types to run" in nothing.stderr
+
+
+def test_up_with_app_runs_the_applications_types(procs: Processes) -> None:
+    port = free_port()
+    log = procs.tmp / "up.log"
+    env = {**procs.env(), "BGTASKS_SHUTDOWN_GRACE_S": "2"}
+    up = subprocess.Popen([*BGTASKS, "up", "--app", "myapp.tasks", "--port", str(port)], cwd=EXAMPLES, env=env,
+                          stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: up.poll() is None and "serving on" in log.read_text(), 60, "the banner of `bgtasks up`")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            made = http.post("/api/tasks", json={"taskType": "word-count", "payload": {"text": "a b c"}})
+            assert made.status_code == 201, made.text
+            task_id = made.json()["task"]["id"]
+            wait_until(lambda: http.get(f"/api/tasks/{task_id}").json()["task"]["status"] == "completed", 30,
+                       "the word-count task run by up's worker")
+            assert http.get(f"/api/tasks/{task_id}").json()["task"]["result"] == {"words": 3}
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0, log.read_text()[-3000:]
