@@ -31,6 +31,8 @@ def test_caps_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ({"bgtasks_rate_limit_max_wait_s": -1}, "BGTASKS_RATE_LIMIT_MAX_WAIT_S"),
         ({"bgtasks_model_max_output_tokens": 9000, "bgtasks_model_max_output_tokens_cap": 8000},
          "BGTASKS_MODEL_MAX_OUTPUT_TOKENS"),
+        ({"bgtasks_direct_database_url": "mysql://db/x"}, "BGTASKS_DIRECT_DATABASE_URL"),
+        ({"bgtasks_pooler": "sometimes"}, "BGTASKS_POOLER"),
     ],
 )
 def test_an_invalid_cap_stops_the_process_naming_the_variable(overrides: dict[str, object], named: str) -> None:
