@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.processes import processes, wait_until
+from tests.processes import BGTASKS, processes, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -160,3 +160,43 @@ async def test_cancel_on_api_b_stops_the_running_task_and_both_apis_subscribers_
         assert ended()[0].get("error"), ended()
         row = sql.execute("SELECT status FROM background_tasks WHERE id = %s", (tid,)).fetchone()
         assert row and row["status"] == "cancelled"
+
+
+async def test_bgtasks_keys_revoke_ends_the_keys_streams_on_both_api_processes(
+    tmp_path: Path, database_url: str
+) -> None:
+    from tests.e2e.test_dashboard import make_key
+
+    with processes(tmp_path, database_url) as ps, psycopg.connect(
+            database_url, autocommit=True, row_factory=psycopg.rows.dict_row) as sql:
+        _, api_a = ps.api(BGTASKS_DEV="false")
+        _, api_b = ps.api(BGTASKS_DEV="false")
+        key = make_key(ps, "alice")
+        auth = {"Authorization": f"Bearer {key}"}
+        async with (
+            httpx.AsyncClient(base_url=api_a, timeout=30) as a,
+            httpx.AsyncClient(base_url=api_b, timeout=30, headers=auth) as b,
+        ):
+            made = await a.post("/api/tasks", headers=auth, json={"taskType": "noop", "runAt": "2100-01-01T00:00:00Z"})
+            assert made.status_code == 201, made.text
+            task = made.json()["task"]
+            on_a: list[dict[str, Any]] = []  # a browser on A: the task's subscribeToken, no key
+            on_b: list[dict[str, Any]] = []  # the key itself on B
+            opened_a, opened_b = asyncio.Event(), asyncio.Event()
+            path_a = f"/api/subscribeToTask?taskId={task['id']}&token={task['subscribeToken']}"
+            reader_a = asyncio.create_task(sse(a, path_a, on_a, opened_a))
+            reader_b = asyncio.create_task(sse(b, "/api/events", on_b, opened_b))
+            await asyncio.wait_for(asyncio.gather(opened_a.wait(), opened_b.wait()), 10)
+            await until(lambda: on_a and any(m.get("event") == "ready" for m in on_b), 10, "both streams live")
+
+            revoke = await asyncio.create_subprocess_exec(
+                *BGTASKS, "keys", "revoke", key, env=ps.env(), stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(revoke.communicate(), 60)
+            assert revoke.returncode == 0, out
+
+            await asyncio.wait_for(asyncio.gather(reader_a, reader_b), 10)  # both responses end
+            assert on_a[-1]["data"]["type"] == "error" and "revoked" in on_a[-1]["data"]["error"], on_a[-1]
+            assert on_b[-1]["event"] == "dropped" and on_b[-1]["data"]["code"] == "revoked", on_b[-1]
+            assert (await b.get("/api/events")).status_code == 401
+        assert sql.execute("SELECT revoked_at IS NOT NULL AS r FROM api_keys").fetchone()["r"]
