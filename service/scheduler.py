@@ -30,9 +30,9 @@ def run_due_schedules(conn: psycopg.Connection[Any], grace_s: float = schedules.
                                            s["db_now"], grace_s)
             except ValidationFailed as exc:
                 log.error("schedule %s disabled: %s", s["name"], exc)
-                store.disable_schedule(conn, s["name"], str(exc))
+                store.disable_schedule(conn, s["user_id"], s["name"], str(exc))
                 continue
             if plan.create:
-                created += len(store.enqueue_scheduled_tasks(conn, s["name"], plan.create))
-            store.advance_schedule(conn, s["name"], plan.next_run_at, plan.create[-1] if plan.create else None)
+                created += len(store.enqueue_scheduled_tasks(conn, s["user_id"], s["name"], plan.create))
+            store.advance_schedule(conn, s["user_id"], s["name"], plan.next_run_at, plan.create[-1] if plan.create else None)
     return created

@@ -26,3 +26,13 @@ COMMENT ON TRIGGER background_tasks_before_change ON background_tasks IS
   'Refuses illegal status moves (SQLSTATE BG409), stamps updated_at, completed_at and change_seq. Lease heartbeats do not fire it.';
 COMMENT ON COLUMN background_tasks.worker_id IS 'The worker that holds (or last held) the task: host:pid:nonce, see bgtasks_workers.';
 COMMENT ON COLUMN background_tasks.lease_expires_at IS 'While processing: the worker''s heartbeat keeps pushing this forward; once past, any worker takes the task back.';
+
+-- Schedule names global again (fails, naming the duplicate, if two owners use the same name).
+DROP INDEX background_tasks_schedule_due;
+CREATE UNIQUE INDEX background_tasks_schedule_due ON background_tasks (schedule_name, scheduled_for)
+    WHERE schedule_name IS NOT NULL;
+COMMENT ON INDEX background_tasks_schedule_due IS 'Exactly one task per schedule and due time, whatever the number of workers.';
+ALTER TABLE task_schedules DROP CONSTRAINT task_schedules_pkey;
+ALTER TABLE task_schedules ADD CONSTRAINT task_schedules_pkey PRIMARY KEY (name);
+COMMENT ON COLUMN task_schedules.name IS 'Schedule name (unique).';
+COMMENT ON COLUMN background_tasks.schedule_name IS 'The schedule (task_schedules.name) that created it, if any.';

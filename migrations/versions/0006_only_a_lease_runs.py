@@ -1,5 +1,5 @@
 """Only a lease makes a task running: a move to processing that is not a claim gets a lease; a processing row
-without one is refused (CHECK).
+without one is refused (CHECK). Schedule names are unique per owner, not globally.
 
 Revision ID: 0006
 """

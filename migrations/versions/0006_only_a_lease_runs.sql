@@ -50,3 +50,16 @@ COMMENT ON COLUMN background_tasks.worker_id IS
   'Who holds (or last held) the task: a worker (host:pid:nonce, see bgtasks_workers), an external processor (external:<user>, through the API) or sql:<role> (a plain UPDATE).';
 COMMENT ON COLUMN background_tasks.lease_expires_at IS
   'While processing (never NULL then): the holder''s heartbeat or progress updates keep pushing this forward; once past, any worker takes the task back.';
+
+-- Schedule names are per owner: two users may both have "nightly", and creating one never tells a user that
+-- another user's schedule has that name. The task a schedule creates per due time stays unique per owner.
+ALTER TABLE task_schedules DROP CONSTRAINT task_schedules_pkey;
+ALTER TABLE task_schedules ADD CONSTRAINT task_schedules_pkey PRIMARY KEY (user_id, name);
+COMMENT ON COLUMN task_schedules.name IS 'Schedule name, unique per owner (user_id): two users may each have "nightly".';
+DROP INDEX background_tasks_schedule_due;
+CREATE UNIQUE INDEX background_tasks_schedule_due ON background_tasks (user_id, schedule_name, scheduled_for)
+    WHERE schedule_name IS NOT NULL;
+COMMENT ON INDEX background_tasks_schedule_due IS
+  'Exactly one task per schedule (owner and name) and due time, whatever the number of workers.';
+COMMENT ON COLUMN background_tasks.schedule_name IS
+  'The schedule that created it, if any: task_schedules.name of this task''s owner (user_id).';

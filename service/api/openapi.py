@@ -269,7 +269,9 @@ def build() -> S:
                         status="201", body=SCHEDULE_BODY),
         },
         "/api/schedules/{name}": {
-            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                           _q("userId", {"type": "string", "maxLength": 200},
+                              "superusers: the owner (names are unique per owner)")],
             "get": _op("Read a schedule", "workflows", _success({"schedule": SCHEDULE}, ["schedule"])),
             "patch": _op("Change a schedule", "workflows", _success({"schedule": SCHEDULE}, ["schedule"]),
                          body={**SCHEDULE_BODY, "required": []}),

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from ..catalog import CATALOG
 from ..store import workflows as store
 from . import validation as v
-from .auth import authenticate
+from .auth import Principal, authenticate
 from .serialize import ok
 
 SCHEDULE_CREATE = {"name", "taskType", "payload", "cron", "timezone", "enabled", "catchUp", "priority",
@@ -27,6 +27,14 @@ SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")  # the table's CHECK (ta
 
 def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
+
+
+def _owner(request: Request, principal: Principal) -> str | None:
+    """Whose schedule a path names: a user's own; a superuser's pick (`?userId=`), else the one user who has a
+    schedule of that name (names are unique per owner)."""
+    if not principal.is_superuser:
+        return principal.user_id
+    return v.q_str(request.query_params, "userId", max_len=200)
 
 
 def _name(request: Request) -> str:
@@ -109,7 +117,7 @@ async def create_schedule(request: Request) -> JSONResponse:
 
 async def get_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    row = await store.get_schedule(_pool(request), _name(request), principal.owner)
+    row = await store.get_schedule(_pool(request), _name(request), _owner(request, principal))
     return ok({"schedule": schedule_json(row)})
 
 
@@ -118,14 +126,14 @@ async def patch_schedule(request: Request) -> JSONResponse:
     body = await v.read_json_object(request)
     v.only_fields(body, SCHEDULE_PATCH)
     await CATALOG.ready(_pool(request), [body.get("taskType")])
-    row = await store.update_schedule(_pool(request), _name(request), principal.owner,
+    row = await store.update_schedule(_pool(request), _name(request), _owner(request, principal),
                                       **_schedule_fields(body, creating=False))
     return ok({"schedule": schedule_json(row)})
 
 
 async def delete_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    row = await store.delete_schedule(_pool(request), _name(request), principal.owner)
+    row = await store.delete_schedule(_pool(request), _name(request), _owner(request, principal))
     return ok({"schedule": schedule_json(row)})
 
 

@@ -19,8 +19,12 @@ SELECT task_upstream_results($1) AS results;
 SELECT * FROM task_schedules WHERE ($1::text IS NULL OR user_id = $1) ORDER BY name;
 
 -- name: get_schedule
--- Schedule $1 if owner $2 (NULL: superuser) may see it.
-SELECT * FROM task_schedules WHERE name = $1 AND ($2::text IS NULL OR user_id = $2);
+-- Schedule $1 of owner $2 (names are unique per owner).
+SELECT * FROM task_schedules WHERE name = $1 AND user_id = $2;
+
+-- name: schedule_owners
+-- Who has a schedule named $1 (at most two: a superuser naming no owner needs exactly one).
+SELECT user_id FROM task_schedules WHERE name = $1 ORDER BY user_id LIMIT 2;
 
 -- name: create_schedule
 -- A new schedule: name $1, type $2, payload $3, owner $4, cron $5, time zone $6, enabled $7, catch-up $8,
@@ -28,11 +32,11 @@ SELECT * FROM task_schedules WHERE name = $1 AND ($2::text IS NULL OR user_id = 
 INSERT INTO task_schedules (name, task_type, payload, user_id, cron, timezone, enabled, catch_up, priority,
                             max_retries, label)
 VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11)
-ON CONFLICT (name) DO NOTHING
+ON CONFLICT (user_id, name) DO NOTHING
 RETURNING *;
 
 -- name: update_schedule
--- Change schedule $1 (owner $2, NULL: superuser): each of $3-$11 (payload, cron, time zone, enabled, catch-up,
+-- Change schedule $1 of owner $2: each of $3-$11 (payload, cron, time zone, enabled, catch-up,
 -- priority, max retries, label, task type) when not NULL; $12 true clears the label.
 UPDATE task_schedules SET
     payload = coalesce($3::jsonb, payload), cron = coalesce($4, cron), timezone = coalesce($5, timezone),
@@ -40,12 +44,12 @@ UPDATE task_schedules SET
     max_retries = coalesce($9, max_retries),
     label = CASE WHEN $12::boolean THEN NULL ELSE coalesce($10, label) END,
     task_type = coalesce($11, task_type)
-WHERE name = $1 AND ($2::text IS NULL OR user_id = $2)
+WHERE name = $1 AND user_id = $2
 RETURNING *;
 
 -- name: delete_schedule
--- Delete schedule $1 (owner $2, NULL: superuser); the tasks it created stay.
-DELETE FROM task_schedules WHERE name = $1 AND ($2::text IS NULL OR user_id = $2) RETURNING *;
+-- Delete schedule $1 of owner $2; the tasks it created stay.
+DELETE FROM task_schedules WHERE name = $1 AND user_id = $2 RETURNING *;
 
 -- name: lock_due_schedules
 -- Scheduler tick: lock up to $1 enabled schedules that are due (or new), skipping those another worker holds.
@@ -56,25 +60,25 @@ LIMIT $1
 FOR UPDATE SKIP LOCKED;
 
 -- name: enqueue_scheduled_tasks
--- Create the tasks of schedule $1 for due times $2 (timestamptz[]); a due time that has its task already is
+-- Create the tasks of schedule $1 of owner $3 for due times $2 (timestamptz[]); a due time that has its task already is
 -- skipped (unique index background_tasks_schedule_due). Returns the new ids.
 INSERT INTO background_tasks (task_type, user_id, payload, priority, max_retries, label, schedule_name,
                               scheduled_for)
 SELECT s.task_type, s.user_id, s.payload, s.priority, s.max_retries, s.label, s.name, due
 FROM task_schedules s, unnest($2::timestamptz[]) AS due
-WHERE s.name = $1
+WHERE s.name = $1 AND s.user_id = $3
 ORDER BY due
 ON CONFLICT DO NOTHING
 RETURNING id;
 
 -- name: advance_schedule
--- Schedule $1 is next due at $2; $3 (when not NULL) is the latest due time a task was created for.
+-- Schedule $1 of owner $4 is next due at $2; $3 (when not NULL) is the latest due time a task was created for.
 UPDATE task_schedules SET next_run_at = $2, last_run_at = coalesce($3, last_run_at)
-WHERE name = $1;
+WHERE name = $1 AND user_id = $4;
 
 -- name: disable_schedule
--- The scheduler cannot read schedule $1 (bad cron or time zone): disable it, saying why ($2).
-UPDATE task_schedules SET enabled = false, last_error = $2, next_run_at = NULL WHERE name = $1;
+-- The scheduler cannot read schedule $1 of owner $3 (bad cron or time zone): disable it, saying why ($2).
+UPDATE task_schedules SET enabled = false, last_error = $2, next_run_at = NULL WHERE name = $1 AND user_id = $3;
 
 -- name: task_analytics
 -- Per user or type ($3) over tasks created in [$1, $2), of user $4 (NULL: everyone's).

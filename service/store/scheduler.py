@@ -23,16 +23,19 @@ def lock_due_schedules(conn: Conn, limit: int) -> list[dict[str, Any]]:
     return list(_run(conn, "lock_due_schedules", limit).fetchall())
 
 
-def enqueue_scheduled_tasks(conn: Conn, name: str, due: list[datetime]) -> list[str]:
-    return [r["id"] for r in _run(conn, "enqueue_scheduled_tasks", name, due).fetchall()]
+# A schedule is named by its owner and its name (names are unique per owner).
+
+def enqueue_scheduled_tasks(conn: Conn, user_id: str, name: str, due: list[datetime]) -> list[str]:
+    return [r["id"] for r in _run(conn, "enqueue_scheduled_tasks", name, due, user_id).fetchall()]
 
 
-def advance_schedule(conn: Conn, name: str, next_run_at: datetime, last_run_at: datetime | None) -> None:
-    _run(conn, "advance_schedule", name, next_run_at, last_run_at)
+def advance_schedule(conn: Conn, user_id: str, name: str, next_run_at: datetime,
+                     last_run_at: datetime | None) -> None:
+    _run(conn, "advance_schedule", name, next_run_at, last_run_at, user_id)
 
 
-def disable_schedule(conn: Conn, name: str, why: str) -> None:
-    _run(conn, "disable_schedule", name, why)
+def disable_schedule(conn: Conn, user_id: str, name: str, why: str) -> None:
+    _run(conn, "disable_schedule", name, why, user_id)
 
 
 def task_upstream_results(conn: Conn, task_id: str) -> dict[str, Any]:

@@ -120,8 +120,21 @@ async def list_schedules(conn: Executor, owner: str | None) -> list[asyncpg.Reco
     return await _fetch(conn, "list_schedules", owner)
 
 
+async def schedule_owner(conn: Executor, name: str, owner: str | None) -> str:
+    """The owner of schedule `name`: `owner` when given (a user's own, or the one a superuser names); for a
+    superuser or operator naming none, the one user who has a schedule of that name (names are per user)."""
+    if owner is not None:
+        return owner
+    rows = await _fetch(conn, "schedule_owners", name)
+    if not rows:
+        raise NotFound(f"schedule {name!r} not found")
+    if len(rows) > 1:
+        raise ValidationFailed("userId", f"several users have a schedule named {name!r}: name its owner")
+    return str(rows[0]["user_id"])
+
+
 async def get_schedule(conn: Executor, name: str, owner: str | None) -> asyncpg.Record:
-    rows = await _fetch(conn, "get_schedule", name, owner)
+    rows = await _fetch(conn, "get_schedule", name, await schedule_owner(conn, name, owner))
     if not rows:
         raise NotFound(f"schedule {name!r} not found")
     return rows[0]
@@ -145,7 +158,7 @@ async def update_schedule(conn: Executor, name: str, owner: str | None, *, paylo
                           max_retries: int | None = None, label: str | None = None, clear_label: bool = False,
                           task_type: str | None = None) -> asyncpg.Record:
     cron = check_schedule(cron, timezone, catch_up)
-    rows = await _fetch(conn, "update_schedule", name, owner,
+    rows = await _fetch(conn, "update_schedule", name, await schedule_owner(conn, name, owner),
                         payload, cron, timezone, enabled, catch_up,
                         priority, max_retries, label, task_type, clear_label)
     if not rows:
@@ -154,7 +167,7 @@ async def update_schedule(conn: Executor, name: str, owner: str | None, *, paylo
 
 
 async def delete_schedule(conn: Executor, name: str, owner: str | None) -> asyncpg.Record:
-    rows = await _fetch(conn, "delete_schedule", name, owner)
+    rows = await _fetch(conn, "delete_schedule", name, await schedule_owner(conn, name, owner))
     if not rows:
         raise NotFound(f"schedule {name!r} not found")
     return rows[0]

@@ -116,3 +116,35 @@ async def test_an_error_inside_a_stream_ends_it_with_an_event_saying_why(
     data = json.loads(frames[-1].split("data: ", 1)[1])
     assert "server error" in data["reason"] and data["lastEventId"] == 0 and data["code"] == "server_error"
     assert any("stream" in r.getMessage() and r.exc_info for r in caplog.records), "the error was not logged"
+
+
+async def test_schedule_names_are_per_user_and_reveal_nothing_of_others(api: Api,
+                                                                        database_url: str) -> None:
+    from bgtasks import scheduler
+    from bgtasks.db import sync_connect
+
+    alice, bob = await api.key("alice"), await api.key("bob")
+    body = {"name": "nightly", "taskType": "noop", "cron": "* * * * * *"}
+    assert (await api.client.post("/api/schedules", headers=alice, json=body)).status_code == 201
+    r = await api.client.post("/api/schedules", headers=bob, json=body)
+    assert r.status_code == 201 and r.json()["schedule"]["userId"] == "bob"  # alice's name told bob nothing
+    again = await api.client.post("/api/schedules", headers=alice, json=body)
+    assert again.status_code == 422 and "exists already" in again.json()["error"]  # her own
+    assert (await api.client.get("/api/schedules/nightly", headers=alice)).json()["schedule"]["userId"] == "alice"
+    root = await api.key("root", superuser=True)
+    both = await api.client.get("/api/schedules/nightly", headers=root)
+    assert both.status_code == 422 and both.json()["field"] == "userId"
+    r = await api.client.get("/api/schedules/nightly", headers=root, params={"userId": "bob"})
+    assert r.status_code == 200 and r.json()["schedule"]["userId"] == "bob"
+    # Each owner's schedule creates its own task for the same due time.
+    with sync_connect(database_url) as sql:
+        scheduler.run_due_schedules(sql)  # sets next_run_at
+        sql.execute("UPDATE task_schedules SET next_run_at = date_trunc('second', now()) - interval '1 s'")
+        scheduler.run_due_schedules(sql, grace_s=5)
+        made = {r["user_id"]: r["n"] for r in sql.execute(
+            "SELECT user_id, count(*) AS n FROM background_tasks WHERE schedule_name = 'nightly' GROUP BY 1")}
+        assert set(made) == {"alice", "bob"} and min(made.values()) >= 1, made  # neither skipped for the other
+    assert (await api.client.delete("/api/schedules/nightly", headers=bob)).status_code == 200
+    assert (await api.client.get("/api/schedules/nightly", headers=alice)).status_code == 200
+    assert (await api.client.get("/api/schedules/nightly", headers=bob)).status_code == 404
+    assert (await api.client.get("/api/schedules/nightly", headers=root)).json()["schedule"]["userId"] == "alice"
