@@ -391,3 +391,58 @@ def _resolve_ref(root: dict[str, Any], ref: str) -> dict[str, Any]:
     for part in ref[2:].split("/"):
         node = node[part]
     return node
+
+
+# ---------------------------------------------------------------------------------------------------------
+# As a program of its own: a misbehaving model server for checks run from outside (tests/e2e)
+
+SCENARIOS: dict[str, Callable[[], list[Scripted]]] = {
+    # name -> the replies for requests that carry the scenario's marker, in order; the last one repeats
+    "ok": lambda: [answer()],
+    "huge": lambda: [answer("x" * 5_000_000)],  # a 5 MB answer
+    "trickle": lambda: [trickle(0.5, b" " * 20)],  # 20 bytes every 0.5 s for ten minutes
+    "burst429": lambda: [*(rate_limited(retry_after=0.3) for _ in range(5)), answer()],
+    "big": lambda: [answer({"summary": "A project.", "documents": [
+        {"title": f"Doc {i}", "filename": f"docs/d{i}.md", "markdown": "w" * 19_000} for i in range(10)]})],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.fakes.openai_server --log requests.jsonl MARKER=scenario ...``: serve on a free port,
+    print ``listening on URL``, answer a request mentioning MARKER with the scenario's replies (others: a valid
+    answer), and append every request body to the log, until SIGTERM."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--log", required=True, help="append each request body here, one JSON line each")
+    parser.add_argument("routes", nargs="*", help=f"MARKER=SCENARIO; scenarios: {', '.join(SCENARIOS)}")
+    args = parser.parse_args(argv)
+    routes: dict[str, deque[Scripted]] = {}
+    for spec in args.routes:
+        marker, _, name = spec.partition("=")
+        routes[marker] = deque(SCENARIOS[name]())
+    lock = threading.Lock()
+    log = open(args.log, "a", encoding="utf-8")  # open for the server's life
+
+    async def route(body: dict[str, Any], fake: FakeOpenAI) -> Response:
+        text = json.dumps(body.get("messages") or [])
+        with lock:
+            log.write(json.dumps(body) + "\n")
+            log.flush()
+            replies = next((q for m, q in routes.items() if m in text), None)
+            reply = (replies.popleft() if len(replies) > 1 else replies[0]) if replies else answer()
+        return await reply(body, fake)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with FakeOpenAI() as fake:
+        fake.always(route)
+        print(f"listening on {fake.base_url}", flush=True)
+        stop.wait()
+    log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
