@@ -81,7 +81,8 @@ def detect_transaction_pooler(url: str) -> bool:
 
 
 def _probe(url: str) -> psycopg.Connection[tuple[int]]:
-    return psycopg.connect(url, autocommit=True, prepare_threshold=None, connect_timeout=5)
+    return psycopg.connect(url, autocommit=True, prepare_threshold=None, connect_timeout=5,
+                           application_name="bgtasks pooler probe")
 
 
 def _backend_pid(conn: psycopg.Connection[tuple[int]]) -> int:

@@ -87,21 +87,24 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     session comes next (another client's), and our pooled connections leave no session state to reset."""
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, prepare: bool = True) -> asyncpg.Pool:
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, prepare: bool = True,
+                      name: str = "bgtasks") -> asyncpg.Pool:
     """The API's pool. `prepare=False` (a transaction pooler): no statement cache, so asyncpg prepares only
     unnamed statements, parsed again in the same round trip as each execution, and no reset query."""
     quiet_driver_pools()
     extra: dict[str, Any] = {} if prepare else {"statement_cache_size": 0, "reset": _keep_session}
     pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_asyncpg,
-                                     timeout=CONNECT_TIMEOUT_S, **extra)
+                                     timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": name},
+                                     **extra)
     assert pool is not None
     return pool
 
 
-async def connect(url: str) -> asyncpg.Connection:
+async def connect(url: str, name: str = "bgtasks") -> asyncpg.Connection:
     """One connection of its own (the hub's LISTEN, a CLI command): a few statements, none kept prepared,
     so it is safe through a transaction pooler too."""
-    conn = await asyncpg.connect(url, statement_cache_size=0, timeout=CONNECT_TIMEOUT_S)
+    conn = await asyncpg.connect(url, statement_cache_size=0, timeout=CONNECT_TIMEOUT_S,
+                                 server_settings={"application_name": name})
     await _init_asyncpg(conn)
     return conn
 

@@ -468,7 +468,7 @@ class Hub:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = self._conn = await db.connect(self.url)
+                conn = self._conn = await db.connect(self.url, name="bgtasks api listen")
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(TASKS_CHANNEL, self._on_tasks)

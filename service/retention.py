@@ -50,7 +50,8 @@ def retention_pass(url: str, older_than_s: float, batch_size: int = BATCH_SIZE, 
                    stop: threading.Event | None = None) -> int | None:
     """One pass on a dedicated connection, if no other process is running one: None when another holds the
     lock. The lock is a session lock, so it dies with the connection if this process does."""
-    with psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=5) as conn:
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=5,
+                         application_name="bgtasks retention") as conn:
         if not store.try_retention_lock(conn):
             return None
         try:

@@ -86,10 +86,12 @@ class InFlight:
     started_at: float | None = None
 
 
-def _connect(url: str, timeout: int = 5, *, prepare: bool = True) -> psycopg.Connection[Any]:
-    """A dedicated connection; `prepare=False` through a transaction pooler (no server-side statements)."""
+def _connect(url: str, timeout: int = 5, *, prepare: bool = True,
+             name: str = "bgtasks worker") -> psycopg.Connection[Any]:
+    """A dedicated connection; `prepare=False` through a transaction pooler (no server-side statements);
+    `name` is its application_name (pg_stat_activity shows which worker a connection belongs to)."""
     return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=timeout,
-                           **({} if prepare else {"prepare_threshold": None}))
+                           application_name=name, **({} if prepare else {"prepare_threshold": None}))
 
 
 class Runtime:
@@ -105,10 +107,12 @@ class Runtime:
         self.prepare = self.connections.prepare
         self.concurrency = concurrency
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.name = f"bgtasks worker {self.worker_id}"[:63]  # application_name of its connections
         self.lease_s = settings.bgtasks_lease_s
         quiet_driver_pools()
         self.pool = ConnectionPool(self.url, min_size=1, max_size=concurrency + 1, open=True,
                                    kwargs={"autocommit": True, "row_factory": dict_row,
+                                           "application_name": self.name,
                                            **({} if self.prepare else {"prepare_threshold": None})},
                                    check=ConnectionPool.check_connection, name="bgtasks-worker",
                                    reconnect_timeout=POOL_RECONNECT_S)
@@ -288,7 +292,7 @@ class Runtime:
 
     def _claim_connection(self) -> psycopg.Connection[Any]:
         if self._claim_conn is None or self._claim_conn.closed:
-            self._claim_conn = _connect(self.url, prepare=self.prepare)
+            self._claim_conn = _connect(self.url, prepare=self.prepare, name=self.name)
         return self._claim_conn
 
     def _drop_claim_connection(self) -> None:
@@ -433,7 +437,7 @@ class Runtime:
                 return "dropped"
             try:
                 if fresh:
-                    with _connect(self.url, timeout=2, prepare=self.prepare) as conn:
+                    with _connect(self.url, timeout=2, prepare=self.prepare, name=self.name) as conn:
                         return self._write_progress(conn, ctx, percent, description)
                 with self.pool.connection(timeout=2) as conn:
                     return self._write_progress(conn, ctx, percent, description)
@@ -494,7 +498,7 @@ class Runtime:
         backoff = 0.1
         while not self.stopping.is_set():
             try:
-                with _connect(self.connections.direct) as conn:
+                with _connect(self.connections.direct, name=self.name) as conn:
                     conn.execute(f"LISTEN {CHANNEL_TASKS}")
                     conn.execute(f"LISTEN {CHANNEL_QUEUE}")
                     backoff = 0.1
@@ -560,7 +564,7 @@ class Runtime:
         while not self.stopping.wait(min(interval, self.settings.bgtasks_reap_interval_s)):
             try:
                 if conn is None or conn.closed:
-                    conn = _connect(self.url, prepare=self.prepare)
+                    conn = _connect(self.url, prepare=self.prepare, name=self.name)
                 if time.monotonic() >= next_beat:
                     self._beat(conn)
                     next_beat = time.monotonic() + interval

@@ -60,7 +60,8 @@ def create_app(
             log.warning(banner)
         app.state.clock = clock
         conns = connections if connections is not None else await asyncio.to_thread(resolve_connections, settings)
-        app.state.pool = await db.create_pool(conns.url, min_size=1, max_size=10, prepare=conns.prepare)
+        app.state.pool = await db.create_pool(conns.url, min_size=1, max_size=10, prepare=conns.prepare,
+                                              name="bgtasks api")
         await CATALOG.refresh(app.state.pool)
         secret = settings.bgtasks_token_secret
         app.state.token_secret = secret.encode() if secret else await keys.read_token_secret(app.state.pool)

@@ -16,8 +16,9 @@ from tests.processes import Processes, wait_until
 
 pytestmark = pytest.mark.slow
 
+# The worker's connections, by the application_name each carries ("bgtasks worker <worker id>").
 TERMINATE = ("SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
-             "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+             "WHERE datname = current_database() AND application_name LIKE 'bgtasks worker %'")
 
 
 def create(sql: psycopg.Connection[Any], n: int, payload: dict[str, Any], max_retries: int = 0) -> list[str]:
