@@ -219,6 +219,7 @@ def test_a_trickling_model_hits_the_total_deadline_and_the_lease_stays_honest(
     task_id = generate(sql, "case-trickle", max_retries=2)
     row = wait_final(sql, [task_id], timeout=60)[task_id]
     assert (row["status"], row["retry_count"]) == ("completed", 1)
+    assert row["description"] == "Saving 2 questions (attempt 2 of 3)", "a retry's progress names its attempt"
     [timed_out] = attempt_errors(sql, task_id)
     assert timed_out["outcome"] == "retried", "a lease that lapsed would say lease_expired"
     assert timed_out["error_message"] == (
