@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.integration.apiclient import Api, running_api
+from tests.integration.test_stream_credentials import new_key, start_api  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
@@ -148,3 +149,30 @@ async def test_schedule_names_are_per_user_and_reveal_nothing_of_others(api: Api
     assert (await api.client.get("/api/schedules/nightly", headers=alice)).status_code == 200
     assert (await api.client.get("/api/schedules/nightly", headers=bob)).status_code == 404
     assert (await api.client.get("/api/schedules/nightly", headers=root)).json()["schedule"]["userId"] == "alice"
+
+
+async def test_an_error_inside_a_websocket_stream_ends_it_with_a_dropped_message(start_api: Any,  # noqa: F811
+                                                                                 database_url: str) -> None:
+    import asyncio
+
+    import websockets
+
+    from bgtasks import db
+
+    api = await start_api()
+    key, _ = await new_key(database_url, "alice")
+    conn = await db.connect(database_url)
+    await conn.execute("ALTER TABLE background_tasks RENAME TO background_tasks_moved")
+    messages: list[dict[str, Any]] = []
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{api.port}/api/ws?lastEventId=0",
+                                      additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    messages.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+    finally:
+        await conn.execute("ALTER TABLE background_tasks_moved RENAME TO background_tasks")
+        await conn.close()
+    assert messages and messages[-1]["event"] == "dropped", messages
+    assert messages[-1]["data"]["code"] == "server_error" and "server error" in messages[-1]["data"]["reason"]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
