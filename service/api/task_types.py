@@ -20,6 +20,7 @@ def task_type_json(t: TaskType, row: Any | None) -> dict[str, Any]:
         "resultSchema": t.result_schema, "maxRetries": t.max_retries, "timeLimitS": t.time_limit_s,
         "needsProject": t.needs_project, "diagnostic": t.diagnostic, "published": row is not None,
         "liveWorkers": int(row["live_workers"]) if row is not None else 0,
+        "workers": list(row["live_worker_ids"]) if row is not None else [],
         "publishedBy": row["published_by"] if row is not None else None,
         "publishedAt": iso(row["published_at"]) if row is not None else None,
     }

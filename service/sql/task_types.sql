@@ -5,10 +5,14 @@
 SELECT publish_task_types($1, $2::text::jsonb) AS n;
 
 -- name: list_task_types
--- Every published task type with how many live workers serve it, by name.
-SELECT name, description, payload_schema::text AS payload_schema, result_schema::text AS result_schema,
-       max_retries, time_limit_s, needs_project, diagnostic, handler, published_by, published_at, live_workers
-FROM task_types_served;
+-- Every published task type with the live workers that serve it (how many, and their ids), by name.
+SELECT t.name, t.description, t.payload_schema::text AS payload_schema, t.result_schema::text AS result_schema,
+       t.max_retries, t.time_limit_s, t.needs_project, t.diagnostic, t.handler, t.published_by, t.published_at,
+       t.live_workers,
+       ARRAY(SELECT w.worker_id FROM task_type_workers s JOIN bgtasks_workers w USING (worker_id)
+             WHERE s.task_type = t.name AND w.stopped_at IS NULL AND w.heartbeat_at >= now() - worker_stale_after()
+             ORDER BY w.worker_id) AS live_worker_ids
+FROM task_types_served t;
 
 -- name: published_task_type
 -- The published definition of task type $1 (its payload schema as JSON text), or no row.

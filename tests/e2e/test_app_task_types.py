@@ -49,6 +49,7 @@ def test_an_application_type_runs_with_progress_over_sse_and_bad_payloads_get_42
         assert got["result"] == {"summary": ("A long story. " * 20)[:100]}
         types = {t["name"]: t for t in http.get("/api/task-types").json()["taskTypes"]}
         assert types["summarize"]["liveWorkers"] == 1 and types["summarize"]["published"] is True
+        assert types["summarize"]["workers"] == [types["summarize"]["publishedBy"]]
         assert types["summarize"]["maxRetries"] == 2 and types["summarize"]["timeLimitS"] == 120
         assert types["summarize"]["payloadSchema"]["properties"]["text"]["minLength"] == 1
         assert types["word-count"]["resultSchema"]["additionalProperties"] == {"type": "integer"}
