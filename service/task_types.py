@@ -74,9 +74,16 @@ class Task:
         """progress() for sync task functions."""
         self._ctx.progress_sync(percent, description)
 
-    async def ask_model(self, *, system: str, user: str, schema_name: str, schema: dict[str, Any]) -> Any:
-        """One structured call to the configured model; its token usage is stored with the task."""
-        return await self._ctx.ask_model(system=system, user=user, schema_name=schema_name, schema=schema)
+    async def ask_model(self, *, system: str, user: str, schema_name: str, schema: dict[str, Any],
+                        check: Callable[[dict[str, Any]], list[str]] | None = None) -> Any:
+        """One structured call to the configured model; its token usage is stored with the task. ``check``:
+        problems the schema cannot express (a list of sentences), re-asked like schema problems."""
+        return await self._ctx.ask_model(system=system, user=user, schema_name=schema_name, schema=schema,
+                                         check=check)
+
+    def require_model(self) -> None:
+        """Fail the task at once when no model API key is configured (before work a retry could not save)."""
+        self._ctx.require_model()
 
     def upstream_results(self) -> dict[str, Any]:
         """Results of the tasks this one depends on, {"task id": result}."""
