@@ -38,7 +38,9 @@ class TaskContext:
 
     # ------------------------------------------------------------------ cancellation and progress
     def check_cancelled(self) -> None:
-        """Raise TaskCancelled if the task was cancelled (or is no longer ours)."""
+        """Raise TaskCancelled if the task was cancelled (or is no longer ours: its lease could not be renewed
+        in time, checked here too, so an actor woken from SIGSTOP stops at its next check)."""
+        self.runtime.fence_overdue()
         if self.cancelled.is_set():
             raise TaskCancelled(self.cancel_reason or f"task {self.id} was cancelled")
 

@@ -11,7 +11,9 @@ Threads and connections (a worker uses at most concurrency + 5 connections):
 - the completer writes completions in batches, one statement each;
 - the heartbeat (dedicated connection) extends leases, interrupts tasks whose lease was lost, and reaps
   expired leases (none within a grace period after an outage: docs/architecture.md);
-- the scheduler (pool) creates the tasks of due cron schedules, twice a second.
+- the scheduler (pool) creates the tasks of due cron schedules, twice a second;
+- the fence thread stops actors whose lease could not be renewed in time and cuts off database calls that
+  hang on a frozen network path (service/fencing.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .broker import QUEUE, PostgresBroker
 from .connections import Connections
 from .connections import resolve as resolve_connections
 from .errors import TaskCancelled
+from .fencing import CallDeadlines, fence_margin
 from .logs import outage_logger, quiet_driver_pools
 from .middleware.cancellation import interrupt_thread
 from .middleware.outcome import EXPECTED, Failure, Outcome, json_result
@@ -82,8 +85,10 @@ class InFlight:
     context: TaskContext | None = None
     thread_id: int | None = None  # set when a thread starts it; None: claimed ahead, waiting for a thread
     interruptible: bool = False
-    claimed_at: float = 0.0  # time.monotonic()
+    claimed_at: float = 0.0  # Runtime.clock()
     started_at: float | None = None
+    lease_until: float = float("inf")  # Runtime.clock() by which this worker's lease surely ends
+    fenced: bool = False  # its lease could not be renewed in time: stopped, never written for again
 
 
 def _connect(url: str, timeout: int = 5, *, prepare: bool = True,
@@ -110,6 +115,10 @@ class Runtime:
         self.name = f"bgtasks worker {self.worker_id}"[:63]  # application_name of its connections
         self.lease_s = settings.bgtasks_lease_s
         quiet_driver_pools()
+        self.clock: Callable[[], float] = time.monotonic  # leases and fencing (tests move it)
+        self.fence_margin_s = fence_margin(self.lease_s, settings.heartbeat_s)
+        self.deadlines = CallDeadlines(lambda: self.clock())
+        self.to_release: list[tuple[str, int]] = []  # fenced attempts whose actor stopped: hand back
         self.pool = ConnectionPool(self.url, min_size=1, max_size=concurrency + 1, open=True,
                                    kwargs={"autocommit": True, "row_factory": dict_row,
                                            "application_name": self.name,
@@ -141,7 +150,8 @@ class Runtime:
             task_type_store.publish_task_types(conn, self.worker_id, actors.TASK_TYPES.values())
             self.poll_interval_s = store.queue_settings(conn)["poll_interval"] / 1000
         for target, name in ((self._listen, "listener"), (self._complete_loop, "completer"),
-                             (self._heartbeat_loop, "heartbeat"), (self._schedule_loop, "scheduler")):
+                             (self._heartbeat_loop, "heartbeat"), (self._schedule_loop, "scheduler"),
+                             (self._fence_loop, "fence")):
             t = threading.Thread(target=target, name=f"bgtasks-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -230,6 +240,7 @@ class Runtime:
         """Claim for the free threads when woken (NOTIFY, a finished task) or when the poll interval ran out."""
         if self.stopping.is_set():
             return []
+        self.fence_overdue()  # a process woken from SIGSTOP stops what it no longer holds, first
         now = time.monotonic()
         if self.claim_ahead_s:
             self._hand_back_stale(now)
@@ -247,8 +258,12 @@ class Runtime:
         self.claim_rounds += 1
         try:
             conn = self._claim_connection()
+            sent = self.clock()
             # Completions ride along with the claim: one round trip and one commit for both.
-            rows, due_in = store.complete_and_claim(conn, finished, self.worker_id, free, self.lease_s)
+            # A claim that takes longer than this would be fenced the moment it returned; cutting it off frees
+            # the consumer thread from a frozen network path (its tasks, if it committed, are reaped).
+            with self.deadlines.within(conn, self.lease_s - self.fence_margin_s, "a claim"):
+                rows, due_in = store.complete_and_claim(conn, finished, self.worker_id, free, self.lease_s)
             if polling:
                 store.mark_polled(conn, int(self.poll_interval_s * 1000))
                 self.next_poll = now + self.poll_interval_s
@@ -269,7 +284,8 @@ class Runtime:
         claimed_at = time.monotonic()
         with self.lock:
             for r in rows:
-                self.in_flight[r["id"]] = InFlight(r["id"], r["attempt"], self._context(r), claimed_at=claimed_at)
+                self.in_flight[r["id"]] = InFlight(r["id"], r["attempt"], self._context(r), claimed_at=claimed_at,
+                                                   lease_until=sent + self.lease_s)
         for r in rows:
             self._emit("claimed", task_id=r["id"], attempt=r["attempt"])
         return rows
@@ -373,6 +389,8 @@ class Runtime:
     def finish_ok(self, message: Any) -> None:
         attempt = int(message.options["attempt"])
         rec = self._forget(message.message_id, attempt)
+        if self._fenced_off(rec):
+            return
         if rec is not None and rec.context is not None and rec.context.cancelled.is_set():
             return  # cancelled while finishing: never write completed over it
         self.completions.put((message.message_id, attempt, json_result(message.options.get("bgtasks_result"))))
@@ -384,7 +402,9 @@ class Runtime:
         failure: Failure = message.options.get("bgtasks_failure") or Failure(
             "ActorNotFound", f"no actor for task type {message.actor_name!r} on worker {self.worker_id}",
             permanent=True)
-        if failure.write:
+        if self._fenced_off(rec):
+            pass  # whatever it raised: nothing is written for a fenced attempt (its interrupt was logged)
+        elif failure.write:
             outcome = self._with_retry(lambda conn: self._record_failure(conn, message.message_id, attempt, failure))
             log.info("task %s attempt %s failed (%s): %s -> %s", message.message_id, attempt,
                      failure.error_type, failure.message, outcome)
@@ -395,6 +415,54 @@ class Runtime:
                      failure.message)
         self._emit("finished", task_id=message.message_id, attempt=attempt, ok=False,
                    error=failure.error_type)
+
+    def _fenced_off(self, rec: InFlight | None) -> bool:
+        """A fenced attempt's actor has stopped: hand the task back (without counting a retry) once the
+        database answers, and write nothing else for it."""
+        if rec is None or not rec.fenced:
+            return False
+        with self.lock:
+            self.to_release.append((rec.task_id, rec.attempt))
+        self._emit("fenced-stopped", task_id=rec.task_id, attempt=rec.attempt)
+        return True
+
+    # ------------------------------------------------------------------ fencing (fence thread)
+    def fence_overdue(self) -> list[str]:
+        """Stop the actors of leases that end within the fence margin (no renewal got through in time),
+        before the database could give their tasks to another worker; returns their task ids. Every thread
+        calls it before it writes for a task, so a process woken from SIGSTOP stops first."""
+        now = self.clock()
+        with self.lock:
+            due = [r for r in self.in_flight.values()
+                   if not r.fenced and now >= r.lease_until - self.fence_margin_s]
+            for r in due:
+                r.fenced = True
+        for r in due:
+            self.interrupt(r.task_id, f"fenced: its lease ends within {self.fence_margin_s:g}s and no renewal "
+                                      "reached the database; handed back once it answers")
+        return [r.task_id for r in due]
+
+    def _fence_loop(self) -> None:
+        """Every 50 ms: fence overdue leases, and cut off database calls hanging past their deadline."""
+        while not self.stopping.wait(0.05):
+            self.fence_overdue()
+            self.deadlines.enforce()
+
+    def _release_fenced(self, conn: psycopg.Connection[Any]) -> None:
+        with self.lock:
+            todo, self.to_release = self.to_release, []
+        try:
+            while todo:
+                task_id, attempt = todo[0]
+                released = store.release_task(conn, task_id, attempt)
+                todo.pop(0)
+                log.info("fenced task %s attempt %s %s", task_id, attempt,
+                         "handed back to pending" if released else "was taken back meanwhile: nothing to do")
+                self._emit("released", task_id=task_id, attempt=attempt)
+        finally:
+            if todo:
+                with self.lock:
+                    self.to_release[:0] = todo
 
     def _record_failure(self, conn: psycopg.Connection[Any], task_id: str, attempt: int, failure: Failure) -> Any:
         """A provider's rate limit waits without spending a retry (bounded by BGTASKS_RATE_LIMIT_MAX_WAIT_S);
@@ -416,7 +484,7 @@ class Runtime:
         delay = 0.1
         for i in range(attempts):
             try:
-                with self.pool.connection(timeout=10) as conn:
+                with self.pool.connection(timeout=10) as conn, self.deadlines.within(conn, 30.0, "a write"):
                     return fn(conn)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if i == attempts - 1:
@@ -432,19 +500,25 @@ class Runtime:
         when this attempt no longer holds it. A failed write is retried once on a fresh connection: a
         pooled connection the server terminated must not fail the actor."""
         error = "?"
+        self.fence_overdue()
         for fresh in (False, True):
             if ctx.cancelled.is_set():
                 return "dropped"
             try:
                 if fresh:
                     with _connect(self.url, timeout=2, prepare=self.prepare, name=self.name) as conn:
-                        return self._write_progress(conn, ctx, percent, description)
+                        return self._write_progress_within(conn, ctx, percent, description)
                 with self.pool.connection(timeout=2) as conn:
-                    return self._write_progress(conn, ctx, percent, description)
+                    return self._write_progress_within(conn, ctx, percent, description)
             except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                 error = exc.__class__.__name__
         log.warning("progress of task %s dropped: database unreachable (%s)", ctx.id, error)
         return "dropped"
+
+    def _write_progress_within(self, conn: psycopg.Connection[Any], ctx: TaskContext, percent: int,
+                               description: str | None) -> str | None:
+        with self.deadlines.within(conn, 2.0, f"a progress write of task {ctx.id}"):
+            return self._write_progress(conn, ctx, percent, description)
 
     @staticmethod
     def _write_progress(conn: psycopg.Connection[Any], ctx: TaskContext, percent: int,
@@ -503,9 +577,15 @@ class Runtime:
                     conn.execute(f"LISTEN {CHANNEL_QUEUE}")
                     backoff = 0.1
                     self._resync(conn)
+                    probed = time.monotonic()
                     while not self.stopping.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self._on_notify(note.channel, note.payload)
+                        if time.monotonic() - probed >= self.settings.heartbeat_s:
+                            # A silent network never ends a LISTEN: ask, and cut it off when no answer comes.
+                            with self.deadlines.within(conn, max(self.settings.heartbeat_s, 1.0), "LISTEN"):
+                                conn.execute("SELECT 1")
+                            probed = time.monotonic()
             except psycopg.Error as exc:
                 if self.stopping.is_set():
                     return
@@ -566,10 +646,12 @@ class Runtime:
                 if conn is None or conn.closed:
                     conn = _connect(self.url, prepare=self.prepare, name=self.name)
                 if time.monotonic() >= next_beat:
-                    self._beat(conn)
+                    with self.deadlines.within(conn, max(interval, 1.0), "a heartbeat"):
+                        self._beat(conn)
                     next_beat = time.monotonic() + interval
                 if time.monotonic() >= next_reap:
-                    n = store.reap_expired_leases(conn, self.settings.reap_grace_s)
+                    with self.deadlines.within(conn, max(interval, 1.0), "the lease reaper"):
+                        n = store.reap_expired_leases(conn, self.settings.reap_grace_s)
                     if n:
                         log.info("took back %s task(s) whose worker stopped heartbeating", n)
                     next_reap = time.monotonic() + self.settings.bgtasks_reap_interval_s
@@ -582,10 +664,19 @@ class Runtime:
             conn.close()
 
     def _beat(self, conn: psycopg.Connection[Any]) -> None:
+        """Fence what is overdue, hand back what was fenced, renew the rest, stamp the worker row."""
+        self.fence_overdue()
+        self._release_fenced(conn)
         with self.lock:
-            held = list(self.in_flight)
+            held = [tid for tid, r in self.in_flight.items() if not r.fenced]
         if held:
+            sent = self.clock()
             kept = store.extend_leases(conn, self.worker_id, held, self.lease_s)
+            with self.lock:
+                for tid in kept:
+                    rec = self.in_flight.get(tid)
+                    if rec is not None and not rec.fenced:
+                        rec.lease_until = sent + self.lease_s
             for tid in set(held) - kept:
                 with self.lock:
                     still = tid in self.in_flight

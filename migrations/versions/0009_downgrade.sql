@@ -1,4 +1,7 @@
--- Back to 0007: the reaper without a grace period, heartbeats as plain UPDATEs.
+-- Back to 0007: the reaper without a grace period, heartbeats as plain UPDATEs, claims without a fair share.
+DROP FUNCTION claim_share(text, integer, double precision, integer);
+DROP FUNCTION note_claim(text, integer, integer);
+ALTER TABLE bgtasks_workers DROP COLUMN claim_short_at;
 DROP FUNCTION reap_expired_leases(integer, double precision);
 DROP FUNCTION worker_heartbeat(text, double precision);
 DROP TABLE lease_reaper;

@@ -71,8 +71,13 @@ SELECT id FROM complete_tasks($1::text[], $2::integer[], $3::jsonb[]) AS id;
 -- Always one row at least (a NULL id: nothing was claimed). When fewer than $5 were claimed, `wait` is the
 -- seconds until the earliest delayed or retried task falls due (NULL: none is waiting for its time), so the
 -- worker knows when to claim again without another round trip; a full claim skips that lookup.
-WITH claimed AS (
-    SELECT * FROM complete_and_claim($1::text[], $2::integer[], $3::jsonb[], $4, $5, $6)
+-- Under max_concurrent_tasks the claim asks only for the worker's fair share while another worker waits
+-- (claim_share()), and says whether it came back short (note_claim()).
+WITH claimed AS MATERIALIZED (
+    SELECT * FROM complete_and_claim($1::text[], $2::integer[], $3::jsonb[], $4,
+                                     claim_share($4, $5, $6, coalesce(cardinality($1::text[]), 0)), $6)
+), noted AS MATERIALIZED (
+    SELECT note_claim($4, $5, (SELECT count(*) FROM claimed)::integer)
 )
 SELECT c.id, c.task_type, c.payload, c.attempt, c.user_id, c.project_id, c.project_name, c.project_path,
        c.retry_count, c.max_retries, c.run_at, c.created_at,
@@ -80,7 +85,7 @@ SELECT c.id, c.task_type, c.payload, c.attempt, c.user_id, c.project_id, c.proje
            SELECT extract(epoch FROM min(run_at) - now())::float8 FROM background_tasks
            WHERE status = 'pending' AND waiting_for = 0 AND run_at > now())
        END AS wait
-FROM (SELECT) AS one LEFT JOIN claimed c ON true;
+FROM (SELECT) AS one CROSS JOIN noted LEFT JOIN claimed c ON true;
 
 -- name: task_statuses
 -- The status of each of tasks $1 that still exists (a worker re-checks what it holds after reconnecting).

@@ -71,8 +71,8 @@ def test_an_outage_longer_than_the_lease_costs_no_attempt(tmp_path: Path, own_pg
     with processes(tmp_path, url) as ps:
         ps.worker(concurrency=2, **ENV)
         ps.worker(concurrency=2, **ENV)
-        wait_until(lambda: _query(url, "SELECT count(*) = 4 AS ok FROM background_tasks "
-                                       "WHERE status = 'processing'")[0]["ok"], 30, "all four tasks running")
+        wait_until(lambda: sum(ln["event"] == "start" for ln in ps.journal_lines()) == 4, 30,
+                   "all four tasks running")
         own_pg.stop()
         time.sleep(OUTAGE_S)  # the outage itself: every lease runs out meanwhile
         own_pg.start()
@@ -84,7 +84,12 @@ def test_an_outage_longer_than_the_lease_costs_no_attempt(tmp_path: Path, own_pg
             reaped += _query(url, "SELECT reap_expired_leases(100, %s) AS n", GRACE_S)[0]["n"]
             return _query(url, "SELECT bool_and(status = 'completed') AS ok FROM background_tasks")[0]["ok"]
 
-        wait_until(finished, 60 + seconds * 2, "every task to complete after the outage")
+        try:
+            wait_until(finished, 60 + seconds * 2, "every task to complete after the outage")
+        except AssertionError as exc:
+            state = _query(url, "SELECT id, status::text, attempt, retry_count, worker_id FROM background_tasks")
+            errors = _query(url, "SELECT task_id, attempt, error_type, error_message FROM task_attempt_errors")
+            raise AssertionError(f"{exc}: tasks {state}; attempt errors {errors}") from None
     rows = _query(url, "SELECT id, status::text, retry_count FROM background_tasks ORDER BY id")
     assert [(r["status"], r["retry_count"]) for r in rows] == [("completed", 0)] * 4, rows
     assert _query(url, "SELECT task_id, error_type, error_message FROM task_attempt_errors") == []

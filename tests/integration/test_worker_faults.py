@@ -1,11 +1,16 @@
-"""Database faults as a worker's actors see them: progress reports are best effort and never fail an actor."""
+"""Database faults as a worker's actors see them: progress reports are best effort and never fail an actor; a
+lease that cannot be renewed in time is fenced."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import psycopg
+import pytest
+from psycopg.rows import dict_row
 
+from bgtasks.broker import message_for
+from bgtasks.errors import TaskCancelled
 from bgtasks.settings import load_settings
 from bgtasks.worker import Runtime
 
@@ -27,3 +32,43 @@ def test_progress_survives_a_terminated_pooled_connection(database_url: str,
         runtime.pool.close()
     assert sql.execute("SELECT progress, description FROM background_tasks WHERE id = %s",
                        (task_id,)).fetchone() == {"progress": 50, "description": "half way"}
+
+
+def test_a_lease_that_cannot_be_renewed_in_time_is_fenced_and_handed_back(database_url: str,
+                                                                         sql: psycopg.Connection[Any]) -> None:
+    """The worker's own clock (moved by the test) passes the fence point of a lease no heartbeat renewed:
+    the actor is stopped, nothing more is written for that attempt (progress, lease, completion), and once the
+    actor has stopped the task goes back to pending without counting a retry."""
+    [task_id] = [r["id"] for r in sql.execute(
+        "INSERT INTO background_tasks (task_type, user_id) VALUES ('sleep', 'tester') RETURNING id").fetchall()]
+    settings = load_settings(database_url=database_url, bgtasks_lease_s=3, bgtasks_heartbeat_s=0.5)
+    runtime = Runtime(settings, concurrency=1)
+    now = [1000.0]
+    runtime.clock = lambda: now[0]
+    try:
+        [row] = runtime.claim_if_due()
+        ctx = runtime.in_flight[task_id].context
+        assert ctx is not None
+        now[0] += 3 - runtime.fence_margin_s - 0.01
+        assert runtime.fence_overdue() == []  # the lease still has more than the margin left
+        now[0] += 0.02
+        assert runtime.fence_overdue() == [task_id]
+        assert ctx.cancelled.is_set()
+        with pytest.raises(TaskCancelled):
+            ctx.progress_sync(50, "after the fence")
+        lease = sql.execute("SELECT lease_expires_at FROM background_tasks WHERE id = %s", (task_id,)).fetchone()
+        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+            runtime._beat(conn)  # the actor has not stopped yet: nothing handed back, the lease not extended
+        assert sql.execute("SELECT status::text, lease_expires_at, progress FROM background_tasks "
+                           "WHERE id = %s", (task_id,)).fetchone() == {
+            "status": "processing", "lease_expires_at": lease["lease_expires_at"], "progress": 0}
+        runtime.finish_ok(message_for(row))  # the actor ended (as if it had finished): no completion
+        assert runtime.completions.empty()
+        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+            runtime._beat(conn)
+    finally:
+        runtime._drop_claim_connection()
+        runtime.pool.close()
+    assert sql.execute("SELECT status::text, retry_count, worker_id FROM background_tasks WHERE id = %s",
+                       (task_id,)).fetchone() == {"status": "pending", "retry_count": 0, "worker_id": None}
+    assert sql.execute("SELECT count(*) AS n FROM task_attempt_errors").fetchone()["n"] == 0
