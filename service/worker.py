@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -137,6 +138,10 @@ class Runtime:
         self.starved = False
         self.next_poll = 0.0
         self._claim_conn: psycopg.Connection[Any] | None = None
+        # The latest claim time the database told this worker of; after a claim whose answer was lost (the
+        # connection died, perhaps after the commit) what it took later goes back to pending first.
+        self.claimed_up_to = datetime.min.replace(tzinfo=UTC)
+        self.claim_answer_lost = False
         self.completions: queue.Queue[tuple[str, int, Any]] = queue.Queue()
         self.claim_rounds = 0  # round trips the consumer started (the completer leaves completions to them)
         self._threads: list[threading.Thread] = []
@@ -258,6 +263,12 @@ class Runtime:
         self.claim_rounds += 1
         try:
             conn = self._claim_connection()
+            if self.claim_answer_lost:
+                lost = store.release_lost_claims(conn, self.worker_id, self.claimed_up_to)
+                self.claim_answer_lost = False
+                if lost:
+                    log.info("handed back %s task(s) claimed while the connection died (never started here)",
+                             len(lost))
             sent = self.clock()
             # Completions ride along with the claim: one round trip and one commit for both.
             # A claim that takes longer than this would be fenced the moment it returned; cutting it off frees
@@ -272,6 +283,7 @@ class Runtime:
         except psycopg.Error as exc:
             for item in finished:
                 self.completions.put(item)  # the completer writes them once the database answers
+            self.claim_answer_lost = True  # it may have committed: hand back what it took, next time
             log.warning("claim failed (%s); retrying shortly", exc.__class__.__name__)
             self._drop_claim_connection()
             self.next_poll = now + 0.5
@@ -282,6 +294,8 @@ class Runtime:
         # a task finishing anywhere may make room, so the listener wakes us on finished tasks too.
         self.starved = len(rows) < free
         claimed_at = time.monotonic()
+        if rows:
+            self.claimed_up_to = max(self.claimed_up_to, max(r["started_at"] for r in rows))
         with self.lock:
             for r in rows:
                 self.in_flight[r["id"]] = InFlight(r["id"], r["attempt"], self._context(r), claimed_at=claimed_at,

@@ -80,12 +80,19 @@ WITH claimed AS MATERIALIZED (
     SELECT note_claim($4, $5, (SELECT count(*) FROM claimed)::integer)
 )
 SELECT c.id, c.task_type, c.payload, c.attempt, c.user_id, c.project_id, c.project_name, c.project_path,
-       c.retry_count, c.max_retries, c.run_at, c.created_at,
+       c.retry_count, c.max_retries, c.run_at, c.created_at, c.started_at,
        CASE WHEN (SELECT count(*) FROM claimed) < $5 THEN (
            SELECT extract(epoch FROM min(run_at) - now())::float8 FROM background_tasks
            WHERE status = 'pending' AND waiting_for = 0 AND run_at > now())
        END AS wait
 FROM (SELECT) AS one CROSS JOIN noted LEFT JOIN claimed c ON true;
+
+-- name: release_lost_claims
+-- Hand back what a claim of worker $1 took after $2 (the latest claim time the worker was told of) whose
+-- answer never arrived (the connection died after the commit): pending again, without counting a retry.
+UPDATE background_tasks SET status = 'pending', run_at = now(), worker_id = NULL
+WHERE worker_id = $1 AND status = 'processing' AND started_at > $2
+RETURNING id;
 
 -- name: task_statuses
 -- The status of each of tasks $1 that still exists (a worker re-checks what it holds after reconnecting).

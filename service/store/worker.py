@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -101,6 +102,10 @@ def complete_and_claim(conn: Conn, items: Sequence[tuple[str, int, Any]], worker
     out = _run(conn, "complete_and_claim", ids, attempts, results, worker_id, limit, lease_s).fetchall()
     wait = out[0]["wait"] if out else None
     return [r for r in out if r["id"] is not None], None if wait is None else float(wait)
+
+
+def release_lost_claims(conn: Conn, worker_id: str, claimed_after: datetime) -> list[str]:
+    return [r["id"] for r in _run(conn, "release_lost_claims", worker_id, claimed_after).fetchall()]
 
 
 def task_statuses(conn: Conn, task_ids: Sequence[str]) -> dict[str, str]:

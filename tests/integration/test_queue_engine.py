@@ -219,7 +219,8 @@ def test_tasks_claimed_ahead_behind_a_long_task_go_back_and_run_elsewhere(sql: p
     insert(sql, "noop", 50)  # this worker learns that its tasks are short
     wait_until(lambda: all_done(sql, 50), 20, "the warm-up tasks completed")
     sql.execute("UPDATE task_queue_settings SET is_active = false")
-    [long_id] = insert(sql, "sleep", 1, {"seconds": 3, "steps": 3}, priority=10)
+    # Long enough that the other worker is up (a few seconds on a loaded machine) while it still runs.
+    [long_id] = insert(sql, "sleep", 1, {"seconds": 10, "steps": 10}, priority=10)
     short = insert(sql, "noop", 3)
     sql.execute("UPDATE task_queue_settings SET is_active = true")
     wait_until(lambda: any(ln["task"] == long_id and ln["event"] == "start" for ln in procs.journal_lines()),

@@ -72,3 +72,31 @@ def test_a_lease_that_cannot_be_renewed_in_time_is_fenced_and_handed_back(databa
     assert sql.execute("SELECT status::text, retry_count, worker_id FROM background_tasks WHERE id = %s",
                        (task_id,)).fetchone() == {"status": "pending", "retry_count": 0, "worker_id": None}
     assert sql.execute("SELECT count(*) AS n FROM task_attempt_errors").fetchone()["n"] == 0
+
+
+def test_tasks_of_a_claim_whose_answer_was_lost_go_back_without_a_retry(database_url: str,
+                                                                        sql: psycopg.Connection[Any]) -> None:
+    """A claim that committed while its connection died (a restart between commit and answer) took tasks the
+    worker never heard of: its next claim round hands them back first, so no lease runs out on them."""
+    ids = [r["id"] for r in sql.execute(
+        "INSERT INTO background_tasks (task_type, user_id, priority) VALUES ('sleep', 'tester', 1), "
+        "('sleep', 'tester', 0) RETURNING id").fetchall()]
+    runtime = Runtime(load_settings(database_url=database_url), concurrency=1)
+    try:
+        [known] = runtime.claim_if_due()  # answered: the worker holds it
+        assert known["id"] == ids[0]
+        # The next claim commits but its answer never arrives (done here on another connection).
+        sql.execute("SELECT id FROM complete_and_claim(NULL, NULL, NULL, %s, 1, 30)", (runtime.worker_id,))
+        runtime.claim_answer_lost = True
+        runtime.wake.set()
+        with runtime.lock:
+            runtime.in_flight.clear()  # its one thread is free again (the first task finished elsewhere)
+        sql.execute("UPDATE background_tasks SET status = 'completed' WHERE id = %s", (ids[0],))
+        [again] = runtime.claim_if_due()
+    finally:
+        runtime._drop_claim_connection()
+        runtime.pool.close()
+    assert again["id"] == ids[1]
+    assert sql.execute("SELECT status::text, attempt, retry_count FROM background_tasks WHERE id = %s",
+                       (ids[1],)).fetchone() == {"status": "processing", "attempt": 2, "retry_count": 0}
+    assert sql.execute("SELECT count(*) AS n FROM task_attempt_errors").fetchone()["n"] == 0
