@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from .errors import (
     BgtasksError,
     IllegalTransition,
+    LimitReached,
     RateLimited,
     SchemaOutdated,
     TaskNotFound,
@@ -120,12 +121,15 @@ def sync_connect(url: str, **kwargs: Any) -> psycopg.Connection[dict[str, Any]]:
 
 def translate(exc: BaseException, task_id: str | None = None) -> BgtasksError | None:
     """Our SQLSTATEs as our exceptions (BG404 not found, BG409 illegal move, BG422 bad input naming the field
-    in HINT, BG429 rate limit with the seconds to wait in DETAIL); None for anything else."""
+    in HINT, BG429 rate limit with the seconds to wait in DETAIL, BGLIM a count limit named in HINT); None for
+    anything else."""
     state = getattr(exc, "sqlstate", None)
     message = str(getattr(exc, "message", None) or exc).splitlines()[0]
     if state == "BG429":
         detail = str(getattr(exc, "detail", None) or "60")
         return RateLimited(message, int(detail) if detail.isdigit() else 60)
+    if state == "BGLIM":
+        return LimitReached(message, str(getattr(exc, "hint", None) or ""))
     if state == "BG422":
         field = getattr(exc, "hint", None) or "input"
         return ValidationFailed(field, message.removeprefix(f"{field}: "))

@@ -8,6 +8,7 @@ BgtasksError
  +-- ValidationFailed       bad input, names the field (HTTP 400/422)
  +-- AuthError / Forbidden  no or bad credentials (401) / not allowed (403)
  +-- RateLimited            creation rate over a per-user limit (429, Retry-After)
+ +-- LimitReached           a per-user count limit reached, e.g. schedules (409)
  +-- PermanentTaskError     raised by an actor: fail the task now, no retries
 """
 
@@ -64,6 +65,15 @@ class RateLimited(BgtasksError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class LimitReached(BgtasksError):
+    """A per-user count limit (user_limits, e.g. max_schedules) is reached: waiting does not help, removing
+    something or a raised limit does."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class PermanentTaskError(BgtasksError):

@@ -55,6 +55,37 @@ def latest_due(expr: str, tz: str, at_or_before: datetime) -> datetime:
     return _iter(expr, tz, at_or_before + timedelta(microseconds=1)).get_prev(datetime)  # type: ignore[no-any-return]
 
 
+PERIOD_SAMPLES = 400  # consecutive due times looked at for the shortest gap (cron repeats within a day or so)
+
+
+def shortest_period_s(expr: str, tz: str, start: datetime, at_least: float | None = None) -> float:
+    """The shortest gap in seconds between consecutive due times from `start` on, over PERIOD_SAMPLES of
+    them; stops early at a gap under `at_least` (that already answers the caller). Cron fields are sets
+    repeated every minute, hour, day, so the densest stretch shows among the first due times; a stretch
+    that only a rare day-of-month and day-of-week combination reaches could hide past the sample."""
+    it = _iter(expr, tz, start)
+    prev = it.get_next(datetime)
+    shortest = float("inf")
+    for _ in range(PERIOD_SAMPLES):
+        due = it.get_next(datetime)
+        shortest = min(shortest, (due - prev).total_seconds())
+        if at_least is not None and shortest < at_least:
+            break
+        prev = due
+    return shortest
+
+
+def check_period(expr: str, tz: str, start: datetime, minimum_s: int | None) -> None:
+    """ValidationFailed (field cron) when the schedule would run more often than every `minimum_s` seconds."""
+    if minimum_s is None:
+        return
+    gap = shortest_period_s(expr, tz, start, at_least=minimum_s)
+    if gap < minimum_s:
+        raise ValidationFailed(
+            "cron", f"{expr!r} runs every {gap:g} s at times; the shortest period allowed is {minimum_s} s "
+            "(user_limits.min_schedule_period_s)")
+
+
 @dataclass(frozen=True)
 class Plan:
     create: list[datetime]  # due times to create a task for, oldest first

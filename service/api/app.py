@@ -23,7 +23,7 @@ from ..metrics import metrics
 from ..settings import Settings
 from ..store import keys
 from ..task_modules import load_task_types
-from . import dashboard, events, openapi, questions, queue, seeds, task_types, tasks, tokens, workflows
+from . import dashboard, events, limits, openapi, questions, queue, seeds, task_types, tasks, tokens, workflows
 from .auth import dev_mode_banner
 from .content_type import JsonBodyMiddleware
 from .errors import EXCEPTION_HANDLERS, BodyLimitMiddleware
@@ -115,6 +115,10 @@ def create_app(
         Route("/api/schedules/{name}", workflows.patch_schedule, methods=["PATCH"]),
         Route("/api/schedules/{name}", workflows.delete_schedule, methods=["DELETE"]),
         Route("/api/analytics", workflows.analytics, methods=["GET"]),
+        Route("/api/limits", limits.list_limits, methods=["GET"]),
+        Route("/api/limits/{user_id}", limits.get_limits, methods=["GET"]),
+        Route("/api/limits/{user_id}", limits.put_limits, methods=["PUT"]),
+        Route("/api/limits/{user_id}", limits.delete_limits, methods=["DELETE"]),
         # Seed one (docs/seeds.md).
         Route("/api/kiro/background-tasks", seeds.kiro_list, methods=["GET"]),
         Route("/api/kiro/background-tasks", seeds.kiro_create, methods=["POST"]),

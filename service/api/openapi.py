@@ -102,7 +102,8 @@ SEED_TWO_TASK = {"$ref": "#/components/schemas/SeedTwoTask"}
 _ERRORS = {
     "400": "malformed body (not JSON, not an object)", "401": "no or bad credentials",
     "403": "not allowed (queue settings, processing and progress need a superuser)", "404": "no such task (or not yours)",
-    "409": "the state machine refuses the change", "413": "body too large",
+    "409": "the state machine refuses the change, or a per-user limit is reached (limit_reached)",
+    "413": "body too large",
     "422": "a field is invalid (named in `field`)", "429": "over the creation rate limit (Retry-After)",
 }
 
@@ -211,6 +212,24 @@ TOKEN_OK = _success({"token": {"type": "string"}, "expiresAt": {"type": "string"
                      "taskIds": {"type": ["array", "null"], "items": {"type": "string"}},
                      "userId": {"type": "string"}}, ["token", "expiresAt", "ttl", "scope", "taskIds"])
 READ_TOKEN = _q("token", {"type": "string"}, "a read token (POST /api/tokens, or subscribeToken) instead of a key")
+_LIMIT_FIELDS: S = {
+    "maxRunning": _nullable("integer"), "maxCreatedPerMinute": _nullable("integer"),
+    "maxSchedules": _nullable("integer"), "minSchedulePeriodSeconds": _nullable("integer"),
+    "maxStreams": _nullable("integer"),
+}
+LIMITS: S = {"type": "object", "properties": _LIMIT_FIELDS}
+LIMITS_VIEW: S = {"type": "object", "properties": {
+    "userId": {"type": "string"}, "limits": LIMITS, "own": {**LIMITS, "type": ["object", "null"]},
+    "updatedAt": _nullable("string", format="date-time")}, "required": ["userId", "limits", "own"]}
+LIMITS_OK = _success({"userId": {"type": "string"}, "limits": LIMITS, "own": {**LIMITS, "type": ["object", "null"]}},
+                     ["userId", "limits", "own"])
+LIMITS_BODY: S = {"type": "object", "properties": {
+    "maxRunning": _nullable("integer", minimum=0, maximum=1_000_000_000),
+    "maxCreatedPerMinute": _nullable("integer", minimum=0, maximum=1_000_000_000),
+    "maxSchedules": _nullable("integer", minimum=0, maximum=1_000_000_000),
+    "minSchedulePeriodSeconds": _nullable("integer", minimum=1, maximum=1_000_000_000),
+    "maxStreams": _nullable("integer", minimum=0, maximum=1_000_000_000)},
+    "minProperties": 1, "additionalProperties": False}
 QUEUE_OK = _success({"queueSettings": QUEUE, "message": {"type": "string"}}, ["queueSettings"])
 QUEUE_STATE = _success({"queueSettings": QUEUE, "taskCounts": _counts()}, ["queueSettings", "taskCounts"])
 
@@ -288,6 +307,17 @@ def build() -> S:
             "Mint a read token for a browser: reads the named tasks (or my-tasks) on GET /api/tasks/{id}, "
             "/api/subscribeToTask, /api/events and /api/ws (?token=), never writes", "accounts", TOKEN_OK,
             status="201", body=TOKEN_BODY)},
+        "/api/limits": {"get": _op(
+            "Per-user limits: a superuser sees every row (the defaults, user '*', first); others their own",
+            "limits", _success({"limits": {"type": "array", "items": LIMITS_VIEW}}, ["limits"]))},
+        "/api/limits/{user_id}": {
+            "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "a user id, or * for the defaults"}],
+            "get": _op("The limits that apply to a user (own; superusers: anyone)", "limits", LIMITS_OK),
+            "put": _op("Set a user's limits (superusers); null: back to the default", "limits", LIMITS_OK,
+                       body=LIMITS_BODY),
+            "delete": _op("Remove a user's own limits (superusers): the defaults apply", "limits", LIMITS_OK),
+        },
         "/api/me": {"get": _op("Who the caller is", "accounts", _success(
             {"userId": {"type": "string"}, "isSuperuser": {"type": "boolean"}}, ["userId", "isSuperuser"]))},
         "/api/usage": {"get": _op("Model usage totals per user and task type", "usage", _success(

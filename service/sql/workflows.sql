@@ -28,10 +28,12 @@ SELECT user_id FROM task_schedules WHERE name = $1 ORDER BY user_id LIMIT 2;
 
 -- name: create_schedule
 -- A new schedule: name $1, type $2, payload $3, owner $4, cron $5, time zone $6, enabled $7, catch-up $8,
--- priority $9, max retries $10, label $11. Returns nothing when the name is taken.
+-- priority $9, max retries $10, label $11. Returns nothing when the name is taken; SQLSTATE BGLIM when the owner
+-- has user_limits.max_schedules already (check_schedule_quota, under a per-user lock).
 INSERT INTO task_schedules (name, task_type, payload, user_id, cron, timezone, enabled, catch_up, priority,
                             max_retries, label)
-VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11)
+SELECT $1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11
+FROM (SELECT check_schedule_quota($4)) AS quota
 ON CONFLICT (user_id, name) DO NOTHING
 RETURNING *;
 
@@ -60,20 +62,26 @@ LIMIT $1
 FOR UPDATE SKIP LOCKED;
 
 -- name: enqueue_scheduled_tasks
--- Create the tasks of schedule $1 of owner $3 for due times $2 (timestamptz[]); a due time that has its task already is
--- skipped (unique index background_tasks_schedule_due). Returns the new ids.
+-- Create the tasks of schedule $1 of owner $3 for due times $2 (timestamptz[]); a due time that has its task
+-- already is skipped (unique index background_tasks_schedule_due). They count against the owner's creation
+-- rate (SQLSTATE BG429 when over). Returns the new ids.
+WITH rate_checked AS (
+    SELECT count(*) AS n FROM (SELECT check_creation_rate($3, cardinality($2::timestamptz[]))) checked
+)
 INSERT INTO background_tasks (task_type, user_id, payload, priority, max_retries, label, schedule_name,
                               scheduled_for)
 SELECT s.task_type, s.user_id, s.payload, s.priority, s.max_retries, s.label, s.name, due
-FROM task_schedules s, unnest($2::timestamptz[]) AS due
+FROM task_schedules s, unnest($2::timestamptz[]) AS due, rate_checked
 WHERE s.name = $1 AND s.user_id = $3
 ORDER BY due
 ON CONFLICT DO NOTHING
 RETURNING id;
 
 -- name: advance_schedule
--- Schedule $1 of owner $4 is next due at $2; $3 (when not NULL) is the latest due time a task was created for.
-UPDATE task_schedules SET next_run_at = $2, last_run_at = coalesce($3, last_run_at)
+-- Schedule $1 of owner $4 is next due at $2; $3 (when not NULL) is the latest due time a task was created for
+-- (it clears last_error); $5 (when not NULL) says why this tick's due times got no task.
+UPDATE task_schedules SET next_run_at = $2, last_run_at = coalesce($3, last_run_at),
+    last_error = CASE WHEN $5::text IS NOT NULL THEN $5 WHEN $3 IS NOT NULL THEN NULL ELSE last_error END
 WHERE name = $1 AND user_id = $4;
 
 -- name: disable_schedule

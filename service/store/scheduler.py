@@ -30,8 +30,8 @@ def enqueue_scheduled_tasks(conn: Conn, user_id: str, name: str, due: list[datet
 
 
 def advance_schedule(conn: Conn, user_id: str, name: str, next_run_at: datetime,
-                     last_run_at: datetime | None) -> None:
-    _run(conn, "advance_schedule", name, next_run_at, last_run_at, user_id)
+                     last_run_at: datetime | None, skipped_because: str | None = None) -> None:
+    _run(conn, "advance_schedule", name, next_run_at, last_run_at, user_id, skipped_because)
 
 
 def disable_schedule(conn: Conn, user_id: str, name: str, why: str) -> None:

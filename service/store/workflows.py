@@ -5,7 +5,7 @@ and turns their SQLSTATEs (BG404, BG422, BG429) into our errors."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -140,11 +140,20 @@ async def get_schedule(conn: Executor, name: str, owner: str | None) -> asyncpg.
     return rows[0]
 
 
+async def _check_period(conn: Executor, user_id: str, cron: str, timezone: str) -> None:
+    """422 (field cron) when the schedule would run more often than its owner's min_schedule_period_s."""
+    [limits] = await _fetch(conn, "user_limits_for", user_id)
+    schedules.check_period(cron, timezone, datetime.now(UTC), limits["min_schedule_period_s"])
+
+
 async def create_schedule(conn: Executor, *, name: str, task_type: str, user_id: str, cron: str,
                           payload: dict[str, Any] | None = None, timezone: str = "UTC", enabled: bool = True,
                           catch_up: str = "skip", priority: int = 0, max_retries: int = 3,
                           label: str | None = None) -> asyncpg.Record:
+    """A new schedule, within its owner's limits: 422 under the shortest period, 409 (LimitReached) past
+    max_schedules."""
     cron = check_schedule(cron, timezone, catch_up) or cron
+    await _check_period(conn, user_id, cron, timezone)
     rows = await _fetch(conn, "create_schedule", name, task_type, payload or {}, user_id, cron,
                         timezone, enabled, catch_up, priority, max_retries, label)
     if not rows:
@@ -158,7 +167,11 @@ async def update_schedule(conn: Executor, name: str, owner: str | None, *, paylo
                           max_retries: int | None = None, label: str | None = None, clear_label: bool = False,
                           task_type: str | None = None) -> asyncpg.Record:
     cron = check_schedule(cron, timezone, catch_up)
-    rows = await _fetch(conn, "update_schedule", name, await schedule_owner(conn, name, owner),
+    owner_id = await schedule_owner(conn, name, owner)
+    if cron is not None or timezone is not None:
+        current = await get_schedule(conn, name, owner_id)
+        await _check_period(conn, owner_id, cron or current["cron"], timezone or current["timezone"])
+    rows = await _fetch(conn, "update_schedule", name, owner_id,
                         payload, cron, timezone, enabled, catch_up,
                         priority, max_retries, label, task_type, clear_label)
     if not rows:

@@ -195,11 +195,16 @@ def per_user_peaks(sql: psycopg.Connection[Any], lines: list[dict[str, Any]]) ->
 
 def test_per_user_running_limit_is_never_exceeded_by_four_racing_workers(sql: psycopg.Connection[Any],
                                                                           procs: Processes) -> None:
-    sql.execute("INSERT INTO user_limits (user_id, max_running) VALUES ('*', 2), ('vip', 4)")
+    sql.execute("UPDATE user_limits SET max_running = 2 WHERE user_id = '*'")
+    sql.execute("INSERT INTO user_limits (user_id, max_running) VALUES ('vip', 4)")
+    sql.execute("UPDATE task_queue_settings SET is_active = false")
     for user in ("ann", "bob", "cy", "vip"):
         insert(sql, "sleep", 12, {"seconds": 0.3, "steps": 1}, user_id=user)
+    # All 16 threads ready before the first claim: claims take turns by owner, so with fewer threads up
+    # every user would sit below their limit and the test would show nothing.
     for _ in range(4):
         procs.worker(concurrency=4)
+    sql.execute("UPDATE task_queue_settings SET is_active = true")
     wait_until(lambda: unfinished(sql) == 0, 90, "48 tasks to finish")
     peaks = per_user_peaks(sql, procs.journal_lines())
     assert peaks == {"ann": 2, "bob": 2, "cy": 2, "vip": 4}, peaks
@@ -223,7 +228,9 @@ def test_per_type_cap_holds_across_workers_and_other_types_still_run(sql: psycop
 # ---------------------------------------------------------------- creation rate
 
 async def test_creation_rate_limit_answers_with_retry_after(pool: Any, sql: psycopg.Connection[Any]) -> None:
-    sql.execute("INSERT INTO user_limits (user_id, max_created_per_minute) VALUES ('*', 5), ('free', NULL)")
+    sql.execute("UPDATE user_limits SET max_created_per_minute = 5 WHERE user_id = '*'")
+    sql.execute("INSERT INTO user_limits (user_id, max_created_per_minute, max_running) "
+                "VALUES ('free', 1000, NULL), ('runner', NULL, 3)")
     specs = [TaskSpec("noop", "ann", run_at=None) for _ in range(3)]
     await workflows.create_tasks_checked(pool, specs)
     sql.execute("UPDATE background_tasks SET created_at = now() - interval '50 seconds'")  # 10 s left in window
@@ -242,8 +249,11 @@ async def test_creation_rate_limit_answers_with_retry_after(pool: Any, sql: psyc
     assert sql.execute("SELECT count(*) AS n FROM background_tasks").fetchone()["n"] == 5
     sql.execute("UPDATE background_tasks SET created_at = created_at - interval '11 seconds'")
     await workflows.create_tasks_checked(pool, specs[:3])  # three aged out: room for three
-    # A user with a row of its own and NULL has no limit, whatever '*' says.
+    # A user's own row overrides the default column by column: 'free' may create more, 'runner' (a row
+    # that sets only another limit) keeps the default rate.
     await workflows.create_tasks_checked(pool, [TaskSpec("noop", "free") for _ in range(20)])
+    with pytest.raises(RateLimited):
+        await workflows.create_tasks_checked(pool, [TaskSpec("noop", "runner") for _ in range(6)])
 
 
 async def test_concurrent_creators_cannot_overshoot_the_rate(pool: Any, sql: psycopg.Connection[Any]) -> None:
@@ -363,7 +373,7 @@ def test_api_schedules_dependencies_rate_limit_and_analytics(sql: psycopg.Connec
         assert row(sql, second.json()["task"]["id"])["waiting_for"] == 1
         assert http.post("/api/tasks", json={"taskType": "noop", "dependsOn": ["task_nope"]}).status_code == 404
 
-        sql.execute("INSERT INTO user_limits (user_id, max_created_per_minute) VALUES ('*', 2)")  # two created so far
+        sql.execute("UPDATE user_limits SET max_created_per_minute = 2 WHERE user_id = '*'")  # two created so far
         over = http.post("/api/tasks", json={"taskType": "noop"})
         assert over.status_code == 429, over.text
         assert 55 <= int(over.headers["Retry-After"]) <= 60
