@@ -11,7 +11,7 @@ from pathlib import Path
 from bgtasks.migrations.sqlfile import run_sql_file
 
 revision = "0008"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
