@@ -23,7 +23,19 @@ from ..metrics import metrics
 from ..settings import Settings
 from ..store import keys
 from ..task_modules import load_task_types
-from . import dashboard, events, limits, openapi, questions, queue, seeds, task_types, tasks, tokens, workflows
+from . import (
+    dashboard,
+    events,
+    limits,
+    openapi,
+    questions,
+    queue,
+    seeds,
+    task_types,
+    tasks,
+    tokens,
+    workflows,
+)
 from .auth import dev_mode_banner
 from .content_type import JsonBodyMiddleware
 from .errors import EXCEPTION_HANDLERS, BodyLimitMiddleware
