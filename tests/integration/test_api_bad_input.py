@@ -125,7 +125,7 @@ async def test_schedule_names_are_per_user_and_reveal_nothing_of_others(api: Api
     from bgtasks.db import sync_connect
 
     alice, bob = await api.key("alice"), await api.key("bob")
-    body = {"name": "nightly", "taskType": "noop", "cron": "* * * * * *"}
+    body = {"name": "nightly", "taskType": "noop", "cron": "* * * * *"}  # per minute: the default shortest period
     assert (await api.client.post("/api/schedules", headers=alice, json=body)).status_code == 201
     r = await api.client.post("/api/schedules", headers=bob, json=body)
     assert r.status_code == 201 and r.json()["schedule"]["userId"] == "bob"  # alice's name told bob nothing
