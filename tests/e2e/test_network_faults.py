@@ -1,11 +1,13 @@
 """A worker's own path to PostgreSQL fails (a TCP proxy in between, tests/tcp_proxy.py): frozen past its
 lease, the worker stops its actors before the lease runs out (no two executions of a task overlap, never more
-running than max_concurrent_tasks); cut off and back, it claims its share again within seconds. Long form
-(a 10 s cut): `BGTASKS_CUT_S=10 python -m pytest tests/e2e/test_network_faults.py -s`."""
+running than max_concurrent_tasks); cut off and back, it claims its share again within seconds; frozen by
+SIGSTOP past its lease, it stops its actors first when it wakes. Long form (a 10 s cut):
+`BGTASKS_CUT_S=10 python -m pytest tests/e2e/test_network_faults.py -s`."""
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -84,6 +86,35 @@ def test_a_worker_frozen_off_the_database_stops_its_actors_before_its_lease_runs
     assert peak_concurrency(lines) <= 2
     rows = sql.execute("SELECT worker_id, attempt FROM background_tasks ORDER BY id").fetchall()
     assert all(r["worker_id"] != frozen_id for r in rows)
+    assert "fenced" in frozen.output()
+
+
+def test_a_worker_woken_from_sigstop_past_its_lease_stops_its_actors_first(
+        sql: psycopg.Connection[Any], procs: Processes) -> None:
+    """Frozen by SIGSTOP, a process cannot act; on waking past its leases it stops those actors (they are
+    another worker's now) instead of carrying on, and writes nothing for them."""
+    sql.execute("UPDATE task_queue_settings SET max_concurrent_tasks = 2")
+    ids = _insert(sql, 2, '{"seconds": 8, "steps": 16}')
+    frozen = procs.worker(concurrency=2, **ENV)
+    wait_until(lambda: len(_starts(procs, frozen.pid)) == 2, 30, "the first worker to run both tasks")
+    other = procs.worker(concurrency=2, **ENV)
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: len(_starts(procs, other.pid)) == 2, 30,
+                   "the other worker to take both tasks over once the frozen worker's leases ran out")
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    wait_until(lambda: sum(1 for ln in procs.journal_lines() if ln["event"] == "end" and ln["pid"] == frozen.pid)
+               == 2, 15, "the woken worker to stop both actors")
+    wait_until(lambda: sql.execute("SELECT bool_and(status = 'completed') AS ok FROM background_tasks")
+               .fetchone()["ok"], 30, "both tasks to complete")
+    ends = [ln for ln in procs.journal_lines() if ln["event"] == "end" and ln["pid"] == frozen.pid]
+    assert sorted(ln["task"] for ln in ends) == sorted(ids)
+    assert all(ln.get("error") for ln in ends), ends  # stopped, not run to the end
+    [other_id] = [r["worker_id"] for r in sql.execute(
+        "SELECT worker_id FROM bgtasks_workers WHERE pid = %s", (other.pid,)).fetchall()]
+    rows = sql.execute("SELECT worker_id, result_data FROM background_tasks").fetchall()
+    assert all(r["worker_id"] == other_id and r["result_data"] == {"slept": 8} for r in rows), rows
     assert "fenced" in frozen.output()
 
 
