@@ -6,6 +6,7 @@ secrets in its files, a 25,000-file project, and a page of 50 tasks with large r
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -20,14 +21,14 @@ from tests.integration.test_actors_project import PLANTED, SECRET_VALUES
 from tests.processes import Processes, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT_S = 3
+TIMEOUT_S = 5  # the slow scenario answers after 2.5 s
 
 
 @pytest.fixture
 def model_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     log = tmp_path / "model-requests.jsonl"
     out = tmp_path / "model-server.out"
-    routes = ["MARK-HUGE=huge", "MARK-TRICKLE=trickle", "MARK-BURST=burst429", "MARK-BIG=big"]
+    routes = ["MARK-HUGE=huge", "MARK-TRICKLE=trickle", "MARK-BURST=burst429", "MARK-BIG=big", "MARK-MONO=slow"]
     proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", "--log", str(log), *routes],
                             cwd=ROOT, stdout=out.open("wb"), stderr=subprocess.STDOUT)
     try:
@@ -57,7 +58,8 @@ def test_the_issue_17_cases_end_as_promised_against_a_misbehaving_model_server(
             d.mkdir(parents=True)
             for i in range(50):
                 (d / f"mod{i:02d}.py").write_text("def handler(event):\n    return event\n")
-    (monorepo / "README.md").write_text("# Monorepo\n")
+    (monorepo / "README.md").write_text("# MARK-MONO\n")
+    (monorepo / "measurements.csv").write_text("t,value\n" + "1700000000,0.5\n" * 29_000)  # 440 KB of data
     projects = {
         "huge": _project(roots, "huge", {"README.md": "# MARK-HUGE\n"}),
         "secrets": _project(roots, "secrets", {"README.md": "# Shop\n", **PLANTED}),
@@ -86,6 +88,14 @@ def test_the_issue_17_cases_end_as_promised_against_a_misbehaving_model_server(
             "monorepo": project("monorepo", "tasks"),
         }
         big = [project("big") for _ in range(50)]
+
+        # While the 25,000-file project's model call runs, its progress text states the scan cap.
+        def calling() -> str | None:
+            description = http.get(f"/api/tasks/{ids['monorepo']}").json()["task"]["description"] or ""
+            return description if description.startswith("Calling the model") else None
+
+        described = wait_until(calling, 120, "the 25,000-file task to report its model call")
+        assert "(stopped scanning at 20,000 files: the project is larger)" in described, described
 
         def final(task_id: str) -> dict[str, Any] | None:
             task = http.get(f"/api/tasks/{task_id}").json()["task"]
@@ -127,6 +137,15 @@ def test_the_issue_17_cases_end_as_promised_against_a_misbehaving_model_server(
         source = mono["resultData"]["source"]
         assert source["scanLimitReached"] is True and source["scanLimit"] == 20_000
         assert len(source["directories"]) == 250 and all(d["filesRead"] >= 1 for d in source["directories"])
+        assert all(70 <= d["filesSeen"] <= 90 for d in source["directories"]), "the cap cuts every package alike"
+        read = source["files"]
+        assert read[0] == "README.md"
+        if "measurements.csv" in read:  # read last, if at all: a large data file never outranks source
+            assert read.index("measurements.csv") > max(read.index(f) for f in read if f.endswith(".py"))
+        [prompt] = [json.loads(line)["messages"][-1]["content"] for line in sent.splitlines() if "MARK-MONO" in line]
+        assert "the project has more files: scanning stopped at 20,000" in prompt
+        assert "Files not shown (over the budget): " in prompt
+        assert re.search(r"Files shown per top-level directory: pkg000/ \d+ of \d+;.*; pkg249/ \d+ of \d+", prompt)
 
         # A page of 50 tasks whose results are ~200 KB each stays under 100 KB.
         page = http.get("/api/tasks", params={"limit": 50, "projectId": "big"})

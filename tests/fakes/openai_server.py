@@ -402,6 +402,7 @@ SCENARIOS: dict[str, Callable[[], list[Scripted]]] = {
     "huge": lambda: [answer("x" * 5_000_000)],  # a 5 MB answer
     "trickle": lambda: [trickle(0.5, b" " * 20)],  # 20 bytes every 0.5 s for ten minutes
     "burst429": lambda: [*(rate_limited(retry_after=0.3) for _ in range(5)), answer()],
+    "slow": lambda: [stall(2.5)],  # a valid answer after 2.5 s: long enough to watch a task's progress text
     "big": lambda: [answer({"summary": "A project.", "documents": [
         {"title": f"Doc {i}", "filename": f"docs/d{i}.md", "markdown": "w" * 19_000} for i in range(10)]})],
 }

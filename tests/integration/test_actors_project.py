@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,9 @@ import pytest
 from bgtasks.actors._project import PROJECT_BUDGET_CHARS
 from bgtasks.actors.model import schema_problems, wire_schema
 from bgtasks.actors.project_files import collect_project_files
-from tests.fakes.openai_server import FakeOpenAI, answer, stall
-from tests.integration.ai_support import Router, ai_worker, insert_task, model_calls, task_row, wait_final
-from tests.processes import Processes, wait_until
+from tests.fakes.openai_server import FakeOpenAI, answer
+from tests.integration.ai_support import ai_worker, insert_task, model_calls, wait_final
+from tests.processes import Processes
 
 PROJECT_TYPES = {"docs": "docs", "tasks": "tasks", "goals": "goals", "context": "context", "code": "code"}
 
@@ -239,50 +238,6 @@ def test_secrets_in_file_contents_never_reach_the_model_and_the_result_names_wha
     assert source["withheldCount"] == 5
     assert not set(withheld) & set(source["files"])
     assert not any(value in json.dumps(row["result_data"]) for value in SECRET_VALUES)
-
-
-def test_a_25_000_file_project_is_covered_evenly_and_the_scan_cap_is_reported(
-        sql: psycopg.Connection[Any], procs: Processes, fake: FakeOpenAI, roots: Path) -> None:
-    big = roots / "monorepo"
-    body = "def handler(event):\n    return event  # a module of a generated package\n"
-    for p in range(250):  # 250 top-level packages of 100 files: 25,000 files, over the 20,000-file scan cap
-        for sub in ("core", "util"):
-            d = big / f"pkg{p:03d}" / sub
-            d.mkdir(parents=True)
-            for i in range(50):
-                (d / f"mod{i:02d}.py").write_text(body)
-    (big / "README.md").write_text("# Monorepo\nMARKER-MONO-README\n")
-    (big / "measurements.csv").write_text("t,value\n" + "1700000000,0.5\n" * 29_000)  # a 440 KB data file
-    stalled = Router().route("MARKER-MONO-README", stall(3, answer()))
-    fake.always(stalled)
-    ai_worker(procs, fake, roots)
-    task_id = project_task(sql, "docs", big)
-
-    def calling() -> str | None:
-        description = task_row(sql, task_id)["description"] or ""
-        return description if description.startswith("Calling the model") else None
-
-    described = wait_until(calling, 60, "the task to report that it calls the model")
-    assert "(stopped scanning at 20,000 files: the project is larger)" in described, described
-    row = wait_final(sql, [task_id], timeout=60)[task_id]
-    assert row["status"] == "completed", row["error_message"]
-
-    source = row["result_data"]["source"]
-    assert source["scanLimit"] == 20_000 and source["scanLimitReached"] is True
-    assert source["filesSeen"] <= 20_000
-    packages = {d["path"]: d for d in source["directories"]}
-    assert len(packages) == 250, "every top-level package is counted"
-    assert all(d["filesRead"] >= 1 for d in packages.values()), [p for p, d in packages.items() if not d["filesRead"]]
-    assert all(70 <= d["filesSeen"] <= 90 for d in packages.values()), "the scan cap cuts every package alike"
-    read = source["files"]
-    assert read[0] == "README.md"
-    if "measurements.csv" in read:  # read last, if at all: a large data file never outranks source
-        assert read.index("measurements.csv") > max(read.index(f) for f in read if f.endswith(".py"))
-    [request] = fake.requests
-    prompt = request.messages[-1]["content"]
-    assert "MARKER-MONO-README" in prompt and "the project has more files: scanning stopped at 20,000" in prompt
-    assert "Files not shown (over the budget): " in prompt
-    assert re.search(r"Files shown per top-level directory: pkg000/ \d+ of \d+;.*; pkg249/ \d+ of \d+", prompt)
 
 
 def test_paths_the_model_names_that_are_not_in_the_project_are_flagged(
