@@ -51,7 +51,7 @@ from .errors import TaskCancelled
 from .fencing import CallDeadlines, fence_margin
 from .logs import outage_logger, quiet_driver_pools
 from .middleware.cancellation import interrupt_thread
-from .middleware.outcome import EXPECTED, Failure, Outcome, json_result
+from .middleware.outcome import EXPECTED, Failure, Outcome, describe, json_result
 from .retention import start_retention
 from .settings import Settings
 from .store import task_types as task_type_store
@@ -420,8 +420,12 @@ class Runtime:
             pass  # whatever it raised: nothing is written for a fenced attempt (its interrupt was logged)
         elif failure.write:
             outcome = self._with_retry(lambda conn: self._record_failure(conn, message.message_id, attempt, failure))
-            log.info("task %s attempt %s failed (%s): %s -> %s", message.message_id, attempt,
-                     failure.error_type, failure.message, outcome)
+            # One line per failure, however many: the traceback is kept with the attempt (the task's detail
+            # shows it) and logged at DEBUG only.
+            log.info("task %s attempt %s failed: %s -> %s", message.message_id, attempt,
+                     describe(failure).splitlines()[0][:500] if failure.message else failure.error_type, outcome)
+            if failure.traceback and log.isEnabledFor(logging.DEBUG):
+                log.debug("task %s attempt %s traceback:\n%s", message.message_id, attempt, failure.traceback)
         elif rec is None or rec.context is None or not rec.context.cancel_reason:
             # The actor found out itself (a progress write refused: cancelled, deleted, fenced off); an
             # interrupt was logged when it was sent.
@@ -482,10 +486,15 @@ class Runtime:
         """A provider's rate limit waits without spending a retry (bounded by BGTASKS_RATE_LIMIT_MAX_WAIT_S);
         every other failure is fail_task()'s: retry with backoff, or error."""
         if failure.rate_limited:
-            return store.postpone_rate_limited(conn, task_id, attempt, failure.error_type, failure.message[:4000],
-                                               failure.retry_after_s, self.settings.bgtasks_rate_limit_max_wait_s)
-        return store.fail_task(conn, task_id, attempt, failure.error_type, failure.message[:4000],
-                               failure.permanent, failure.retry_after_s)
+            status = store.postpone_rate_limited(conn, task_id, attempt, failure.error_type,
+                                                 failure.message[:4000], failure.retry_after_s,
+                                                 self.settings.bgtasks_rate_limit_max_wait_s)
+        else:
+            status = store.fail_task(conn, task_id, attempt, failure.error_type, failure.message[:4000],
+                                     failure.permanent, failure.retry_after_s)
+        if status is not None and failure.traceback:
+            store.record_attempt_traceback(conn, task_id, attempt, failure.traceback)
+        return status
 
     def release(self, task_id: str, attempt: int) -> None:
         """Hand a task back to pending without counting a retry (shutdown)."""
@@ -716,7 +725,8 @@ class _SaidElsewhere(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return "Results middleware" not in message and "with expected exception" not in message
+        return ("Results middleware" not in message and "with expected exception" not in message
+                and "with unhandled exception" not in message)  # its traceback is in the attempt, its line ours
 
 
 def build_broker(runtime: Runtime) -> PostgresBroker:

@@ -25,7 +25,33 @@ def _nullable(type_: str, **extra: Any) -> S:
     return {"type": [type_, "null"], **extra}
 
 
-def _task_schema(seed_two: bool) -> S:
+WAITING_REASONS = ["queue_stopped", "dependencies", "scheduled", "retry_backoff", "rate_limited", "no_worker",
+                   "user_limit", "type_limit", "global_limit", "ready"]
+WAITING_FOR: S = {
+    "type": ["object", "null"],
+    "description": "why a pending task is not running yet (SQL task_waiting_reason(), docs/waiting.md); null "
+                   "unless pending",
+    "required": ["reason", "text"],
+    "properties": {
+        "reason": {"enum": WAITING_REASONS}, "text": {"type": "string", "description": "the reason in words"},
+        "runAt": {"type": "string", "format": "date-time"}, "count": {"type": "integer"},
+        "taskIds": {"type": "array", "items": {"type": "string"}, "description": "dependencies not completed"},
+        "running": {"type": "integer"}, "limit": {"type": "integer"}, "retry": {"type": "integer"},
+        "maxRetries": {"type": "integer"}, "userId": {"type": "string"}, "taskType": {"type": "string"},
+    },
+}
+LINKED_TASK: S = {"type": "object", "properties": {
+    "id": {"type": "string"}, "status": {"enum": STATUSES}, "taskType": {"type": "string"},
+    "label": _nullable("string")}}
+ATTEMPT: S = {"type": "object", "properties": {
+    "attempt": {"type": "integer"}, "workerId": _nullable("string"), "errorType": {"type": "string"},
+    "errorMessage": {"type": "string"},
+    "traceback": _nullable("string", description="the Python traceback (at most 16,384 characters)"),
+    "outcome": {"enum": ["retried", "failed", "lease_expired", "rate_limited"]},
+    "startedAt": _nullable("string", format="date-time"), "failedAt": {"type": "string", "format": "date-time"}}}
+
+
+def _task_schema(seed_two: bool, resource: bool = False) -> S:
     statuses = [("failed" if s == "error" else s) for s in STATUSES] if seed_two else STATUSES
     time = _nullable("string", format="date-time")
     props: S = {
@@ -49,6 +75,14 @@ def _task_schema(seed_two: bool) -> S:
         "subscribeToken": {"type": "string", "description": "in create responses only: a read token for this "
                            "task (15 minutes), for a browser's EventSource (?token=)"},
     }
+    if resource:
+        props.update({
+            "waitingFor": WAITING_FOR,
+            "dependsOn": {"type": "array", "items": {"type": "string"},
+                          "description": "GET /api/tasks/{id}: the tasks it depends on"},
+            "dependents": {"type": "array", "items": {"type": "string"},
+                           "description": "GET /api/tasks/{id}: the tasks that depend on it"},
+        })
     if seed_two:
         props.update({
             "user_id": {"type": "string"}, "task_type": {"type": "string"},
@@ -268,7 +302,13 @@ def build() -> S:
                                         "schema": {"enum": ["cancel", "retry", "delete"]}}]}},
         "/api/tasks/{task_id}": {
             "parameters": [TASK_ID],
-            "get": _op("Read a task (also with a read token that names it: ?token=)", "tasks", TASK_OK,
+            "get": _op("Read a task (also with a read token that names it: ?token=): the task with waitingFor, "
+                       "dependsOn and dependents, its upstream and downstream tasks, its failed attempts with "
+                       "their tracebacks, its model calls", "tasks",
+                       _success({"task": TASK, "upstream": {"type": "array", "items": LINKED_TASK},
+                                 "downstream": {"type": "array", "items": LINKED_TASK},
+                                 "attempts": {"type": "array", "items": ATTEMPT},
+                                 "modelCalls": {"type": "array", "items": {"type": "object"}}}, ["task"]),
                        params=[READ_TOKEN]),
             "patch": _op("Change a task's status (the state machine decides: 409 when illegal)", "tasks",
                          TASK_OK, body={"type": "object", "properties": STATUS_UPDATE_PROPS,
@@ -393,7 +433,7 @@ def build() -> S:
                                 "Errors are {success: false, error, field, code}. See docs/api.md."},
         "paths": paths,
         "components": {
-            "schemas": {"Task": _task_schema(False), "SeedTwoTask": _task_schema(True),
+            "schemas": {"Task": _task_schema(False, resource=True), "SeedTwoTask": _task_schema(True),
                         "SeedOneTask": {**_task_schema(False), "description": "Task plus seed one's column names"},
                         "Error": ERROR},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",

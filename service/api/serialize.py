@@ -110,6 +110,22 @@ def task_json(row: Mapping[str, Any], *, seed_two: bool = False) -> dict[str, An
     return out
 
 
+def resource_task_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The resource API's task (/api/tasks): `task_json` plus `waitingFor`, why a pending task is not running
+    yet (task_waiting_reason() in SQL: {"reason", "text", ...}; null unless pending). Seed paths keep their
+    shapes and do not carry it."""
+    out = task_json(row)
+    reason = row["waiting_reason"] if "waiting_reason" in row.keys() else None
+    out["waitingFor"] = waiting_json(reason) if out["status"] == "pending" else None
+    return out
+
+
+def waiting_json(reason: Any) -> dict[str, Any] | None:
+    if not isinstance(reason, Mapping):
+        return None
+    return {k: iso(v) for k, v in reason.items()}
+
+
 def seed_one_task_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """Seed one's API: the camelCase task plus seed one's snake_case column names."""
     out = task_json(row)

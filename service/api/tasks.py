@@ -20,7 +20,7 @@ from ..store import workflows as workflow_store
 from . import validation as v
 from . import workflows
 from .auth import Principal, authenticate, authenticate_reader
-from .serialize import counts_json, iso, ok, task_json
+from .serialize import counts_json, iso, ok, resource_task_json, task_json, waiting_json
 from .tokens import with_subscribe_token
 
 BULK_LIMIT = 10_000  # rows one bulk call changes at most; `more: true` says call again
@@ -174,7 +174,7 @@ async def list_tasks(request: Request) -> JSONResponse:
         rows = rows[:limit]
         next_cursor = v.encode_cursor(sort, *store.cursor_key(rows[-1], sort))
     counts = await counts_for(request, principal, flt.user_id, visible, list(flt.task_types or []) or None)
-    return ok({"tasks": [task_json(r) for r in rows], "nextCursor": next_cursor, "counts": counts})
+    return ok({"tasks": [resource_task_json(r) for r in rows], "nextCursor": next_cursor, "counts": counts})
 
 
 async def create_task(request: Request) -> JSONResponse:
@@ -291,10 +291,19 @@ async def get_task(request: Request) -> JSONResponse:
     row = await visible_task(request, principal, request.path_params["task_id"])
     attempts = await store.task_attempts(pool(request), row["id"])
     calls = await usage_store.task_model_calls(pool(request), row["id"])
+    links = await store.task_waiting_and_links(pool(request), row["id"])
+    task = task_json(row)
+    upstream = list(links["upstream"]) if links else []
+    downstream = list(links["downstream"]) if links else []
+    task["dependsOn"] = [u["id"] for u in upstream]
+    task["dependents"] = [d["id"] for d in downstream]
+    task["waitingFor"] = waiting_json(links["waiting_reason"]) if links and task["status"] == "pending" else None
     return ok({
-        "task": task_json(row),
+        "task": task,
+        "upstream": upstream,
+        "downstream": downstream,
         "attempts": [{"attempt": a["attempt"], "workerId": a["worker_id"], "errorType": a["error_type"],
-                      "errorMessage": a["error_message"], "outcome": a["outcome"],
+                      "errorMessage": a["error_message"], "traceback": a["traceback"], "outcome": a["outcome"],
                       "startedAt": iso(a["started_at"]), "failedAt": iso(a["failed_at"])} for a in attempts],
         "modelCalls": [{"attempt": c["attempt"], "model": c["model"], "promptTokens": c["prompt_tokens"],
                         "completionTokens": c["completion_tokens"], "totalTokens": c["total_tokens"],

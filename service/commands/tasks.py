@@ -125,10 +125,12 @@ def ls(args: argparse.Namespace) -> int:
 
 
 def _table(tasks: list[dict[str, Any]]) -> str:
-    head = ("ID", "TYPE", "STATUS", "PROGRESS", "CREATED", "LABEL / ERROR")
+    head = ("ID", "TYPE", "STATUS", "PROGRESS", "CREATED", "LABEL / ERROR / WAITING FOR")
     rows = [head]
     for t in tasks:
         note = t.get("errorMessage") if t.get("status") in ("error", "cancelled") else None
+        if t.get("status") == "pending" and isinstance(t.get("waitingFor"), dict):
+            note = t["waitingFor"].get("text")
         rows.append((t["id"], t["taskType"], t["status"], f"{t.get('progress') or 0}%",
                      (t.get("createdAt") or "")[:19].replace("T", " "),
                      str(note or t.get("label") or t.get("description") or "")[:60]))
@@ -142,19 +144,45 @@ def _table(tasks: list[dict[str, Any]]) -> str:
 def show(args: argparse.Namespace) -> int:
     client = client_from(args)
     try:
-        task = client.request("GET", f"/api/tasks/{args.task_id}")["task"]
+        detail = client.request("GET", f"/api/tasks/{args.task_id}")
     finally:
         client.close()
+    task = detail["task"]
     if args.json:
         print_json(task)
         return OK
+    print(_detail(detail))
+    return OK
+
+
+def _detail(detail: dict[str, Any]) -> str:
+    """A task for people: its fields, why it waits, its links, then each failed attempt with its traceback."""
+    task = dict(detail["task"])
+    waiting = task.pop("waitingFor", None)
     width = max(len(k) for k in task)
+    lines = []
     for key, value in task.items():
         if value is None or value == {} or value == []:
             continue
         shown = json.dumps(value, default=str) if isinstance(value, dict | list) else value
-        print(f"{key.ljust(width)}  {shown}")
-    return OK
+        lines.append(f"{key.ljust(width)}  {shown}")
+    if isinstance(waiting, dict):
+        lines.append(f"{'waitingFor'.ljust(width)}  {waiting.get('text') or waiting.get('reason')}")
+    for a in detail.get("attempts") or []:
+        lines.append("")
+        lines.append(f"attempt {a.get('attempt')} ({a.get('outcome')}, {a.get('failedAt') or ''}): "
+                     f"{error_line(a.get('errorType'), a.get('errorMessage'))}")
+        if a.get("traceback"):
+            lines.extend("  " + ln for ln in str(a["traceback"]).splitlines())
+    return "\n".join(lines)
+
+
+def error_line(error_type: str | None, message: str | None) -> str:
+    """An attempt's error with its type written once ("RuntimeError: boom", never doubled)."""
+    text = message or ""
+    if not error_type or text == error_type or text.startswith(f"{error_type}: "):
+        return text or (error_type or "")
+    return f"{error_type}: {text}"
 
 
 def _action(args: argparse.Namespace, action: str, body: dict[str, Any] | None = None) -> int:

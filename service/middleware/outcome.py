@@ -3,8 +3,10 @@ so that ack and nack write the right thing. Errors are translated to words a use
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,23 @@ class Failure:
     retry_after_s: float | None = None
     write: bool = True  # False: the task is no longer ours (cancelled, lease lost): write nothing
     rate_limited: bool = False  # the provider said 429: reschedule without spending a retry (bounded wait)
+    traceback: str | None = None  # kept with the attempt (task_attempt_errors.traceback), bounded
+
+
+# task_attempt_errors.traceback holds at most this many characters (a CHECK in migration 0012).
+TRACEBACK_CHARS = 16_384
+_TRACEBACK_HEAD = 2_000
+
+
+def bounded_traceback(exc: BaseException, limit: int = TRACEBACK_CHARS) -> str:
+    """The exception's traceback as Python prints it, cut in the middle when longer than `limit`: its start
+    (where the actor was called) and its end (the frames that raised and the error) are what a reader needs."""
+    text = "".join(traceback.format_exception(exc)).rstrip("\n")
+    if len(text) <= limit:
+        return text
+    tail = limit - _TRACEBACK_HEAD - 80
+    cut = len(text) - _TRACEBACK_HEAD - tail
+    return f"{text[:_TRACEBACK_HEAD]}\n  … {cut:,} characters of the traceback left out …\n{text[-tail:]}"
 
 
 def classify(exc: BaseException, time_limit_s: float | None = None) -> Failure:
@@ -45,6 +64,14 @@ def classify(exc: BaseException, time_limit_s: float | None = None) -> Failure:
     if _is_named(exc, "ModelError"):  # already worded for the user (actors/model.py); no class-name prefix
         return Failure(name, text)
     return Failure(name, f"{name}: {text}" if text != name else name)
+
+
+def describe(failure: Failure) -> str:
+    """The error as one line with its type written once: "RuntimeError: boom", not "RuntimeError: RuntimeError:
+    boom" (a message may already start with its type)."""
+    if failure.message == failure.error_type or failure.message.startswith(f"{failure.error_type}: "):
+        return failure.message
+    return f"{failure.error_type}: {failure.message}"
 
 
 def _is_named(exc: BaseException, name: str) -> bool:
@@ -102,7 +129,10 @@ class Outcome(dramatiq.Middleware):
             message.options["bgtasks_result"] = result
         else:
             limit = message.options.get("time_limit_s")
-            message.options["bgtasks_failure"] = classify(exception, limit)
+            failure = classify(exception, limit)
+            if failure.write:
+                failure = dataclasses.replace(failure, traceback=bounded_traceback(exception))
+            message.options["bgtasks_failure"] = failure
             message.fail()
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:

@@ -41,8 +41,11 @@ SELECT * FROM background_tasks WHERE id = $1;
 
 -- name: list_tasks_created_desc
 -- A page of the visible tasks matching the filter, newest first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
-SELECT r.*, s.result_truncated FROM background_tasks t
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
+-- rows carry task_waiting_reason() as waiting_reason.
+SELECT r.*, s.result_truncated,
+       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
+FROM background_tasks t
 CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
                            AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
                                     ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
@@ -62,8 +65,11 @@ LIMIT $10;
 
 -- name: list_tasks_created_asc
 -- A page of the visible tasks matching the filter, oldest first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
-SELECT r.*, s.result_truncated FROM background_tasks t
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
+-- rows carry task_waiting_reason() as waiting_reason.
+SELECT r.*, s.result_truncated,
+       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
+FROM background_tasks t
 CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
                            AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
                                     ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
@@ -83,8 +89,11 @@ LIMIT $10;
 
 -- name: list_tasks_updated_desc
 -- A page of the visible tasks matching the filter, most recently changed first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
-SELECT r.*, s.result_truncated FROM background_tasks t
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
+-- rows carry task_waiting_reason() as waiting_reason.
+SELECT r.*, s.result_truncated,
+       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
+FROM background_tasks t
 CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
                            AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
                                     ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
@@ -104,8 +113,11 @@ LIMIT $10;
 
 -- name: list_tasks_updated_asc
 -- A page of the visible tasks matching the filter, least recently changed first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
-SELECT r.*, s.result_truncated FROM background_tasks t
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
+-- rows carry task_waiting_reason() as waiting_reason.
+SELECT r.*, s.result_truncated,
+       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
+FROM background_tasks t
 CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
                            AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
                                     ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
@@ -125,8 +137,11 @@ LIMIT $10;
 
 -- name: list_tasks_priority_desc
 -- A page of the visible tasks matching the filter, highest priority first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
-SELECT r.*, s.result_truncated FROM background_tasks t
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
+-- rows carry task_waiting_reason() as waiting_reason.
+SELECT r.*, s.result_truncated,
+       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
+FROM background_tasks t
 CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
                            AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
                                     ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
@@ -146,8 +161,11 @@ LIMIT $10;
 
 -- name: list_tasks_priority_asc
 -- A page of the visible tasks matching the filter, lowest priority first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results).
-SELECT r.*, s.result_truncated FROM background_tasks t
+-- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
+-- rows carry task_waiting_reason() as waiting_reason.
+SELECT r.*, s.result_truncated,
+       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
+FROM background_tasks t
 CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
                            AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
                                     ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
@@ -292,6 +310,18 @@ WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text[] IS NULL OR task_type = 
 GROUP BY status;
 
 -- name: task_attempts
--- Every failed attempt of task $1, oldest first: error, worker, what followed.
-SELECT attempt, worker_id, error_type, error_message, outcome, started_at, failed_at
+-- Every failed attempt of task $1, oldest first: error, its traceback, worker, what followed.
+SELECT attempt, worker_id, error_type, error_message, traceback, outcome, started_at, failed_at
 FROM task_attempt_errors WHERE task_id = $1 ORDER BY id;
+
+-- name: task_waiting_and_links
+-- Task $1's waiting reason (task_waiting_reason(): NULL unless pending), the tasks it depends on and the
+-- tasks that depend on it ([{"id", "status", "taskType", "label"}], oldest first).
+SELECT task_waiting_reason(t) AS waiting_reason,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', b.id, 'status', b.status, 'taskType', b.task_type,
+                                                     'label', b.label) ORDER BY b.created_at, b.id), '[]')
+        FROM task_dependencies d JOIN background_tasks b ON b.id = d.depends_on WHERE d.task_id = t.id) AS upstream,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', b.id, 'status', b.status, 'taskType', b.task_type,
+                                                     'label', b.label) ORDER BY b.created_at, b.id), '[]')
+        FROM task_dependencies d JOIN background_tasks b ON b.id = d.task_id WHERE d.depends_on = t.id) AS downstream
+FROM background_tasks t WHERE t.id = $1;

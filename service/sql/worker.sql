@@ -5,6 +5,10 @@
 -- Record a failed attempt ($1, $2) with type $3 and message $4; $5 permanent; $6 Retry-After seconds.
 SELECT fail_task($1, $2, $3, $4, $5, $6)::text;
 
+-- name: record_attempt_traceback
+-- Keep traceback $3 (bounded) with the attempt $2 of task $1 that fail_task() just recorded.
+SELECT record_attempt_traceback($1, $2, $3);
+
 -- name: release_task
 -- Hand task $1 (attempt $2) back to pending without counting a retry (graceful shutdown).
 SELECT release_task($1, $2);

@@ -254,3 +254,7 @@ async def delete_tasks_matching(
 
 async def task_attempts(conn: Executor, task_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(queries.get("task_attempts").sql, task_id)
+
+
+async def task_waiting_and_links(conn: Executor, task_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(queries.get("task_waiting_and_links").sql, task_id)

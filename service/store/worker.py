@@ -34,6 +34,11 @@ def fail_task(conn: Conn, task_id: str, attempt: int, error_type: str, message: 
     return None if row is None else next(iter(row.values()))
 
 
+def record_attempt_traceback(conn: Conn, task_id: str, attempt: int, traceback: str) -> bool:
+    row = _run(conn, "record_attempt_traceback", task_id, attempt, traceback).fetchone()
+    return bool(row and next(iter(row.values())))
+
+
 def postpone_rate_limited(conn: Conn, task_id: str, attempt: int, error_type: str, message: str,
                           retry_after_s: float | None, max_wait_s: float) -> str | None:
     row = _run(conn, "postpone_rate_limited", task_id, attempt, error_type, message, retry_after_s,

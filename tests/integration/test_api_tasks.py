@@ -28,6 +28,8 @@ async def test_create_and_read_back_without_a_worker(api: Api) -> None:
     assert task["status"] == "pending" and task["userId"] == "alice" and task["seq"] > 0
     read = (await api.client.get(f"/api/tasks/{task['id']}", headers=auth)).json()["task"]
     token = task.pop("subscribeToken")  # create responses add a read token for the task
+    # The detail adds why it waits (no worker runs in this test) and its links.
+    assert read.pop("waitingFor")["reason"] == "no_worker" and read.pop("dependsOn") == read.pop("dependents") == []
     assert read == task and token.count(".") == 2
     for key in ("createdAt", "updatedAt", "runAt"):
         assert "T" in read[key]
