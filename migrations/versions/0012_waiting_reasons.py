@@ -13,7 +13,7 @@ from alembic import op
 from bgtasks.migrations.sqlfile import run_sql_file
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
