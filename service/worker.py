@@ -663,17 +663,19 @@ class Runtime:
         through an outage must not delay the renewal."""
         next_reap = next_beat = 0.0
         interval = self.settings.heartbeat_s
+        # A renewal still unanswered at the fence point is of no use: cut it off then and reconnect.
+        patience = self.lease_s - self.fence_margin_s
         conn: psycopg.Connection[Any] | None = None
         while not self.stopping.wait(min(interval, self.settings.bgtasks_reap_interval_s)):
             try:
                 if conn is None or conn.closed:
                     conn = _connect(self.url, prepare=self.prepare, name=self.name)
                 if time.monotonic() >= next_beat:
-                    with self.deadlines.within(conn, max(interval, 1.0), "a heartbeat"):
+                    with self.deadlines.within(conn, patience, "a heartbeat"):
                         self._beat(conn)
                     next_beat = time.monotonic() + interval
                 if time.monotonic() >= next_reap:
-                    with self.deadlines.within(conn, max(interval, 1.0), "the lease reaper"):
+                    with self.deadlines.within(conn, patience, "the lease reaper"):
                         n = store.reap_expired_leases(conn, self.settings.reap_grace_s)
                     if n:
                         log.info("took back %s task(s) whose worker stopped heartbeating", n)
