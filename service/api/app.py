@@ -30,6 +30,7 @@ from . import (
     openapi,
     questions,
     queue,
+    reference,
     seeds,
     task_types,
     tasks,
@@ -142,6 +143,8 @@ def create_app(
         Route("/api/generateAIQuestions", seeds.generate_ai_questions, methods=["POST"]),
         Route("/api/getBackgroundTasks", seeds.get_background_tasks, methods=["GET"]),
         Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+        Route("/docs", reference.page, methods=["GET"]),  # the API reference (no credential, like the above)
+        Mount("/docs/assets", routes=[Route("/{name}", reference.asset, methods=["GET"])]),  # Swagger UI's files
     ]
     middleware = [Middleware(NulTextMiddleware),
                   Middleware(BodyLimitMiddleware, max_bytes=settings.bgtasks_max_body_bytes),

@@ -241,6 +241,14 @@ def test_readme_first_command_from_the_wheel_serves_runs_a_task_and_stops_clean(
             "bgtasks: schedule 'no-such-schedule' not found",
         ], missing.stderr
 
+        # The API reference: its page, the renderer's files (a dependency's package data) and ours, served.
+        docs = httpx.get(f"{base}/docs", timeout=10)
+        assert docs.status_code == 200 and "text/html" in docs.headers["content-type"], docs.text[:300]
+        assets = re.findall(r'(?:src|href)="(/(?:static|docs/assets)/[^"]+)"', docs.text)
+        assert "/docs/assets/swagger-ui-bundle.js" in assets and "/static/docs.js" in assets, assets
+        for asset in assets:
+            assert httpx.get(base + asset, timeout=10).status_code == 200, asset
+
         family = _family(psutil.Process(up.pid), str(tmp_path))
         names = {p.name() for p in family}
         assert any("postgres" in n for n in names), names

@@ -1,0 +1,229 @@
+"""The OpenAPI document describes the streaming endpoints with every event type the code emits: the names are
+read from the code that makes the events (service/hub.py, service/api/events.py), not from a copied list, and
+messages built by that code validate against the document's schemas (no I/O)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from bgtasks import hub
+from bgtasks.api import events, openapi
+from bgtasks.hub import Event
+
+DOC = openapi.DOCUMENT
+SCHEMAS = DOC["components"]["schemas"]
+
+
+def _tree(module: Any) -> ast.Module:
+    return ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+
+
+def _emitted_event_kinds() -> set[str]:
+    """The first argument of every `Event("…", …)` the hub and the stream writers construct."""
+    kinds = set()
+    for module in (hub, events):
+        for node in ast.walk(_tree(module)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Event":
+                first = node.args[0]
+                assert isinstance(first, ast.Constant) and isinstance(first.value, str), ast.unparse(node)
+                kinds.add(first.value)
+    return kinds
+
+
+SEED_TWO_WRITERS = (
+    "_seed_message",
+    "_task_stream",
+)  # events.py's functions that make subscribeToTask's messages
+
+
+def _seed_two_message_types() -> set[str]:
+    """The `"type": "…"` of every message dict literal in seed two's subscribeToTask writers."""
+    types = set()
+    writers = [
+        n
+        for n in ast.walk(_tree(events))
+        if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef) and n.name in SEED_TWO_WRITERS
+    ]
+    assert len(writers) == len(SEED_TWO_WRITERS), "renamed? update SEED_TWO_WRITERS"
+    for node in (d for w in writers for d in ast.walk(w)):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "type" and isinstance(value, ast.Constant):
+                    types.add(value.value)
+    return types
+
+
+def _literal_ws_messages() -> set[str]:
+    """Events the WebSocket writer sends as literal JSON text (the keep-alive)."""
+    names = set()
+    for node in ast.walk(_tree(events)):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith('{"event":')
+        ):
+            try:
+                names.add(json.loads(node.value)["event"])
+            except ValueError:
+                pass  # a template, not a whole message
+    return names
+
+
+def _deref(schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    return SCHEMAS[ref.removeprefix("#/components/schemas/")] if ref else schema
+
+
+def _names(union: dict[str, Any], field: str) -> set[str]:
+    variants = [_deref(v) for v in _deref(union)["oneOf"]]
+    tags = [v["properties"][field]["enum"] for v in variants]
+    assert all(len(t) == 1 for t in tags), tags
+    names = {t[0] for t in tags}
+    mapping = _deref(union)["discriminator"]["mapping"]
+    assert set(mapping) == names and _deref(union)["discriminator"]["propertyName"] == field
+    for name, ref in mapping.items():
+        assert _deref({"$ref": ref})["properties"][field]["enum"] == [name]
+    return names
+
+
+def test_the_code_emits_what_this_test_reads() -> None:
+    # The scans find the events docs/live-updates.md describes (a scan that finds nothing would pass below).
+    assert {"task", "deleted", "queue", "ready", "dropped"} <= _emitted_event_kinds()
+    assert {"update", "complete", "error", "timeout"} <= _seed_two_message_types()
+    assert "keepalive" in _literal_ws_messages()
+
+
+def test_events_stream_documents_every_emitted_event() -> None:
+    op = DOC["paths"]["/api/events"]["get"]
+    schema = op["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert _names(schema, "event") == _emitted_event_kinds()
+    assert {p["name"] for p in op["parameters"]} >= {
+        "status",
+        "type",
+        "userId",
+        "lastEventId",
+        "Last-Event-ID",
+    }
+
+
+def test_websocket_documents_every_emitted_message() -> None:
+    op = DOC["paths"]["/api/ws"]["get"]
+    assert set(op["responses"]) == {"101"}
+    messages = op["x-websocket"]["serverMessages"]
+    assert _names(messages, "event") == _emitted_event_kinds() | _literal_ws_messages()
+
+
+def test_subscribe_to_task_documents_every_message_type() -> None:
+    op = DOC["paths"]["/api/subscribeToTask"]["get"]
+    message = _deref(op["responses"]["200"]["content"]["text/event-stream"]["schema"])
+    assert "event" not in message["properties"]  # seed two's messages are unnamed: EventSource.onmessage
+    assert _names(message["properties"]["data"], "type") == _seed_two_message_types()
+    assert {"400", "401", "404"} <= set(op["responses"])
+
+
+# ---------------------------------------------------------------- messages the code builds fit the schemas
+
+REGISTRY = Registry().with_resource(
+    "urn:bgtasks", Resource.from_contents(DOC, default_specification=DRAFT202012)
+)
+
+
+def _validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": f"urn:bgtasks#/components/schemas/{name}"}, registry=REGISTRY)
+
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _row(status: str, **extra: Any) -> dict[str, Any]:
+    row = {
+        "id": "task_1",
+        "task_type": "sleep",
+        "status": status,
+        "priority": 0,
+        "user_id": "alice",
+        "project_id": None,
+        "project_name": None,
+        "project_path": None,
+        "label": None,
+        "description": None,
+        "payload": {"seconds": 1},
+        "progress": 40,
+        "total": 100,
+        "retry_count": 0,
+        "max_retries": 3,
+        "error_message": None,
+        "result_data": None,
+        "result": None,
+        "run_at": NOW,
+        "attempt": 1,
+        "worker_id": "w1",
+        "cancel_reason": None,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "change_seq": 7,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "started_at": NOW,
+        "completed_at": None,
+    }
+    return {**row, **extra}
+
+
+ALL_TASK_EVENTS = [
+    Event("task", 7, "task_1", row=_row("processing")),
+    Event("deleted", 8, "task_1", data={"id": "task_1"}),
+    Event("queue", 8, data={"isActive": False, "maxConcurrentTasks": 3, "updatedAt": NOW.isoformat()}),
+    Event("ready", 8, data={"lastEventId": 8}),
+    Event("dropped", 8, data={"reason": "slow subscriber", "lastEventId": 8}),
+]
+
+
+@pytest.mark.parametrize("event", ALL_TASK_EVENTS, ids=lambda e: e.kind)
+def test_sse_and_websocket_messages_match_their_schemas(event: Event) -> None:
+    seq = None if event.kind in ("queue", "dropped") else event.seq
+    frame = events._sse_frame(seq, event).decode()
+    fields = dict(line.split(": ", 1) for line in frame.strip().splitlines())
+    message = {"event": fields["event"], "data": json.loads(fields["data"])}
+    if "id" in fields:
+        message["id"] = int(fields["id"])
+    _validator("Event").validate(message)
+    _validator("WebSocketMessage").validate(json.loads(events._ws_text(seq, event)))
+
+
+def test_websocket_keepalive_matches_its_schema() -> None:
+    for text in _literal_ws_messages():
+        _validator("WebSocketMessage").validate({"event": text})
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        _row("processing"),
+        _row("completed", result={"ok": True}, completed_at=NOW),
+        _row("error", error_message="boom"),
+        _row("cancelled", cancel_reason="user"),
+    ],
+    ids=lambda r: r["status"],
+)
+def test_subscribe_to_task_messages_match_their_schema(row: dict[str, Any]) -> None:
+    message, _ = events._seed_message(Event("task", 7, "task_1", row=row))
+    _validator("SubscribeToTaskEvent").validate({"id": 7, "data": message})
+
+
+def test_a_deleted_task_and_the_timeout_match_their_schema() -> None:
+    deleted, done = events._seed_message(Event("deleted", 9, "task_1", data={"id": "task_1"}))
+    assert done
+    _validator("SubscribeToTaskEvent").validate({"id": 9, "data": deleted})
+    _validator("TaskMessage").validate({"type": "timeout", "error": "Task monitoring timeout"})
+    with pytest.raises(Exception, match="is not valid"):
+        _validator("TaskMessage").validate({"type": "finished", "task": {}})
