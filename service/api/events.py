@@ -306,7 +306,7 @@ def _last_event_id(conn: HTTPConnection) -> int | None:
 
 
 # Columns an all-task stream may send by reference, by their JSON names.
-_BY_REFERENCE_NAMES = {"payload": "payload", "result_data": "resultData", "result": "result"}
+BY_REFERENCE_NAMES = {"payload": "payload", "result_data": "resultData", "result": "result"}
 
 
 def _event_data(ev: Event) -> Any:
@@ -314,7 +314,7 @@ def _event_data(ev: Event) -> Any:
         return ev.data
     data = task_json(ev.row)
     if ev.by_reference:  # too large to send inline: null here, fetched from `href` by a client that needs it
-        data["byReference"] = [_BY_REFERENCE_NAMES[c] for c in ev.by_reference]
+        data["byReference"] = [BY_REFERENCE_NAMES[c] for c in ev.by_reference]
         data["href"] = f"/api/tasks/{ev.task_id}"
     return data
 

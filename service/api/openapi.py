@@ -14,6 +14,7 @@ from ..states import Status
 from ..store.tasks import SORTS
 from ..tokens import MAX_TASKS
 from . import validation as v
+from .events import BY_REFERENCE_NAMES
 
 S = dict[str, Any]
 
@@ -299,15 +300,22 @@ STREAM_EVENTS: dict[str, S] = {
     "ready": _message("ready", {"type": "object", "properties": {"lastEventId": {"type": "integer"}},
                                 "required": ["lastEventId"]}, with_id=True,
                       description="sent first (after any Last-Event-ID replay): from here on everything is live"),
-    "task": _message("task", TASK, with_id=True, description="a task changed: its latest state"),
+    "task": _message("task", {"allOf": [TASK, {"type": "object", "properties": {
+        "byReference": {"type": "array", "items": {"enum": sorted(BY_REFERENCE_NAMES.values())},
+                        "description": "fields too large to send inline (BGTASKS_STREAM_INLINE_BYTES): null here"},
+        "href": {"type": "string", "description": "where to GET the whole task, when byReference is present"}}}]},
+        with_id=True, description="a task changed: its latest state"),
     "deleted": _message("deleted", {"type": "object", "properties": {"id": {
         "type": "string", "description": "the deleted task's id; \"*\" after a TRUNCATE"}}, "required": ["id"]},
         with_id=True, description="a task was deleted"),
     "queue": _message("queue", {"type": "object", "properties": QUEUE["properties"]}, with_id=False,
                       description="the queue settings changed (superusers' streams only)"),
     "dropped": _message("dropped", {"type": "object", "properties": {
-        "reason": {"type": "string"}, "lastEventId": {"type": "integer"}}, "required": ["reason", "lastEventId"]},
-        with_id=False, description="this subscriber fell behind and is closed: reconnect with lastEventId"),
+        "reason": {"type": "string"}, "lastEventId": {"type": "integer"},
+        "code": {"type": ["string", "null"], "description": "slow_consumer or shutdown: reconnect with lastEventId; "
+                 "revoked or expired: the credential ended (reconnecting with it is a 401)"}},
+        "required": ["reason", "lastEventId"]},
+        with_id=False, description="this stream is closed by the server; `code` says why"),
 }
 WS_ONLY_EVENTS: dict[str, S] = {
     "keepalive": {"type": "object", "description": "sent when the stream is idle (SSE sends a comment instead)",
@@ -322,10 +330,11 @@ TASK_MESSAGES: dict[str, S] = {
                "properties": {"task": SEED_TWO_TASK}, "required": ["task"]},
     "complete": {"description": "the task completed (task.result holds the result); the stream then closes",
                  "properties": {"task": SEED_TWO_TASK}, "required": ["task"]},
-    "error": {"description": "the task failed (\"failed\"), was cancelled (error \"cancelled: <reason>\") or was "
-                             "deleted (error \"task deleted\"); the stream then closes",
+    "error": {"description": "the task failed (\"failed\"), was cancelled (error \"cancelled: <reason>\"), was "
+                             "deleted (error \"task deleted\"), or the caller's credential ended (no task); the "
+                             "stream then closes",
               "properties": {"error": {"type": "string"}, "task": SEED_TWO_TASK_OR_DELETED},
-              "required": ["error", "task"]},
+              "required": ["error"]},
     "timeout": {"description": "BGTASKS_SSE_TIMEOUT_S passed (default 300 s); the stream then closes",
                 "properties": {"error": {"const": "Task monitoring timeout"}}, "required": ["error"]},
 }
@@ -360,7 +369,8 @@ def stream_schemas() -> S:
 def _stream_errors() -> S:
     # Answered as JSON before any stream starts, like every other endpoint.
     texts = {"400": "a query parameter or Last-Event-ID is invalid (named in `field`)", "401": _ERRORS["401"],
-             "404": "no such task (or not yours): subscribeToTask only"}
+             "404": "no such task (or not yours): subscribeToTask only",
+             "429": "too many open streams for this user (BGTASKS_MAX_STREAMS_PER_USER; Retry-After)"}
     return {code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
             for code, text in texts.items()}
 
@@ -402,14 +412,18 @@ def stream_paths() -> S:
             "summary": "The events of /api/events over a WebSocket", "tags": ["live updates"],
             "description": "A WebSocket upgrade (OpenAPI has no WebSocket: the messages are in `x-websocket`). "
                            "One JSON text message per event, {event, id, data}, as /api/events; "
-                           "{\"event\": \"keepalive\"} when idle. The server reads nothing from the client.",
+                           "{\"event\": \"keepalive\"} when idle. The server reads nothing from the client. A refusal "
+                           "before the upgrade is the HTTP status and JSON body of /api/events where the server "
+                           "supports denial responses, else close code 4000 + that status.",
             "parameters": [*EVENT_FILTERS, {"name": "Upgrade", "in": "header", "required": True,
                                             "schema": {"const": "websocket"}}],
             "responses": {"101": {"description": "Switching Protocols: the WebSocket is open"}},
             "x-websocket": {
                 "serverMessages": _ref("WebSocketMessage"),
-                "closeCodes": {"1013": "dropped (fell behind): reconnect with lastEventId from the dropped message",
-                               "4400": "bad query parameters", "4401": "no or bad credentials"}}}},
+                "closeCodes": {
+                    "1013": "dropped (fell behind, or the server stops): reconnect with the dropped message's lastEventId",
+                    "4401": "no or bad credentials, or the credential ended (revoked, expired)",
+                    "4400": "bad query parameters", "4429": "too many open streams for this user"}}}},
     }
 
 

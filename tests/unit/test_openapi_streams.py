@@ -184,11 +184,14 @@ ALL_TASK_EVENTS = [
     Event("deleted", 8, "task_1", data={"id": "task_1"}),
     Event("queue", 8, data={"isActive": False, "maxConcurrentTasks": 3, "updatedAt": NOW.isoformat()}),
     Event("ready", 8, data={"lastEventId": 8}),
-    Event("dropped", 8, data={"reason": "slow subscriber", "lastEventId": 8}),
+    Event("dropped", 8, data={"reason": "slow subscriber", "code": "slow_consumer", "lastEventId": 8}),
+    Event("task", 9, "task_1", row=_row("completed", result=None), by_reference=("result",)),
 ]
 
 
-@pytest.mark.parametrize("event", ALL_TASK_EVENTS, ids=lambda e: e.kind)
+@pytest.mark.parametrize(
+    "event", ALL_TASK_EVENTS, ids=lambda e: e.kind + ("-by-reference" if e.by_reference else "")
+)
 def test_sse_and_websocket_messages_match_their_schemas(event: Event) -> None:
     seq = None if event.kind in ("queue", "dropped") else event.seq
     frame = events._sse_frame(seq, event).decode()
@@ -225,5 +228,6 @@ def test_a_deleted_task_and_the_timeout_match_their_schema() -> None:
     assert done
     _validator("SubscribeToTaskEvent").validate({"id": 9, "data": deleted})
     _validator("TaskMessage").validate({"type": "timeout", "error": "Task monitoring timeout"})
+    _validator("TaskMessage").validate({"type": "error", "error": "the API key was revoked"})  # no task
     with pytest.raises(Exception, match="is not valid"):
         _validator("TaskMessage").validate({"type": "finished", "task": {}})
