@@ -397,7 +397,8 @@ def stream_paths() -> S:
             "summary": "Seed two: follow one task over Server-Sent Events until it ends", "tags": ["live updates"],
             "description": "`data:` messages (no `event:` name, so EventSource.onmessage sees them all) of type "
                            "update, complete, error or timeout; closed after the terminal one. " + SSE_NOTE,
-            "parameters": [{"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}}],
+            "parameters": [{"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
+                           READ_TOKEN],
             "responses": {"200": {"description": "an event stream; the schema is one message",
                                   "content": {"text/event-stream": {"schema": _ref("SubscribeToTaskEvent")}}},
                           **_stream_errors()}}},
@@ -405,7 +406,7 @@ def stream_paths() -> S:
             "summary": "Every task the caller may see, over Server-Sent Events (resumable)", "tags": ["live updates"],
             "description": "Named events (`event:` ready, task, deleted, queue, dropped) with the change number as "
                            "`id:`; starts with `retry: 2000`. " + SSE_NOTE,
-            "parameters": [*EVENT_FILTERS, LAST_EVENT_ID],
+            "parameters": [*EVENT_FILTERS, READ_TOKEN, LAST_EVENT_ID],
             "responses": {"200": {"description": "an event stream; the schema is one message", **events_stream},
                           **_stream_errors()}}},
         "/api/ws": {"get": {
@@ -415,7 +416,7 @@ def stream_paths() -> S:
                            "{\"event\": \"keepalive\"} when idle. The server reads nothing from the client. A refusal "
                            "before the upgrade is the HTTP status and JSON body of /api/events where the server "
                            "supports denial responses, else close code 4000 + that status.",
-            "parameters": [*EVENT_FILTERS, {"name": "Upgrade", "in": "header", "required": True,
+            "parameters": [*EVENT_FILTERS, READ_TOKEN, {"name": "Upgrade", "in": "header", "required": True,
                                             "schema": {"const": "websocket"}}],
             "responses": {"101": {"description": "Switching Protocols: the WebSocket is open"}},
             "x-websocket": {

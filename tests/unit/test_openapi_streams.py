@@ -112,6 +112,7 @@ def test_events_stream_documents_every_emitted_event() -> None:
         "userId",
         "lastEventId",
         "Last-Event-ID",
+        "token",
     }
 
 
