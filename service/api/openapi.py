@@ -312,8 +312,8 @@ STREAM_EVENTS: dict[str, S] = {
                       description="the queue settings changed (superusers' streams only)"),
     "dropped": _message("dropped", {"type": "object", "properties": {
         "reason": {"type": "string"}, "lastEventId": {"type": "integer"},
-        "code": {"type": ["string", "null"], "description": "slow_consumer or shutdown: reconnect with lastEventId; "
-                 "revoked or expired: the credential ended (reconnecting with it is a 401)"}},
+        "code": {"type": ["string", "null"], "description": "slow_consumer, shutdown or server_error: reconnect with "
+                 "lastEventId; revoked or expired: the credential ended (reconnecting with it is a 401)"}},
         "required": ["reason", "lastEventId"]},
         with_id=False, description="this stream is closed by the server; `code` says why"),
 }
@@ -337,6 +337,9 @@ TASK_MESSAGES: dict[str, S] = {
               "required": ["error"]},
     "timeout": {"description": "BGTASKS_SSE_TIMEOUT_S passed (default 300 s); the stream then closes",
                 "properties": {"error": {"const": "Task monitoring timeout"}}, "required": ["error"]},
+    "interrupted": {"description": "an error inside the server ended the stream (not the task's failure): "
+                                   "EventSource reconnects and is sent the task's current state",
+                    "properties": {"error": {"type": "string"}}, "required": ["error"]},
 }
 
 
@@ -423,6 +426,7 @@ def stream_paths() -> S:
                 "serverMessages": _ref("WebSocketMessage"),
                 "closeCodes": {
                     "1013": "dropped (fell behind, or the server stops): reconnect with the dropped message's lastEventId",
+                    "1011": "dropped after an error inside the server: reconnect the same way",
                     "4401": "no or bad credentials, or the credential ended (revoked, expired)",
                     "4400": "bad query parameters", "4429": "too many open streams for this user"}}}},
     }

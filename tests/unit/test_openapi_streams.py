@@ -28,7 +28,8 @@ def _tree(module: Any) -> ast.Module:
 
 
 def _emitted_event_kinds() -> set[str]:
-    """The first argument of every `Event("…", …)` the hub and the stream writers construct."""
+    """The names of the all-task streams' events: the first argument of every `Event("…", …)` the hub and the
+    stream writers construct, every `_sse(…, event="…")` frame and every `{"event": "…"}` message dict."""
     kinds = set()
     for module in (hub, events):
         for node in ast.walk(_tree(module)):
@@ -36,30 +37,37 @@ def _emitted_event_kinds() -> set[str]:
                 first = node.args[0]
                 assert isinstance(first, ast.Constant) and isinstance(first.value, str), ast.unparse(node)
                 kinds.add(first.value)
-    return kinds
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_sse":
+                kinds.update(
+                    k.value.value
+                    for k in node.keywords
+                    if k.arg == "event" and isinstance(k.value, ast.Constant)
+                )
+    return kinds | _dict_values(events, "event")
 
 
-SEED_TWO_WRITERS = (
-    "_seed_message",
-    "_task_stream",
-)  # events.py's functions that make subscribeToTask's messages
+def _dict_values(module: Any, key: str) -> set[str]:
+    """The constant values of `key` in every dict literal of `module`, leaving out ASGI's own messages
+    ({"type": "http.response.body"}, …: their types have dots, our messages' never do)."""
+    found = set()
+    for node in ast.walk(_tree(module)):
+        if isinstance(node, ast.Dict):
+            for k, value in zip(node.keys, node.values, strict=True):
+                if (
+                    isinstance(k, ast.Constant)
+                    and k.value == key
+                    and isinstance(value, ast.Constant)
+                    and isinstance(value.value, str)
+                    and "." not in value.value
+                ):
+                    found.add(value.value)
+    return found
 
 
 def _seed_two_message_types() -> set[str]:
-    """The `"type": "…"` of every message dict literal in seed two's subscribeToTask writers."""
-    types = set()
-    writers = [
-        n
-        for n in ast.walk(_tree(events))
-        if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef) and n.name in SEED_TWO_WRITERS
-    ]
-    assert len(writers) == len(SEED_TWO_WRITERS), "renamed? update SEED_TWO_WRITERS"
-    for node in (d for w in writers for d in ast.walk(w)):
-        if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values, strict=True):
-                if isinstance(key, ast.Constant) and key.value == "type" and isinstance(value, ast.Constant):
-                    types.add(value.value)
-    return types
+    """The `"type": "…"` of every message dict literal in the stream writers (only seed two's subscribeToTask
+    messages have a `type`)."""
+    return _dict_values(events, "type")
 
 
 def _literal_ws_messages() -> set[str]:
@@ -98,7 +106,7 @@ def _names(union: dict[str, Any], field: str) -> set[str]:
 def test_the_code_emits_what_this_test_reads() -> None:
     # The scans find the events docs/live-updates.md describes (a scan that finds nothing would pass below).
     assert {"task", "deleted", "queue", "ready", "dropped"} <= _emitted_event_kinds()
-    assert {"update", "complete", "error", "timeout"} <= _seed_two_message_types()
+    assert {"update", "complete", "error", "timeout", "interrupted"} <= _seed_two_message_types()
     assert "keepalive" in _literal_ws_messages()
 
 
@@ -230,5 +238,8 @@ def test_a_deleted_task_and_the_timeout_match_their_schema() -> None:
     _validator("SubscribeToTaskEvent").validate({"id": 9, "data": deleted})
     _validator("TaskMessage").validate({"type": "timeout", "error": "Task monitoring timeout"})
     _validator("TaskMessage").validate({"type": "error", "error": "the API key was revoked"})  # no task
+    _validator("TaskMessage").validate(
+        {"type": "interrupted", "error": f"stream ended: {events.STREAM_FAILED}"}
+    )
     with pytest.raises(Exception, match="is not valid"):
         _validator("TaskMessage").validate({"type": "finished", "task": {}})
