@@ -117,6 +117,8 @@ def test_cancel_retry_refusals_and_not_found(service: Service) -> None:
     assert service.run("retry", done).returncode == 4
     assert service.run("cancel", "task_nope").returncode == 3
     assert service.run("show", "task_nope").returncode == 3
+    missing = service.run("schedules", "rm", "no-such-schedule")  # a database command: the same code
+    assert missing.returncode == 3 and missing.stderr.strip() == "bgtasks: schedule 'no-such-schedule' not found"
 
     _ok(service.run("queue", "stop"))
     parked = _ok(service.run("submit", "noop")).strip()
