@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,9 +93,21 @@ def test_wheel_ships_every_file_the_service_reads_and_only_the_bgtasks_package(w
 
 
 @pytest.fixture(scope="module")
-def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def user_dir() -> Iterator[Path]:
+    """The new user's directory (their home and their venv), outside the checkout and outside pytest's
+    temporary root: as root, PostgreSQL runs as an unprivileged user that must traverse the path to its
+    binaries and data, and every pytest session that starts (any engineer's) makes that root 0700 again."""
+    path = Path(tempfile.mkdtemp(prefix="bgtasks-user-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, user_dir: Path) -> Path:
     """A fresh virtual environment outside the checkout with the wheel (and its dependencies) installed."""
-    venv = tmp_path_factory.mktemp("user") / "venv"
+    venv = user_dir / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     install = subprocess.run(
         [str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True, text=True, timeout=600
@@ -157,9 +170,9 @@ def _lines(stream: Iterator[str]) -> Iterator[dict[str, object]]:
 
 
 def test_readme_first_command_from_the_wheel_serves_runs_a_task_and_stops_clean(
-    installed: Path, tmp_path: Path
+    installed: Path, user_dir: Path, tmp_path: Path
 ) -> None:
-    home, port = tmp_path / "home", free_port()
+    home, port = user_dir / "home", free_port()
     home.mkdir()
     env = _user_env(home)
     bgtasks = str(installed / "bin" / "bgtasks")
@@ -249,7 +262,7 @@ def test_readme_first_command_from_the_wheel_serves_runs_a_task_and_stops_clean(
         for asset in assets:
             assert httpx.get(base + asset, timeout=10).status_code == 200, asset
 
-        family = _family(psutil.Process(up.pid), str(tmp_path))
+        family = _family(psutil.Process(up.pid), str(user_dir))
         names = {p.name() for p in family}
         assert any("postgres" in n for n in names), names
         assert sum("bgtasks" in " ".join(p.cmdline()) for p in family) >= 2, "api and worker not found"
@@ -261,7 +274,7 @@ def test_readme_first_command_from_the_wheel_serves_runs_a_task_and_stops_clean(
         left = [
             p.info["cmdline"]
             for p in psutil.process_iter(["cmdline"])
-            if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+            if str(user_dir) in " ".join(p.info["cmdline"] or [])
         ]
         assert left == [], left
     finally:
