@@ -138,11 +138,16 @@ def task_type(
     schema: dict[str, Any] | None = None,
     max_retries: int = 3,
     time_limit_s: float = 900.0,
+    needs_project: bool = False,
+    diagnostic: bool = False,
 ) -> Callable[[F], F]:
     """Register `fn(task, payload)` (async or sync) as task type `name`.
 
     The payload's JSON Schema comes from `schema` if given, else from the pydantic model annotated on the
-    payload parameter (which the function then receives parsed), else any JSON object. Returns `fn` unchanged.
+    payload parameter (which the function then receives parsed), else any JSON object. `needs_project`: a
+    task must name a project (projectId, projectName, projectPath under BGTASKS_PROJECT_ROOTS; seed one's
+    per-project types); `diagnostic`: a type for checking a deployment, shown apart in the dashboard.
+    Returns `fn` unchanged.
     """
 
     if not NAME.match(name):
@@ -171,7 +176,7 @@ def task_type(
         actors.register(actors.TaskType(
             name, f"{fn.__module__}:{fn.__qualname__}", description or (fn.__doc__ or "").strip().split("\n")[0],
             payload_schema, time_limit_s=time_limit_s, max_retries=max_retries, function=run,
-            result_schema=_result_schema(fn),
+            result_schema=_result_schema(fn), needs_project=needs_project, diagnostic=diagnostic,
         ))
         return fn
 
