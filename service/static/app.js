@@ -5,7 +5,8 @@
 import { ApiError, apiKey, del, get, patch, post, query, setApiKey } from "./api.js";
 import { collect, loadTaskTypes, renderTypeFields, typeOptions } from "./form.js";
 import {
-  STATUSES, STATUS_LABEL, TERMINAL, absolute, duration, h, normaliseStatus, percent, relative, shortId, taskTitle,
+  STATUSES, STATUS_LABEL, TERMINAL, absolute, duration, errorLine, h, normaliseStatus, percent, relative, shortId,
+  taskTitle, waitingLabel,
 } from "./format.js";
 import { LiveStream } from "./live.js";
 import { renderResult } from "./results.js";
@@ -257,6 +258,15 @@ function buildRow(task) {
   return tr;
 }
 
+/** The status as a badge; a pending task says why it waits ("Scheduled · in 1 h 58 m", "Blocked: 1/1 running"),
+ * the whole sentence in its title. */
+function statusBadge(task) {
+  const waiting = waitingLabel(task);
+  if (!waiting) return h("span", { class: `badge status-${task.status}` }, STATUS_LABEL[task.status] ?? task.status);
+  return h("span", { class: `badge status-pending waiting waiting-${task.waitingFor.reason}`,
+    title: task.waitingFor.text ?? "", "data-reason": task.waitingFor.reason }, waiting);
+}
+
 function fillRow(tr, task) {
   const [, cTask, cStatus, cProgress, cDuration, cUser, cCreated, cActions] = tr.children;
   tr.className = `row status-${task.status}`;
@@ -264,8 +274,7 @@ function fillRow(tr, task) {
   const meta = [task.taskType, task.projectName || task.projectId, `#${shortId(task.id)}`].filter(Boolean).join(" · ");
   cTask.replaceChildren(h("span", { class: "task-title" }, taskTitle(task)), h("span", { class: "task-meta" }, meta));
   const retries = task.retryCount > 0 ? h("span", { class: "retries" }, `retry ${task.retryCount}/${task.maxRetries}`) : null;
-  cStatus.replaceChildren(h("span", { class: `badge status-${task.status}` }, STATUS_LABEL[task.status] ?? task.status),
-    ...(retries ? [retries] : []));
+  cStatus.replaceChildren(statusBadge(task), ...(retries && !task.waitingFor ? [retries] : []));
   const pct = percent(task);
   const bar = cProgress.querySelector(".bar");
   const note = task.status === "error" ? task.errorMessage : task.description && task.label ? task.description : "";
@@ -420,6 +429,11 @@ function applyTask(task, { quiet = false } = {}) {
     renderCounts();
   }
 
+  // Live events carry no waitingFor: a task still pending keeps the reason its page or detail last read.
+  const known = state.tasks.get(task.id);
+  if (!("waitingFor" in task) && known && known.status === "pending" && task.status === "pending") {
+    task.waitingFor = known.waitingFor;
+  }
   const onPage = state.tasks.has(task.id) && state.page.includes(task.id);
   if (onPage) {
     if (matches(task)) {
@@ -551,7 +565,7 @@ async function openDetail(id, opener) {
     if (state.detailId !== id) return;
     task = normalise(res.task);
     state.tasks.set(id, task);
-    renderDetail(task, true, res.attempts);
+    renderDetail(task, true, res.attempts, res);
   } catch (err) {
     if (task) renderDetail(task, true);
     $("detail-body").prepend(h("p", { class: "form-error" }, `Could not load the task: ${err.message}`));
@@ -562,7 +576,24 @@ function dlRow(label, value) {
   return [h("dt", {}, label), h("dd", {}, value ?? "—")];
 }
 
-function renderDetail(task, full, attempts) {
+/** Linked tasks (dependsOn, dependents) as buttons that open their detail. */
+function taskLinks(list) {
+  return h("span", { class: "task-links" }, ...list.flatMap((t, i) => [
+    i ? ", " : "",
+    h("button", { type: "button", class: "link", "data-task-link": t.id, onclick: () => openDetail(t.id, detailOpener) },
+      `${t.label || t.taskType} #${shortId(t.id)}`),
+    ` (${STATUS_LABEL[normaliseStatus(t.status)] ?? t.status})`,
+  ]));
+}
+
+let detailExtras = null; // the last detail read: its attempts and links, kept through live re-renders
+
+function renderDetail(task, full, attempts, links) {
+  if (links) detailExtras = { id: task.id, attempts, links };
+  else if (detailExtras?.id === task.id) {
+    links = detailExtras.links;
+    attempts = attempts ?? detailExtras.attempts;
+  }
   const body = $("detail-body");
   $("detail-h").textContent = taskTitle(task);
   const live = body.querySelector(".detail-live");
@@ -585,7 +616,10 @@ function renderDetail(task, full, attempts) {
       task.workerId ? dlRow("Worker", task.workerId) : [],
       dlRow("Created", absolute(task.createdAt)), dlRow("Started", absolute(task.startedAt)),
       dlRow("Finished", absolute(task.completedAt)), tokens ? dlRow("Tokens", tokens) : [],
-      task.runAt ? dlRow("Runs at", absolute(task.runAt)) : []),
+      task.runAt ? dlRow("Runs at", absolute(task.runAt)) : [],
+      task.waitingFor ? dlRow("Waiting for", h("span", { class: "waiting-text" }, task.waitingFor.text)) : [],
+      links?.upstream?.length ? dlRow("Depends on", taskLinks(links.upstream)) : [],
+      links?.downstream?.length ? dlRow("Dependents", taskLinks(links.downstream)) : []),
   ];
   if (task.errorMessage) {
     sections.push(h("section", { class: "error-box" }, h("h3", {}, "Error"), h("pre", { class: "wrap" }, task.errorMessage)));
@@ -598,7 +632,9 @@ function renderDetail(task, full, attempts) {
         h("thead", {}, h("tr", {}, ["Attempt", "Outcome", "Error", "When", "Worker"].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, list.map((a) => h("tr", {},
           h("td", {}, String(a.attempt ?? "")), h("td", {}, a.outcome ?? ""),
-          h("td", {}, h("strong", {}, a.errorType ? `${a.errorType}: ` : ""), a.errorMessage ?? ""),
+          h("td", { class: "attempt-error" }, errorLine(a.errorType, a.errorMessage),
+            a.traceback ? h("details", { class: "traceback" }, h("summary", {}, "Traceback"),
+              h("pre", {}, a.traceback)) : null),
           h("td", {}, absolute(a.failedAt ?? a.createdAt)), h("td", {}, a.workerId ?? ""))))))));
   }
   const result = renderResult(task);
@@ -612,8 +648,7 @@ function renderDetail(task, full, attempts) {
 function detailLive(task) {
   const pct = percent(task);
   return h("div", { class: "detail-live" },
-    h("p", {}, h("span", { class: `badge status-${task.status}` }, STATUS_LABEL[task.status] ?? task.status),
-      " ", h("span", { class: "duration" }, duration(task))),
+    h("p", {}, statusBadge(task), " ", h("span", { class: "duration" }, duration(task))),
     h("div", { class: "bar-line" }, progressBar(task, "Progress"), h("span", { class: "pct" }, `${pct}%`)),
     task.description ? h("p", { class: "note" }, task.description) : null);
 }

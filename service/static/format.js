@@ -37,6 +37,44 @@ export function formatDuration(ms) {
   return `${h} h ${String(m % 60).padStart(2, "0")} min`;
 }
 
+/** A wait ahead as task_waiting_reason() words it in SQL: "42 s", "3 m 5 s", "1 h 58 m", "2 d 4 h". */
+export function formatIn(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} m ${s % 60} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} m`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
+/** A pending task's state in a few words, from its waitingFor (the SQL function task_waiting_reason());
+ * null when the task does not say why it waits. The whole sentence is waitingFor.text. */
+export function waitingLabel(task, now = Date.now()) {
+  const w = task.status === "pending" ? task.waitingFor : null;
+  if (!w || typeof w !== "object") return null;
+  const until = time(w.runAt);
+  const left = until === null ? "" : ` · in ${formatIn(until - now)}`;
+  switch (w.reason) {
+    case "queue_stopped": return "Queue stopped";
+    case "dependencies": return `Waiting on ${w.count} task${w.count === 1 ? "" : "s"}`;
+    case "scheduled": return `Scheduled${left}`;
+    case "retry_backoff": return `Retry ${w.retry} of ${w.maxRetries}${left}`;
+    case "rate_limited": return `Rate limited${left}`;
+    case "no_worker": return `No worker for ${w.taskType}`;
+    case "user_limit": return `Blocked: ${w.running}/${w.limit} running`;
+    case "type_limit": return `Type limit: ${w.running}/${w.limit} running`;
+    case "global_limit": return `Queue full: ${w.running}/${w.limit} running`;
+    case "ready": return "Ready";
+    default: return w.text ?? null;
+  }
+}
+
+/** An attempt's error with its type written once ("RuntimeError: boom", never "RuntimeError: RuntimeError: …"). */
+export function errorLine(type, message) {
+  const text = message ?? "";
+  if (!type || text === type || text.startsWith(`${type}: `)) return text || (type ?? "");
+  return `${type}: ${text}`;
+}
+
 /** How long the task ran (or has run so far); pending tasks: how long they have waited, marked as such. */
 export function duration(task, now = Date.now()) {
   const started = time(task.startedAt);

@@ -10,10 +10,12 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.processes import BGTASKS, Processes, wait_until
@@ -380,3 +382,49 @@ def test_the_page_is_served_with_a_strict_content_security_policy(service: str) 
     for asset in ("app.js", "api.js", "live.js", "markdown.js", "results.js", "form.js", "format.js", "style.css"):
         assert httpx.get(f"{service}/static/{asset}").status_code == 200, asset
     assert not re.search(r'(src|href)="(https?:)?//', r.text), "the page loads nothing from another origin (no CDN)"
+
+
+def test_a_pending_task_says_why_it_waits_and_a_failed_attempt_shows_its_traceback(
+        procs: Processes, service: str, open_page: Any) -> None:
+    later = datetime.now(UTC) + timedelta(hours=2)
+    scheduled = create(service, "noop", label="later", runAt=later.isoformat())
+    chained = create(service, "noop", label="after later", dependsOn=[scheduled["id"]])
+    with psycopg.connect(procs.database_url, autocommit=True) as sql:
+        sql.execute("INSERT INTO user_limits (user_id, max_running) VALUES ('local', 1)")
+    running = create(service, "sleep", {"seconds": 60, "steps": 60}, label="long sleep")
+    wait_until(lambda: api(service, "GET", f"/api/tasks/{running['id']}")["task"]["status"] == "processing", 30,
+               "the long sleep to start")
+    held = create(service, "noop", label="held")
+    failing = create(service, "flaky", {"failures": 1, "permanent": True, "message": "broken on purpose"},
+                     label="broken", maxRetries=0)
+
+    p = open_page(service)
+    page = p.open()
+    expect(row(page, scheduled["id"]).locator(".badge")).to_have_text(re.compile(r"^Scheduled · in 1 h 5\d m$"))
+    expect(row(page, chained["id"]).locator(".badge")).to_have_text("Waiting on 1 task")
+    expect(row(page, held["id"]).locator(".badge")).to_have_text("Blocked: 1/1 running")
+    expect(row(page, held["id"]).locator(".badge")).to_have_attribute(
+        "title", "held by the user's limit: 1/1 running (user_limits of local)")
+    p.shot("waiting-reasons", widths=(1280,))
+
+    row(page, chained["id"]).get_by_role("button", name="Details of after later").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(f"waiting on 1 dependency: {scheduled['id']}")
+    dialog.locator(f"[data-task-link='{scheduled['id']}']").click()  # the dependency's own detail
+    expect(dialog.locator("#detail-h")).to_have_text("later")
+    expect(dialog).to_contain_text("scheduled for later: run_at")
+    page.keyboard.press("Escape")
+
+    api(service, "POST", f"/api/tasks/{running['id']}/cancel")  # the user's limit has room again
+    expect(row(page, held["id"]).locator(".badge")).to_have_text("Completed", timeout=20_000)
+    expect(row(page, failing["id"]).locator(".badge")).to_have_text("Failed", timeout=20_000)
+    row(page, failing["id"]).get_by_role("button", name="Details of broken").click()
+    attempt = dialog.locator(".attempts .attempt-error")
+    expect(attempt).to_contain_text("PermanentTaskError: broken on purpose")
+    expect(attempt).not_to_contain_text("PermanentTaskError: PermanentTaskError")
+    tb = attempt.locator("details.traceback pre")
+    expect(tb).to_be_hidden()  # collapsed until asked for
+    attempt.locator("details.traceback summary").click()
+    expect(tb).to_contain_text("Traceback (most recent call last):")
+    expect(tb).to_contain_text("raise PermanentTaskError(message)")
+    p.shot("attempt-traceback", widths=(1280,))

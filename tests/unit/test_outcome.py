@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from bgtasks.actors.errors import InvalidModelOutput, RateLimited, RetryableModelError
-from bgtasks.middleware.outcome import classify, oversized_result
+from bgtasks.middleware.outcome import (
+    TRACEBACK_CHARS,
+    Failure,
+    bounded_traceback,
+    classify,
+    describe,
+    oversized_result,
+)
 
 
 def test_a_result_over_the_cap_is_a_permanent_failure_naming_the_setting() -> None:
@@ -23,3 +30,32 @@ def test_rate_limits_are_told_apart_from_other_retryable_errors() -> None:
     assert not other.rate_limited and other.retry_after_s == 1.0
     invalid = classify(InvalidModelOutput("not JSON", problems=["x"], attempts=2))
     assert invalid.permanent and invalid.message == "not JSON"
+
+
+def _raised(depth: int, message: str = "at the bottom") -> BaseException:
+    def down(n: int) -> None:
+        if n == 0:
+            raise RuntimeError(message)
+        down(n - 1)
+
+    try:
+        down(depth)
+    except RuntimeError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+def test_a_long_traceback_keeps_its_start_and_its_end_within_the_bound() -> None:
+    short = bounded_traceback(_raised(2))
+    assert short.startswith("Traceback (most recent call last):") and short.endswith("RuntimeError: at the bottom")
+    assert "left out" not in short
+    long = bounded_traceback(_raised(3, "at the bottom " + "x" * 30_000 + " the end"))
+    assert len(long) <= TRACEBACK_CHARS
+    assert long.startswith("Traceback (most recent call last):") and long.endswith("x the end")
+    assert "characters of the traceback left out" in long
+
+
+def test_the_error_type_is_written_once() -> None:
+    assert describe(classify(RuntimeError("boom"))) == "RuntimeError: boom"
+    assert describe(Failure("ModelError", "the model said no")) == "ModelError: the model said no"
+    assert describe(Failure("Skipped", "Skipped")) == "Skipped"
