@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add.add_argument("--disabled", action="store_true", help="create it disabled")
     for op, text in (("rm", "remove a schedule (its tasks stay)"), ("enable", "enable a schedule"),
                      ("disable", "disable a schedule")):
-        ops.add_parser(op, help=text).add_argument("name")
+        one = ops.add_parser(op, help=text)
+        one.add_argument("name")
+        one.add_argument("--user", help="its owner, when several users have a schedule of that name")
     p.set_defaults(func=run)
 
 
@@ -63,11 +65,11 @@ async def _run(url: str, args: argparse.Namespace) -> int:
                 payload=payload, timezone=args.timezone, enabled=not args.disabled, catch_up=args.catch_up,
                 priority=args.priority, max_retries=args.max_retries, label=args.label)
         elif args.op == "rm":
-            r = await store.delete_schedule(conn, args.name, None)
+            r = await store.delete_schedule(conn, args.name, args.user)
             print(f"removed {r['name']}")
             return 0
         else:
-            r = await store.update_schedule(conn, args.name, None, enabled=args.op == "enable")
+            r = await store.update_schedule(conn, args.name, args.user, enabled=args.op == "enable")
         print(_line(r))
         return 0
     finally:

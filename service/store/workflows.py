@@ -4,6 +4,7 @@ and turns their SQLSTATEs (BG404, BG422, BG429) into our errors."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -103,6 +104,7 @@ async def task_dependencies_of(conn: Executor, task_id: str) -> list[asyncpg.Rec
 
 # ---------------------------------------------------------------- schedules
 
+SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")  # the table's CHECK (task_schedules_name_check)
 SCHEDULE_FIELDS = ("task_type", "payload", "cron", "timezone", "enabled", "catch_up", "priority", "max_retries",
                    "label")
 
@@ -129,7 +131,7 @@ async def schedule_owner(conn: Executor, name: str, owner: str | None) -> str:
     if not rows:
         raise NotFound(f"schedule {name!r} not found")
     if len(rows) > 1:
-        raise ValidationFailed("userId", f"several users have a schedule named {name!r}: name its owner")
+        raise ValidationFailed("userId", f"several users have a schedule named {name!r}: name its owner (userId=, or --user)")
     return str(rows[0]["user_id"])
 
 
@@ -152,6 +154,8 @@ async def create_schedule(conn: Executor, *, name: str, task_type: str, user_id:
                           label: str | None = None) -> asyncpg.Record:
     """A new schedule, within its owner's limits: 422 under the shortest period, 409 (LimitReached) past
     max_schedules."""
+    if not SCHEDULE_NAME.match(name):
+        raise ValidationFailed("name", "1-100 of the characters A-Z a-z 0-9 _ . : - (no spaces)")
     cron = check_schedule(cron, timezone, catch_up) or cron
     await _check_period(conn, user_id, cron, timezone)
     rows = await _fetch(conn, "create_schedule", name, task_type, payload or {}, user_id, cron,

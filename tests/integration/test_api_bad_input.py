@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,24 @@ async def test_an_error_inside_a_websocket_stream_ends_it_with_a_dropped_message
     assert messages and messages[-1]["event"] == "dropped", messages
     assert messages[-1]["data"]["code"] == "server_error" and "server error" in messages[-1]["data"]["reason"]
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+
+
+def test_the_schedules_cli_names_the_owner_of_a_shared_name(database_url: str,
+                                                           sql: Any) -> None:
+    import subprocess
+
+    from tests.processes import BGTASKS
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BGTASKS_")}
+        return subprocess.run([*BGTASKS, "schedules", *args], env={**env, "DATABASE_URL": database_url},
+                              capture_output=True, text=True, timeout=60)
+
+    sql.execute("INSERT INTO task_schedules (name, task_type, user_id, cron) VALUES "
+                "('nightly', 'noop', 'alice', '0 3 * * *'), ('nightly', 'noop', 'bob', '0 3 * * *')")
+    shared = cli("rm", "nightly")
+    assert shared.returncode != 0 and "--user" in shared.stderr and "Traceback" not in shared.stderr, shared
+    assert cli("rm", "nightly", "--user", "bob").returncode == 0
+    assert cli("disable", "nightly").returncode == 0  # alice's is the only one left
+    bad = cli("add", "has space", "noop", "0 3 * * *", "--user", "u")
+    assert bad.returncode != 0 and "name" in bad.stderr and "Traceback" not in bad.stderr, bad
