@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import psycopg
+import pytest
 
 from tests.processes import free_port, wait_until
 
@@ -37,8 +41,19 @@ def _descendants_and_postgres(proc: subprocess.Popen[bytes], data_dir: Path) -> 
     return found
 
 
-def test_up_serves_healthz_and_sigint_leaves_no_process(tmp_path: Path) -> None:
-    data_dir, port, log = tmp_path / "data", free_port(), tmp_path / "up.log"
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """Outside pytest's temporary root, which every starting pytest session makes 0700 again: as root, the
+    embedded PostgreSQL runs as an unprivileged user that must reach its data directory."""
+    path = Path(tempfile.mkdtemp(prefix="bgtasks-up-"))
+    try:
+        yield path / "data"
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_up_serves_healthz_and_sigint_leaves_no_process(tmp_path: Path, data_dir: Path) -> None:
+    port, log = free_port(), tmp_path / "up.log"
     proc = _start(data_dir, port, log)
     try:
         wait_until(lambda: "serving on" in log.read_text(), 60, "the banner of `bgtasks up`")
