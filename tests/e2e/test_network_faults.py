@@ -49,6 +49,7 @@ def test_a_worker_cut_off_and_back_claims_its_share_again(database_url: str, sql
         back = time.time()
         wait_until(lambda: starts_by(cut_off.pid, back) >= 5, 15,
                    "the worker cut off to claim tasks again after the cut")
+        cut_off.stop()  # while its path is up: a worker stopping behind a closed proxy waits out its writes
     assert peak_concurrency(procs.journal_lines()) <= 6
 
 
@@ -76,6 +77,7 @@ def test_a_worker_frozen_off_the_database_stops_its_actors_before_its_lease_runs
         proxy.thaw()
         wait_until(lambda: sql.execute("SELECT bool_and(status = 'completed') AS ok FROM background_tasks")
                    .fetchone()["ok"], 30, "both tasks to complete")
+        frozen.stop()
     lines = procs.journal_lines()
     ends = {ln["task"]: ln["t"] for ln in lines if ln["event"] == "end" and ln["pid"] == frozen.pid}
     starts = {ln["task"]: ln["t"] for ln in lines if ln["event"] == "start" and ln["pid"] == other.pid}
