@@ -27,7 +27,20 @@ from bgtasks.actors.errors import (
     RetryableModelError,
 )
 
-__all__ = ["DEFAULT_BASE_URL", "ModelConfig", "ModelUsage", "complete_json", "require_api_key", "schema_problems", "wire_schema"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ModelConfig",
+    "ModelUsage",
+    "OnText",
+    "complete_json",
+    "complete_text",
+    "require_api_key",
+    "schema_problems",
+    "wire_schema",
+]
+
+# Called with each piece of text as a streaming call receives it (the task's live output).
+OnText = Callable[[str], None]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY_MESSAGE = "API key not configured for provider: openai"
@@ -91,6 +104,7 @@ async def complete_json(
     schema: dict[str, Any],
     validate_attempts: int = 2,
     check: Callable[[dict[str, Any]], list[str]] | None = None,
+    on_text: OnText | None = None,
 ) -> tuple[dict[str, Any], list[ModelUsage]]:
     """Ask the model for a JSON object matching ``schema`` and return it with the usage of every call made.
 
@@ -100,6 +114,8 @@ async def complete_json(
     failures raise ``RetryableModelError``/``PermanentModelError`` at once: retries belong to the broker.
     ``check`` adds problems a schema cannot express (e.g. "not an emoji"), re-asked the same way.
     Cancelling the calling task abandons the HTTP request and closes the connection.
+    Every call streams; ``on_text`` receives the answer's text as it arrives (a re-ask's answer after the
+    first one's).
     """
     if validate_attempts < 1:
         raise ValueError("validate_attempts must be at least 1")
@@ -117,23 +133,15 @@ async def complete_json(
     usages: list[ModelUsage] = []
     problems: list[str] = []
     unreadable = False
-    # One client per call: a task makes a handful of minute-long requests, so pooling across tasks buys
-    # little, and a client per call cannot leak connections or be shared across event loops by mistake.
-    client = AsyncOpenAI(
-        api_key=config.api_key,
-        base_url=config.endpoint,  # explicit, so the client never falls back to OPENAI_BASE_URL on its own
-        timeout=config.timeout_s,
-        max_retries=0,
-    )
-    async with client:
+    async with _client(config) as client:
         answers = 0
         while answers < validate_attempts:
             answers += 1
-            completion = await _call(client, config, messages, response_format, output_limit, usages)
+            completion = await _call(client, config, messages, response_format, output_limit, usages, on_text)
             content, problems = _read_answer(completion, schema_name, usages)
-            if len(content) > config.max_answer_chars:
+            if completion.length > config.max_answer_chars:
                 raise PermanentModelError(
-                    f"the model's answer for schema '{schema_name}' was {len(content):,} characters, over the "
+                    f"the model's answer for schema '{schema_name}' was {completion.length:,} characters, over the "
                     f"cap of {config.max_answer_chars:,} (the size cap of a model's answer); it was not stored",
                     usage=usages,
                 )
@@ -169,26 +177,94 @@ async def complete_json(
     )
 
 
+async def complete_text(
+    config: ModelConfig,
+    *,
+    system: str,
+    user: str,
+    on_text: OnText | None = None,
+) -> tuple[str, list[ModelUsage]]:
+    """Ask the model for free text, streamed: ``on_text`` receives each piece as it arrives; returns the whole
+    text with the call's usage. The same bounds and error translation as ``complete_json``; an answer cut off at
+    the output limit is returned as it is (free text has no shape to break)."""
+    require_api_key(config)
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user},
+    ]
+    usages: list[ModelUsage] = []
+    output_limit = min(config.max_output_tokens, config.max_output_tokens_cap)
+    async with _client(config) as client:
+        completion = await _call(client, config, messages, None, output_limit, usages, on_text)
+    if completion.length > config.max_answer_chars:
+        raise PermanentModelError(
+            f"the model's answer was {completion.length:,} characters, over the cap of "
+            f"{config.max_answer_chars:,} (the size cap of a model's answer); it was not stored",
+            usage=usages,
+        )
+    content, _problems = _read_answer(completion, "text", usages)
+    return content, usages
+
+
+def _client(config: ModelConfig) -> AsyncOpenAI:
+    # One client per call: a task makes a handful of minute-long requests, so pooling across tasks buys
+    # little, and a client per call cannot leak connections or be shared across event loops by mistake.
+    return AsyncOpenAI(
+        api_key=config.api_key,
+        base_url=config.endpoint,  # explicit, so the client never falls back to OPENAI_BASE_URL on its own
+        timeout=config.timeout_s,
+        max_retries=0,
+    )
+
+
+@dataclass
+class _Message:
+    content: str = ""
+    refusal: str | None = None
+
+
+@dataclass
+class _Choice:
+    message: _Message
+    finish_reason: str | None = None
+
+
+@dataclass
+class _Streamed:
+    """A streamed answer put together, shaped like a non-streamed completion for the readers below. The text
+    kept is bounded by the answer cap; ``length`` counts every character received."""
+
+    model: str | None = None
+    choices: list[_Choice] | None = None
+    usage: Any = None
+    length: int = 0
+
+
 async def _call(
     client: AsyncOpenAI,
     config: ModelConfig,
     messages: list[ChatCompletionMessageParam],
-    response_format: ResponseFormatJSONSchema,
+    response_format: ResponseFormatJSONSchema | None,
     output_limit: int,
     usages: list[ModelUsage],
+    on_text: OnText | None = None,
 ) -> Any:
-    """One request under a total deadline: the client's own timeout restarts on every chunk it reads, so a
-    server trickling bytes could hold the call forever. Leaving the timeout block cancels the request, which
-    closes its connection."""
+    """One streamed request under a total deadline: the client's own timeout restarts on every chunk it reads,
+    so a server trickling bytes could hold the call forever. Leaving the timeout block cancels the request,
+    which closes its connection."""
     started = time.monotonic()
+    extra: dict[str, Any] = {"response_format": response_format} if response_format is not None else {}
     try:
         async with asyncio.timeout(config.timeout_s):
-            completion = await client.chat.completions.create(
+            stream = await client.chat.completions.create(
                 model=config.model,
                 messages=messages,
-                response_format=response_format,
                 max_completion_tokens=output_limit,
+                stream=True,
+                stream_options={"include_usage": True},
+                **extra,
             )
+            completion = await _read_stream(stream, config.max_answer_chars, on_text)
     except TimeoutError as exc:
         raise RetryableModelError(
             f"model endpoint {config.endpoint} did not answer within {_seconds(config.timeout_s)} "
@@ -199,6 +275,44 @@ async def _call(
         raise _translate(exc, config, usages) from exc
     usages.append(_usage(completion, config, started))
     return completion
+
+
+async def _read_stream(stream: Any, cap: int, on_text: OnText | None) -> _Streamed:
+    """The chunks of a streamed answer, put together; text past ``cap`` characters is counted, not kept."""
+    out = _Streamed()
+    parts: list[str] = []
+    refusal: list[str] = []
+    finish: str | None = None
+    seen_choice = False
+    async with stream:
+        async for chunk in stream:
+            out.model = out.model or getattr(chunk, "model", None)
+            if getattr(chunk, "usage", None) is not None:
+                out.usage = chunk.usage
+            for choice in chunk.choices or ():
+                if choice.index != 0:
+                    continue
+                seen_choice = True
+                delta = choice.delta
+                text = getattr(delta, "content", None) or ""
+                if getattr(delta, "refusal", None):
+                    refusal.append(delta.refusal)
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+                if not text:
+                    continue
+                room = cap - out.length
+                out.length += len(text)
+                if room > 0:
+                    kept = text[:room]
+                    parts.append(kept)
+                    if on_text is not None:
+                        on_text(kept)
+    if seen_choice:
+        out.choices = [_Choice(_Message("".join(parts), "".join(refusal) or None), finish)]
+    else:
+        out.choices = []
+    return out
 
 
 def _cut_off(completion: Any) -> bool:

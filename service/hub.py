@@ -38,6 +38,7 @@ log = outage_logger("bgtasks.hub")  # warnings repeat through an outage: throttl
 TASKS_CHANNEL = "bgtasks_tasks"
 QUEUE_CHANNEL = "bgtasks_queue"
 KEYS_CHANNEL = "bgtasks_keys"
+OUTPUT_CHANNEL = "bgtasks_output"  # live partial output: {"id","seq"}, a pointer to a task_output row
 
 # The fields of a task that can be large; on all-task streams, one whose JSON exceeds `inline_bytes` is sent
 # as null and named in the event's `byReference`, with a URL to fetch the task.
@@ -151,7 +152,7 @@ class Event:
         data: dict[str, Any] | None = None,
         by_reference: tuple[str, ...] = (),
     ) -> None:
-        self.kind = kind  # "task" | "deleted" | "queue" (and "ready" | "dropped", made by a stream itself)
+        self.kind = kind  # "task" | "deleted" | "queue" | "output" (and "ready" | "dropped", made by a stream)
         self.seq = seq
         self.task_id = task_id
         self.row = row
@@ -162,6 +163,8 @@ class Event:
 
     @property
     def key(self) -> str:
+        if self.kind == "output":  # every piece of output is delivered; only task states coalesce
+            return f"{self.task_id}#{self.seq}"
         return self.task_id if self.task_id is not None else self.kind
 
     def form(self, name: Hashable, build: Callable[[Event], T]) -> T:
@@ -363,6 +366,8 @@ class Hub:
         self._held: dict[str, int] = {}  # open subscribers per holding user (the per-user cap)
         self._recent: OrderedDict[str, TaskInfo] = OrderedDict()
         self._pending: dict[str, int] = {}
+        self._pending_output: list[tuple[str, int]] = []  # (task id, change number) of notified output
+        self.output_seq = 0  # highest change number of output published (a reconnect reads what came after)
         self._pending_wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -474,6 +479,7 @@ class Hub:
                 await conn.add_listener(TASKS_CHANNEL, self._on_tasks)
                 await conn.add_listener(QUEUE_CHANNEL, self._on_queue)
                 await conn.add_listener(KEYS_CHANNEL, self._on_keys)
+                await conn.add_listener(OUTPUT_CHANNEL, self._on_output)
                 # LISTEN first, then read the table: a change in between is both notified and read.
                 await self._resync()
                 await self._recheck_keys()  # a key revoked while nobody listened
@@ -513,7 +519,14 @@ class Hub:
         if self.last_seq is None:
             # First connect: subscribers read their own starting state; start from now.
             self.last_seq = await store.max_change_seq(self.pool)
+            self.output_seq = self.last_seq
             return
+        if self._streams:  # output written while nobody listened, before the rows (output precedes its end)
+            while True:
+                chunks = await store.task_output_since(self.pool, self.output_seq, limit=self.resync_page)
+                self._publish_output(chunks)
+                if len(chunks) < self.resync_page:
+                    break
         since = max(0, self.last_seq - RESUME_OVERLAP)
         while True:
             rows = await store.tasks_changed_since(self.pool, since, limit=self.resync_page)
@@ -540,6 +553,15 @@ class Hub:
         for e in entries:
             tid, seq = str(e.get("id")), int(e.get("seq") or 0)
             self._pending[tid] = max(seq, self._pending.get(tid, 0))
+        self._pending_wake.set()
+
+    def _on_output(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+            self._pending_output.append((str(data["id"]), int(data["seq"])))
+        except (ValueError, KeyError, TypeError):
+            log.warning("hub: unreadable output NOTIFY payload %.200r", payload)
+            return
         self._pending_wake.set()
 
     def _on_keys(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
@@ -609,6 +631,9 @@ class Hub:
             await asyncio.sleep(self.batch_window)
             self._pending_wake.clear()
             batch, self._pending = self._pending, {}
+            output, self._pending_output = self._pending_output, []
+            if output:  # before the rows: a task's last output precedes its completion
+                await self._flush_output(output)
             if batch.pop("*", None) is not None:  # TRUNCATE
                 self._publish_deleted("*", 0)
             if not batch:
@@ -634,7 +659,36 @@ class Hub:
                 if tid not in found:
                     self._publish_deleted(tid, seq)
 
+    async def _flush_output(self, pointers: list[tuple[str, int]]) -> None:
+        if not self._streams:  # only all-task streams carry output (seed two's followers never see it)
+            self.output_seq = max(self.output_seq, *(seq for _, seq in pointers))
+            return
+        try:
+            chunks = await store.task_output_chunks(self.pool, pointers)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("hub: reading %d output chunks failed (%s); retrying", len(pointers), exc)
+            self._pending_output[:0] = pointers
+            self._pending_wake.set()
+            await asyncio.sleep(0.2)
+            return
+        self._publish_output(chunks)
+
     # ------------------------------------------------------------ publishing
+
+    def _publish_output(self, chunks: Iterable[asyncpg.Record]) -> None:
+        """Each chunk of live output to the all-task streams that see its task (in the order written)."""
+        for chunk in chunks:
+            seq = chunk["seq"]
+            self.output_seq = max(self.output_seq, seq)
+            info = TaskInfo(chunk["id"], chunk["change_seq"], chunk["user_id"], str(chunk["status"]),
+                            chunk["task_type"], chunk["project_id"])
+            event = output_event(chunk)
+            for sub in self._streams_seeing(info.user_id):
+                if sub.filter.matches(info, None):
+                    sub.offer(event)
+
 
     def _publish_rows(self, rows: Iterable[asyncpg.Record]) -> None:
         for row in rows:
@@ -690,6 +744,12 @@ class Hub:
         self._recent.move_to_end(info.id)
         while len(self._recent) > self.recent_size:
             self._recent.popitem(last=False)
+
+
+def output_event(chunk: Mapping[str, Any]) -> Event:
+    """The `output` event of one chunk of live output: the text written since the task's previous one."""
+    data = {"id": chunk["id"], "attempt": chunk["attempt"], "text": chunk["chunk"]}
+    return Event("output", chunk["seq"], chunk["id"], data=data)
 
 
 def _discard(index: dict[K, set[Subscriber]], key: K, sub: Subscriber) -> bool:

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         16_384, ge=16, description="an answer cut off at the limit is asked once more with the limit raised to this")
     bgtasks_model_max_answer_chars: int = Field(
         1_000_000, ge=1_000, description="a larger answer fails the task before it is parsed")
+    bgtasks_output_interval_s: float = Field(
+        0.1, ge=0.01, le=10, description="live partial output is written at most once per this many seconds per task")
+    bgtasks_output_max_chars: int = Field(
+        200_000, ge=1_000, le=10_000_000,
+        description="characters of live partial output kept per running task; the rest shows in the result")
     bgtasks_max_result_bytes: int = Field(
         1_000_000, ge=10_000, description="a task whose result is larger as JSON fails instead of storing it")
     bgtasks_project_budget_chars: int = Field(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import LeaseLost, TaskCancelled
+from .live_output import OutputCoalescer
 from .store import worker as store
 
 if TYPE_CHECKING:
@@ -117,15 +118,52 @@ class TaskContext:
 
         config = self.model_config()
         self.check_cancelled()
+        output = self._output()
         try:
             data, usages = await complete_json(config, system=system, user=user, schema_name=schema_name,
-                                               schema=schema, check=check)
+                                               schema=schema, check=check, on_text=output.add)
         except ModelError as exc:
+            await output.flush()
             await self._record_usage(exc.usage)  # failed calls cost tokens too
             raise
+        except BaseException:
+            await output.aclose()
+            raise
+        await output.flush()
         await self._record_usage(usages)
         self.check_cancelled()
         return data
+
+    async def generate_text(self, *, system: str, user: str) -> str:
+        """One free-text model call, streamed: the task's subscribers see the text grow (``output`` events)
+        while it is written; returns the whole text. Usage is stored like ``ask_model``'s."""
+        from bgtasks.actors.errors import ModelError
+        from bgtasks.actors.model import complete_text
+
+        config = self.model_config()
+        self.check_cancelled()
+        output = self._output()
+        try:
+            text, usages = await complete_text(config, system=system, user=user, on_text=output.add)
+        except ModelError as exc:
+            await output.flush()
+            await self._record_usage(exc.usage)
+            raise
+        except BaseException:
+            await output.aclose()
+            raise
+        await output.flush()
+        await self._record_usage(usages)
+        self.check_cancelled()
+        return text
+
+    def _output(self) -> OutputCoalescer:
+        """Where a streaming call's text goes: the task's live output, coalesced (service/live_output.py)."""
+
+        async def write(text: str) -> None:
+            await asyncio.to_thread(self.runtime.write_output, self, text)
+
+        return OutputCoalescer(write, self.runtime.settings.bgtasks_output_interval_s)
 
     async def _record_usage(self, usages: Any) -> None:
         for u in usages:

@@ -81,6 +81,11 @@ class Task:
         return await self._ctx.ask_model(system=system, user=user, schema_name=schema_name, schema=schema,
                                          check=check)
 
+    async def generate_text(self, *, system: str, user: str) -> str:
+        """One free-text call to the configured model, streamed: the task's subscribers see the text grow
+        (``output`` events) while the model writes it; returns the whole text. Its token usage is stored."""
+        return await self._ctx.generate_text(system=system, user=user)
+
     def require_model(self) -> None:
         """Fail the task at once when no model API key is configured (before work a retry could not save)."""
         self._ctx.require_model()

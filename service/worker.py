@@ -550,6 +550,20 @@ class Runtime:
             return "ok"
         return store.task_status(conn, ctx.id)
 
+    def write_output(self, ctx: TaskContext, text: str) -> None:
+        """Append to a task's live output (append_task_output(): only while this attempt holds it). Best
+        effort: an unreachable database drops the piece (the final result still carries the whole text)."""
+        self.fence_overdue()
+        if ctx.cancelled.is_set():
+            return
+        try:
+            with self.pool.connection(timeout=2) as conn, \
+                    self.deadlines.within(conn, 2.0, f"an output write of task {ctx.id}"):
+                store.append_task_output(conn, ctx.id, ctx.attempt, text, self.settings.bgtasks_output_max_chars)
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            log.warning("live output of task %s dropped: database unreachable (%s)", ctx.id,
+                        exc.__class__.__name__)
+
     def enqueue(self, task_type: str, payload: dict[str, Any], *, delay_ms: int | None, user_id: str) -> str:
         with self.pool.connection() as conn:
             return store.enqueue_task(conn, task_type, user_id, payload, (delay_ms or 0) / 1000)

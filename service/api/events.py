@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import BgtasksError, TaskNotFound
-from ..hub import RESUME_OVERLAP, Event, Holder, Hub, Subscriber, TaskFilter, TooManyStreams
+from ..hub import RESUME_OVERLAP, Event, Holder, Hub, Subscriber, TaskFilter, TooManyStreams, output_event
 from ..states import Status, parse_status
 from ..store import events as store
 from .auth import Principal, authenticate_reader
@@ -357,10 +357,12 @@ class _Feed:
         self.keepalive_s = keepalive_s
         self.high = 0
         self.done = False  # after `dropped`: the stream ends
+        self.output_sent: dict[str, int] = {}  # per task, the last chunk of live output the replay sent
 
     async def replay(self, hub: Hub, pool: Any, last_id: int | None) -> AsyncGenerator[Batch, None]:
-        """When resuming, the latest state of every task that changed since `last_id`, page by page; then
-        `ready`, after which everything is live."""
+        """When resuming, the latest state of every task that changed since `last_id`, page by page; then the
+        live output written after `last_id` (on a fresh connect: all of it, so a late subscriber sees the
+        text so far); then `ready`, after which everything is live."""
         flt = self.sub.filter
         if last_id is None:
             self.high = await store.max_change_seq(pool)
@@ -387,6 +389,29 @@ class _Feed:
                 if len(rows) < hub.resync_page:
                     break
                 since = rows[-1]["change_seq"]
+        # Output is not repeated like task states (an overlap would send text twice): exactly what came after.
+        since = last_id or 0
+        while True:
+            chunks = await store.task_output_since(
+                pool,
+                since,
+                user_id=flt.user_id,
+                statuses=sorted(flt.statuses) if flt.statuses else None,
+                task_types=sorted(flt.task_types) if flt.task_types else None,
+                project_id=flt.project_id,
+                task_ids=sorted(flt.task_ids) if flt.task_ids is not None else None,
+                limit=hub.resync_page,
+            )
+            page = []
+            for chunk in chunks:
+                self.high = max(self.high, chunk["seq"])
+                self.output_sent[chunk["id"]] = chunk["seq"]
+                page.append((self.high, output_event(chunk)))
+            if page:
+                yield page
+            if len(chunks) < hub.resync_page:
+                break
+            since = chunks[-1]["seq"]
         yield [(self.high, Event("ready", self.high, data={"lastEventId": self.high}))]
         self.sub.last_seq = max(self.sub.last_seq, self.high)
 
@@ -405,6 +430,8 @@ class _Feed:
             return None
         batch: Batch = []
         for ev in events:
+            if ev.kind == "output" and ev.seq <= self.output_sent.get(ev.task_id or "", 0):
+                continue  # written while the replay read it: sent once already
             self.high = max(self.high, ev.seq)
             batch.append((None if ev.kind == "queue" else self.high, ev))
         return batch

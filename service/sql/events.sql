@@ -30,3 +30,25 @@ FROM task_queue_settings WHERE id = 1;
 -- The open-stream cap of user $1 in user_limits: its own row's max_streams, else the * row's; NULL: the setting.
 SELECT coalesce((SELECT max_streams FROM user_limits WHERE user_id = $1),
                 (SELECT max_streams FROM user_limits WHERE user_id = '*')) AS cap;
+
+-- name: task_output_chunks
+-- The notified chunks of live output (task ids $1 and change numbers $2, pairwise), oldest first, with the
+-- routing fields of their tasks.
+SELECT o.task_id AS id, o.seq, o.attempt, o.chunk, t.user_id, t.task_type, t.project_id, t.status, t.change_seq
+FROM task_output o JOIN background_tasks t ON t.id = o.task_id
+WHERE (o.task_id, o.seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))
+ORDER BY o.seq;
+
+-- name: task_output_since
+-- Live output written after change number $1, oldest first, at most $6; filters like tasks_changed_since:
+-- owner $2, statuses $3, types $4, project $5, ids $7.
+SELECT o.task_id AS id, o.seq, o.attempt, o.chunk, t.user_id, t.task_type, t.project_id, t.status, t.change_seq
+FROM task_output o JOIN background_tasks t ON t.id = o.task_id
+WHERE o.seq > $1
+  AND ($2::text IS NULL OR t.user_id = $2)
+  AND ($3::task_status[] IS NULL OR t.status = ANY ($3::task_status[]))
+  AND ($4::text[] IS NULL OR t.task_type = ANY ($4::text[]))
+  AND ($5::text IS NULL OR t.project_id = $5)
+  AND ($7::text[] IS NULL OR o.task_id = ANY ($7::text[]))
+ORDER BY o.seq
+LIMIT $6;

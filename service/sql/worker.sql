@@ -66,6 +66,11 @@ WITH call AS (
 UPDATE background_tasks SET prompt_tokens = prompt_tokens + $4, completion_tokens = completion_tokens + $5
 WHERE id IN (SELECT task_id FROM call);
 
+-- name: append_task_output
+-- Append text $3 to the live output of task $1 (attempt $2 must hold it), at most $4 characters per task;
+-- returns the chunk's change number (NULL: not written).
+SELECT append_task_output($1, $2, $3, $4) AS seq;
+
 -- name: complete_tasks
 -- Complete a batch: ids $1, attempts $2, results $3 (jsonb[]); returns the ids that were still ours.
 SELECT id FROM complete_tasks($1::text[], $2::integer[], $3::jsonb[]) AS id;

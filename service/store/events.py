@@ -43,6 +43,39 @@ async def tasks_changed_since(
     )
 
 
+async def task_output_chunks(conn: Executor, pointers: Sequence[tuple[str, int]]) -> list[asyncpg.Record]:
+    """The chunks of live output that NOTIFY pointed at ((task id, change number) pairs), oldest first."""
+    if not pointers:
+        return []
+    return await conn.fetch(
+        queries.get("task_output_chunks").sql, [t for t, _ in pointers], [s for _, s in pointers]
+    )
+
+
+async def task_output_since(
+    conn: Executor,
+    seq: int,
+    *,
+    user_id: str | None = None,
+    statuses: Sequence[str] | None = None,
+    task_types: Sequence[str] | None = None,
+    project_id: str | None = None,
+    task_ids: Sequence[str] | None = None,
+    limit: int = 1000,
+) -> list[asyncpg.Record]:
+    """Live output written after `seq` (oldest first), filtered like `tasks_changed_since`."""
+    return await conn.fetch(
+        queries.get("task_output_since").sql,
+        seq,
+        user_id,
+        list(statuses) if statuses else None,
+        list(task_types) if task_types else None,
+        project_id,
+        limit,
+        list(task_ids) if task_ids is not None else None,
+    )
+
+
 async def user_stream_cap(conn: Executor, user_id: str) -> int | None:
     """The user's open-stream cap from user_limits; None: none set there (the setting applies)."""
     cap = await conn.fetchval(queries.get("user_stream_cap").sql, user_id)

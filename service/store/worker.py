@@ -64,6 +64,11 @@ def report_progress(conn: Conn, task_id: str, attempt: int, percent: int, descri
     return _run(conn, "report_progress", task_id, attempt, percent, description).fetchone() is not None
 
 
+def append_task_output(conn: Conn, task_id: str, attempt: int, text: str, max_chars: int) -> int | None:
+    row = _run(conn, "append_task_output", task_id, attempt, text, max_chars).fetchone()
+    return None if row is None else row["seq"]
+
+
 def task_status(conn: Conn, task_id: str) -> str | None:
     row = _run(conn, "task_status", task_id).fetchone()
     return None if row is None else row["status"]

@@ -34,6 +34,7 @@ __all__ = [
     "server_error",
     "stall",
     "status",
+    "streamed",
     "trickle",
     "unauthorized",
     "valid_instance",
@@ -153,6 +154,20 @@ def stall(seconds: float, then: Scripted | None = None) -> Scripted:
     return reply
 
 
+def streamed(text: str, *, pieces: int = 200, over_s: float = 4.0) -> Scripted:
+    """A 200 streaming ``text`` in ``pieces`` chunks spread evenly over ``over_s`` seconds (as a model emits
+    tokens), then the usage; answered as one completion to a request that does not stream."""
+
+    async def reply(body: dict[str, Any], fake: FakeOpenAI) -> Response:
+        if not body.get("stream"):
+            return JSONResponse(_completion(body, text, "stop"))
+        size = max(1, -(-len(text) // pieces))
+        parts = [text[i : i + size] for i in range(0, len(text), size)]
+        return _stream_response(_completion(body, text, "stop"), parts, over_s / max(1, len(parts)), fake)
+
+    return reply
+
+
 def trickle(every_s: float = 2.0, chunk: bytes = b" " * 20, *, for_s: float = 600.0) -> Scripted:
     """A 200 that sends ``chunk`` every ``every_s`` seconds for ``for_s`` seconds, then a valid answer: each
     chunk resets a client's read timeout, so only a total deadline ends the call. Leading whitespace is valid
@@ -238,7 +253,10 @@ class FakeOpenAI:
                 {"error": {"message": "body is not JSON", "type": "invalid_request_error"}}, 400
             )
         self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
-        return await self._next_reply()(body, self)
+        response = await self._next_reply()(body, self)
+        if body.get("stream") and isinstance(response, JSONResponse) and response.status_code == 200:
+            return _as_stream(json.loads(bytes(response.body)))  # a scripted completion, streamed
+        return response
 
     def _app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/chat/completions", self._chat_completions, methods=["POST"])])
@@ -323,6 +341,40 @@ def _completion(body: dict[str, Any], content: str, finish_reason: str) -> dict[
     }
 
 
+def _as_stream(completion: dict[str, Any]) -> Response:
+    """A completion as OpenAI streams it: chat.completion.chunk events (at most about 200, so a 5 MB answer
+    is still a few hundred events), then a usage chunk, then [DONE]."""
+    text = completion["choices"][0]["message"]["content"] or ""
+    size = max(4, -(-len(text) // 200))
+    parts = [text[i : i + size] for i in range(0, len(text), size)]
+    return _stream_response(completion, parts, 0.0, None)
+
+
+def _stream_response(
+    completion: dict[str, Any], parts: list[str], every_s: float, fake: FakeOpenAI | None
+) -> Response:
+    choice = completion["choices"][0]
+    base = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint")}
+    base["object"] = "chat.completion.chunk"
+
+    def event(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+        return f"data: {json.dumps({**base, 'choices': choices, 'usage': usage})}\n\n".encode()
+
+    async def chunks() -> Any:
+        yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        for part in parts:
+            if fake is not None and fake.stopping.is_set():
+                return
+            yield event([{"index": 0, "delta": {"content": part}, "finish_reason": None}])
+            if every_s > 0:
+                await asyncio.sleep(every_s)
+        yield event([{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}])
+        yield event([], completion["usage"])
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(chunks(), media_type="text/event-stream")
+
+
 def _fmt_seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
@@ -402,7 +454,8 @@ SCENARIOS: dict[str, Callable[[], list[Scripted]]] = {
     "huge": lambda: [answer("x" * 5_000_000)],  # a 5 MB answer
     "trickle": lambda: [trickle(0.5, b" " * 20)],  # 20 bytes every 0.5 s for ten minutes
     "burst429": lambda: [*(rate_limited(retry_after=0.3) for _ in range(5)), answer()],
-    "slow": lambda: [stall(2.5)],  # a valid answer after 2.5 s: long enough to watch a task's progress text
+    "slow": lambda: [stall(2.5)],
+    "streamed": lambda: [streamed(" ".join(f"word{i}" for i in range(200)))],  # 200 pieces over 4 s  # a valid answer after 2.5 s: long enough to watch a task's progress text
     "big": lambda: [answer({"summary": "A project.", "documents": [
         {"title": f"Doc {i}", "filename": f"docs/d{i}.md", "markdown": "w" * 19_000} for i in range(10)]})],
 }

@@ -1,0 +1,30 @@
+"""Live partial output of running tasks (task_output, append_task_output(), cleanup when a task finishes).
+
+Revision ID: 0013
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import op
+
+from bgtasks.migrations.sqlfile import run_sql_file
+
+revision = "0013"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+HERE = Path(__file__).parent
+
+
+def upgrade() -> None:
+    run_sql_file(HERE / "0013_live_output.sql")
+
+
+def downgrade() -> None:
+    op.execute("DROP TRIGGER background_tasks_output_cleanup ON background_tasks")
+    op.execute("DROP FUNCTION task_output_cleanup()")
+    op.execute("DROP FUNCTION append_task_output(text, integer, text, integer)")
+    op.execute("DROP TABLE task_output")
