@@ -12,7 +12,7 @@ from alembic import op
 from bgtasks.migrations.sqlfile import run_sql_file
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
