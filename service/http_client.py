@@ -94,13 +94,18 @@ class TaskPage:
 
 @dataclass(frozen=True)
 class TaskEvent:
-    """One live event. `type`: on /api/events `task`, `deleted`, `ready`, `queue`; on a task's own stream
-    `update`, `complete`, `error`, `timeout`. `task` is set when the event carries one."""
+    """One live event. `type`: on /api/events `task`, `deleted`, `ready`, `queue`, `output`; on a task's own
+    stream `update`, `complete`, `error`, `timeout`. `task` is set when the event carries one; `text` is the
+    new live output of an `output` event ("" otherwise)."""
 
     type: str
     id: str | None
     task: TaskInfo | None
     data: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        return str(self.data.get("text") or "") if self.type == "output" else ""
 
 
 def _event(sse_event: str, sse_id: str | None, text: str) -> TaskEvent | None:
@@ -170,8 +175,10 @@ def _headers(api_key: str | None) -> dict[str, str]:
 
 
 def _stream_target(task_id: str | None, status: str | Iterable[str] | None,
-                   task_type: str | Iterable[str] | None) -> tuple[str, dict[str, str]]:
+                   task_type: str | Iterable[str] | None, output: bool = False) -> tuple[str, dict[str, str]]:
     if task_id is not None:
+        if output:  # the resource stream of one task: its states and its live output
+            return "/api/events", {"taskId": task_id}
         return "/api/subscribeToTask", {"taskId": task_id}
     params = _list_params(status, task_type, 1, None)
     params.pop("limit")
@@ -179,7 +186,11 @@ def _stream_target(task_id: str | None, status: str | Iterable[str] | None,
 
 
 def _ends_stream(event: TaskEvent, task_id: str | None) -> bool:
-    return task_id is not None and event.type in ("complete", "error", "timeout")
+    if task_id is None:
+        return False
+    if event.type == "task":  # /api/events?taskId=: the task's final state
+        return event.task is not None and event.task.id == task_id and event.task.finished
+    return event.type in ("complete", "error", "timeout", "deleted")
 
 
 class Client:
@@ -233,15 +244,17 @@ class Client:
 
     def events(self, task_id: str | None = None, *, status: str | Iterable[str] | None = None,
                task_type: str | Iterable[str] | None = None, last_event_id: str | None = None,
-               ) -> Iterator[TaskEvent]:
+               output: bool = False) -> Iterator[TaskEvent]:
         """Live events: one task's (ends when it does) or every visible task's (`status`, `task_type`
-        filters; runs until the caller stops). A dropped connection is resumed with Last-Event-ID."""
-        return self._events(task_id, status, task_type, last_event_id, None)
+        filters; runs until the caller stops). A dropped connection is resumed with Last-Event-ID.
+        `output=True` with a task id: its `task` and `output` events (the model's text as it is written:
+        `event.text`; the text so far first), from /api/events?taskId=."""
+        return self._events(task_id, status, task_type, last_event_id, None, output)
 
     def _events(self, task_id: str | None, status: str | Iterable[str] | None,
                 task_type: str | Iterable[str] | None, last_event_id: str | None,
-                deadline: float | None) -> Iterator[TaskEvent]:
-        path, params = _stream_target(task_id, status, task_type)
+                deadline: float | None, output: bool = False) -> Iterator[TaskEvent]:
+        path, params = _stream_target(task_id, status, task_type, output)
         failures = 0
         while True:
             timeout = STREAM_TIMEOUT
@@ -339,8 +352,9 @@ class AsyncClient:
 
     async def events(self, task_id: str | None = None, *, status: str | Iterable[str] | None = None,
                      task_type: str | Iterable[str] | None = None, last_event_id: str | None = None,
-                     ) -> AsyncIterator[TaskEvent]:
-        path, params = _stream_target(task_id, status, task_type)
+                     output: bool = False) -> AsyncIterator[TaskEvent]:
+        """As `Client.events` (`output=True`: a task's live output too)."""
+        path, params = _stream_target(task_id, status, task_type, output)
         failures = 0
         while True:
             headers = {"accept": "text/event-stream"}

@@ -284,13 +284,17 @@ def _filter_from(conn: HTTPConnection, principal: Principal) -> TaskFilter:
     user = q.get("userId") or None
     if not principal.is_superuser:
         user = principal.owner  # a user only ever sees their own tasks, whatever userId says
+    task_ids = principal.token.task_ids if principal.token is not None else None
+    named = frozenset(split("taskId"))
+    if named:  # one task's (or a few tasks') stream: within what a read token allows
+        task_ids = named if task_ids is None else named & task_ids
     return TaskFilter(
         user_id=user,
         statuses=statuses,
         task_types=types,
         project_id=q.get("projectId") or None,
-        task_ids=principal.token.task_ids if principal.token is not None else None,
-        queue=principal.is_superuser,
+        task_ids=task_ids,
+        queue=principal.is_superuser and not named,
     )
 
 
@@ -352,9 +356,10 @@ class _Feed:
     The live part is `await ready(); take()` rather than an async generator: that is the path every
     subscriber runs on every change, and a generator step would allocate per wake (see `Subscriber`)."""
 
-    def __init__(self, sub: Subscriber, keepalive_s: float) -> None:
+    def __init__(self, sub: Subscriber, keepalive_s: float, named: bool = False) -> None:
         self.sub = sub
         self.keepalive_s = keepalive_s
+        self.named = named  # ?taskId= named the tasks: a fresh connect starts with their current states
         self.high = 0
         self.done = False  # after `dropped`: the stream ends
         self.output_sent: dict[str, int] = {}  # per task, the last chunk of live output the replay sent
@@ -366,6 +371,11 @@ class _Feed:
         flt = self.sub.filter
         if last_id is None:
             self.high = await store.max_change_seq(pool)
+            if self.named and flt.task_ids:
+                rows = await store.tasks_by_ids(pool, sorted(flt.task_ids))
+                mine = [r for r in rows if flt.user_id is None or r["user_id"] == flt.user_id]
+                if mine:
+                    yield [(self.high, hub.stream_event(r)) for r in mine]
         else:
             self.high = last_id
             since = max(0, last_id - RESUME_OVERLAP)
@@ -461,7 +471,7 @@ async def events(request: Request) -> Response:
         return opened
     sub, last_id = opened
     state = request.app.state
-    feed = _Feed(sub, state.settings.bgtasks_sse_keepalive_s)
+    feed = _Feed(sub, state.settings.bgtasks_sse_keepalive_s, named="taskId" in request.query_params)
 
     async def produce(write: Write) -> None:
         await write(RETRY)
@@ -490,7 +500,7 @@ async def events_ws(websocket: WebSocket) -> None:
         return
     sub, last_id = opened
     state = websocket.app.state
-    feed = _Feed(sub, state.settings.bgtasks_sse_keepalive_s)
+    feed = _Feed(sub, state.settings.bgtasks_sse_keepalive_s, named="taskId" in websocket.query_params)
     try:
         await websocket.accept()
 

@@ -1,5 +1,6 @@
-"""`bgtasks watch ID`: follow a task's live stream with a progress bar until it ends; the exit code says how
-it ended (0 completed, 1 failed, 4 cancelled; 3 unknown task, 5 service unreachable)."""
+"""`bgtasks watch ID`: follow a task's live stream with a progress bar until it ends (`--output`: print the
+model's text as it is written instead); the exit code says how it ended (0 completed, 1 failed, 4 cancelled;
+3 unknown task, 5 service unreachable)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..client import (
     add_client_arguments,
     client_from,
     command,
+    exit_code_for_status,
 )
 
 BAR_WIDTH = 30
@@ -29,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("watch", help="follow a task until it ends (exit 0 completed, 1 failed, 4 cancelled)")
     p.add_argument("task_id", metavar="ID")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output; only the exit code")
+    p.add_argument("--output", action="store_true",
+                   help="print the task's live output (the model's text as it is written), then how it ended")
     add_client_arguments(p)
     p.set_defaults(func=command(run))
 
@@ -36,7 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     client = client_from(args)
     try:
-        return follow(client, args.task_id, out=None if args.quiet else sys.stdout)
+        out = None if args.quiet else sys.stdout
+        if args.output:
+            return follow_output(client, args.task_id, out=out)
+        return follow(client, args.task_id, out=out)
     finally:
         client.close()
 
@@ -117,3 +124,41 @@ def follow(client: Client, task_id: str, out: TextIO | None = sys.stdout) -> int
             if failures > RECONNECTS:
                 raise
             time.sleep(min(0.2 * 2 ** failures, 5.0))
+
+
+def follow_output(client: Client, task_id: str, out: TextIO | None = sys.stdout) -> int:
+    """Follow /api/events?taskId= (the task's states and live output, resumed with Last-Event-ID by the
+    client): the text so far first, then each new piece as it is written; a retry's text starts on a new line."""
+    from ..http_client import ApiError, StreamLost
+
+    attempt: int | None = None
+    wrote = False
+    try:
+        for event in client.api.events(task_id, output=True):
+            if event.type == "output":
+                if out is None:
+                    continue
+                if attempt is not None and event.data.get("attempt") != attempt and wrote:
+                    out.write(f"\n--- attempt {event.data.get('attempt')} ---\n")
+                attempt = event.data.get("attempt")
+                out.write(event.text)
+                out.flush()
+                wrote = True
+            elif event.type == "task" and event.task is not None and event.task.finished:
+                task = event.task
+                if out is not None:
+                    out.write(("\n" if wrote else "") + f"{task_id} {task.status}"
+                              + (f": {task.error_message}" if task.error_message else "") + "\n")
+                    out.flush()
+                if task.status == "completed":
+                    return OK
+                return CANCELLED_EXIT if task.status == "cancelled" else FAILED
+            elif event.type == "deleted":
+                raise CliError(f"task {task_id!r} was deleted", FAILED)
+            elif event.type == "dropped" and event.data.get("code") in ("revoked", "expired"):
+                raise CliError(f"stream of {task_id!r} ended: {event.data.get('reason')}", USAGE)
+    except ApiError as exc:
+        raise CliError(str(exc), exit_code_for_status(exc.status_code)) from None
+    except StreamLost as exc:
+        raise CliError(str(exc), UNREACHABLE) from None
+    raise CliError(f"the stream of {task_id!r} ended before the task did", UNREACHABLE)

@@ -5,6 +5,7 @@ so far first; seed two's subscribeToTask sees only its own types; the output is 
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -15,6 +16,8 @@ import pytest
 
 import bgtasks
 from bgtasks import actors
+from bgtasks.client import Client as CliClient
+from bgtasks.commands.watch import follow_output
 from bgtasks.settings import load_settings
 from bgtasks.store import worker as worker_store
 from bgtasks.worker import Runtime
@@ -136,3 +139,39 @@ async def test_streamed_output_reaches_subscribers_live_resumes_exactly_and_is_r
     assert sql.execute("SELECT count(*) AS n FROM task_output").fetchone()["n"] == 0
     # Coalesced: 200 pieces in far fewer writes (at most about one per 0.1 s of a 4 s stream, plus the last).
     assert len(outputs) < 100
+
+
+async def test_the_python_client_and_watch_output_print_the_text_as_it_is_written(
+    writer_type: None, start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+) -> None:
+    api = await start_api()
+    with FakeOpenAI() as fake:
+        fake.always(streamed(TEXT, pieces=200, over_s=2.0))
+        task_id = insert(sql, task_type="test-writer", payload="{}")
+
+        def read_with_client() -> tuple[list[str], str]:
+            with bgtasks.Client(api.base) as client:
+                pieces, last = [], ""
+                for event in client.events(task_id, output=True):
+                    if event.type == "output":
+                        pieces.append(event.text)
+                    elif event.task is not None:
+                        last = event.task.status
+                return pieces, last
+
+        def watch() -> tuple[int, str]:
+            out = io.StringIO()
+            cli = CliClient(api.base)
+            try:
+                return follow_output(cli, task_id, out=out), out.getvalue()
+            finally:
+                cli.close()
+
+        reading = asyncio.gather(asyncio.to_thread(read_with_client), asyncio.to_thread(watch))
+        await asyncio.to_thread(run_task, database_url, fake.base_url, task_id, threading.Event())
+        (pieces, last), (code, printed) = await asyncio.wait_for(reading, 60)
+    assert len(pieces) > 1 and "".join(pieces) == TEXT and last == "completed"
+    assert code == 0 and printed == f"{TEXT}\n{task_id} completed\n"
+    # A finished task's stream starts with its final state, so watching it ends at once.
+    code, printed = await asyncio.to_thread(watch)
+    assert (code, printed) == (0, f"{task_id} completed\n")
