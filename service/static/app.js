@@ -31,6 +31,7 @@ const state = {
   live: false,
   streamStart: Date.now(),
   detailId: null,
+  output: new Map(), // task id -> { attempt, text }: live output of running tasks (output events)
   queue: null,
 };
 const rows = new Map(); // id -> <tr>
@@ -458,6 +459,7 @@ function applyTask(task, { quiet = false } = {}) {
   } else if (state.filters.sort === "-updatedAt" && state.cursors.length === 1 && matches(task)) {
     reloadSoon();
   }
+  if (task.status !== "processing") state.output.delete(task.id); // finished: the result is the record
   if (state.detailId === task.id) {
     state.tasks.set(task.id, task);
     renderDetail(task, prevStatus !== task.status);
@@ -495,8 +497,33 @@ function reloadSoon() {
   reloadTimer = setTimeout(() => loadPage({ keepFocus: true }), 1500);
 }
 
+// Live output: the model's text of a running task, growing in its open detail.
+function applyOutput(data) {
+  let out = state.output.get(data.id);
+  if (!out || out.attempt !== data.attempt) out = { attempt: data.attempt, text: "" }; // a retry starts over
+  out.text += data.text;
+  state.output.set(data.id, out);
+  if (state.detailId !== data.id) return;
+  const body = $("detail-body");
+  const pre = body.querySelector(".detail-output pre");
+  if (pre) {
+    const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    pre.textContent = out.text;
+    if (atEnd) pre.scrollTop = pre.scrollHeight; // follow the text unless the reader scrolled up
+  } else {
+    const live = body.querySelector(".detail-live");
+    if (live) live.after(detailOutput(out));
+  }
+}
+
+function detailOutput(out) {
+  return h("section", { class: "detail-output" }, h("h3", {}, "Output so far"),
+    h("pre", { class: "wrap", "aria-live": "off" }, out.text));
+}
+
 function onEvent(name, data) {
-  if (name === "task" && data) applyTask(normalise(data));
+  if (name === "output" && data) applyOutput(data);
+  else if (name === "task" && data) applyTask(normalise(data));
   else if (name === "deleted" && data) applyDeleted(data.id);
   else if (name === "queue" && data) renderQueue(data.queueSettings ?? data);
   else if (name === "ready") {
@@ -605,8 +632,10 @@ function renderDetail(task, full, attempts, links) {
   if (!full && !live) return;
   const tokens = task.promptTokens || task.completionTokens
     ? `${task.promptTokens ?? 0} prompt + ${task.completionTokens ?? 0} completion` : null;
+  const output = task.status === "processing" ? state.output.get(task.id) : null;
   const sections = [
     detailLive(task),
+    ...(output ? [detailOutput(output)] : []),
     h("div", { class: "actions detail-actions" }, actionButtons(task, { inDialog: true })),
     h("dl", { class: "fields meta" },
       dlRow("Id", h("code", {}, task.id)), dlRow("Type", task.taskType), dlRow("User", task.userId),

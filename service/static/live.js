@@ -1,4 +1,4 @@
-// The live stream (GET /api/events): `task`, `deleted`, `queue`, `ready` and `dropped` events, resumed with
+// The live stream (GET /api/events): `task`, `deleted`, `queue`, `ready`, `dropped` and `output` events, resumed with
 // Last-Event-ID after any disconnect (a server restart included), so nothing is missed.
 //
 // Without an API key it is a plain EventSource, which reconnects by itself and sends Last-Event-ID. An
@@ -7,7 +7,7 @@
 
 import { apiKey } from "./api.js";
 
-const EVENTS = ["task", "deleted", "queue", "ready", "dropped"];
+const EVENTS = ["task", "deleted", "queue", "ready", "dropped", "output"];
 const MAX_BACKOFF_MS = 10000;
 
 export class LiveStream {
