@@ -10,15 +10,16 @@ Catch-up, after the scheduler was not running (every worker down, a long pause):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from .errors import ValidationFailed
 
 MISFIRE_GRACE_S = 10.0
 CATCH_UP = ("skip", "once")
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # a leap year: 29 February is due
 _MAX_ON_TIME = 1000  # due times created in one tick at most (a per-second cron within the grace: ~11)
 
 
@@ -37,6 +38,10 @@ def check_cron(expr: str) -> str:
     norm = " ".join(fields)
     if not croniter.is_valid(norm, second_at_beginning=len(fields) == 6):
         raise ValidationFailed("cron", f"not a valid cron expression: {expr!r}")
+    try:  # valid field by field yet never due (30 February): croniter would raise on every tick
+        croniter(norm, _EPOCH, second_at_beginning=len(fields) == 6).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValidationFailed("cron", f"{expr!r} is never due (no such date, like 30 February)") from None
     return norm
 
 

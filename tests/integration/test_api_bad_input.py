@@ -90,6 +90,19 @@ async def test_a_schedule_name_the_table_refuses_is_a_422(api: Api, name: str) -
     assert _json_4xx(r, 422)["field"] == "name"
 
 
+async def test_a_cron_that_is_never_due_is_a_422_on_create_and_on_change(api: Api) -> None:
+    auth = await api.key("alice")
+    r = await api.client.post("/api/schedules", headers=auth,
+                              json={"name": "feb30", "taskType": "noop", "cron": "0 0 30 2 *"})
+    assert "never due" in _json_4xx(r, 422)["error"]
+    r = await api.client.post("/api/schedules", headers=auth,
+                              json={"name": "nightly", "taskType": "noop", "cron": "0 3 * * *"})
+    assert r.status_code == 201, r.text
+    r = await api.client.patch("/api/schedules/nightly", headers=auth, json={"cron": "0 0 31 4 *"})
+    assert _json_4xx(r, 422)["field"] == "cron"
+    assert (await api.client.get("/api/schedules/nightly", headers=auth)).json()["schedule"]["cron"] == "0 3 * * *"
+
+
 @pytest.mark.parametrize("value", ["9223372036854775808", "-1", "99999999999999999999999", "1_000", "１２",
                                    "12abc", "0x10"])
 async def test_a_last_event_id_outside_bigint_is_a_400(api: Api, value: str) -> None:

@@ -43,6 +43,17 @@ def test_bad_cron_is_refused_naming_the_field(expr: str) -> None:
     assert err.value.field == "cron"
 
 
+@pytest.mark.parametrize("expr", ["0 0 30 2 *", "0 0 31 4 *", "0 0 0 31 2,4,6,9,11 *"])
+def test_cron_that_is_never_due_is_refused(expr: str) -> None:
+    with pytest.raises(ValidationFailed) as err:
+        check_cron(expr)
+    assert err.value.field == "cron" and "never due" in str(err.value)
+
+
+def test_cron_due_only_in_leap_years_is_accepted() -> None:
+    assert next_due("0 0 29 2 *", "UTC", T0) == datetime(2028, 2, 29, tzinfo=UTC)
+
+
 def test_unknown_time_zone_is_refused() -> None:
     with pytest.raises(ValidationFailed) as err:
         next_due(EVERY_MINUTE, "Mars/Olympus", T0)
