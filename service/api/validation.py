@@ -390,7 +390,7 @@ def decode_cursor(value: str | None, sort: str) -> tuple[Any, str] | None:
         if made_for != sort or not isinstance(task_id, str) or not TASK_ID.match(task_id):
             raise ValueError
         if SORTS[sort][1] == "priority":
-            if isinstance(key, bool) or not isinstance(key, int) or abs(key) > 2**31:
+            if isinstance(key, bool) or not isinstance(key, int) or not -(2**31) <= key < 2**31:  # int4
                 raise ValueError
             return key, task_id
         if not isinstance(key, str):

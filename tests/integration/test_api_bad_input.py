@@ -75,6 +75,16 @@ async def test_a_cursor_with_an_out_of_range_date_is_a_422(api: Api, key: Any) -
     assert _json_4xx(r, 422)["field"] == "cursor"
 
 
+@pytest.mark.parametrize("sort", ["priority", "-priority"])
+@pytest.mark.parametrize("key", [2**31, -(2**31) - 1, 2**63, "12", 1.5, True])
+async def test_a_priority_cursor_outside_integer_is_a_422(api: Api, sort: str, key: Any) -> None:
+    auth = await api.key("alice")
+    r = await api.client.get("/api/tasks", headers=auth, params={"sort": sort, "cursor": _cursor(sort, key)})
+    assert _json_4xx(r, 422)["field"] == "cursor"
+    edge = await api.client.get("/api/tasks", headers=auth, params={"sort": sort, "cursor": _cursor(sort, 2**31 - 1)})
+    assert edge.status_code == 200, edge.text
+
+
 async def test_a_cursor_at_the_edges_of_the_calendar_still_pages(api: Api) -> None:
     auth = await api.key("alice")
     for key in ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00"):
