@@ -20,12 +20,13 @@ def run(args: argparse.Namespace) -> int:
     from .. import actors, db
     from ..connections import resolve as resolve_connections
     from ..logs import configure_logging
+    from ..running import database_url
     from ..task_modules import load_task_types
     from ..worker import run_worker
 
     settings = load_settings()
-    if not settings.database_url:
-        raise ConfigError("DATABASE_URL: not set (`bgtasks up` runs a worker against an embedded PostgreSQL)")
+    if not settings.database_url:  # a second worker next to a running `bgtasks up` joins its database
+        settings = load_settings(database_url=database_url(settings))
     if args.concurrency is not None and not 1 <= args.concurrency <= 1000:
         raise ConfigError("--concurrency: must be between 1 and 1000")
     configure_logging(settings)

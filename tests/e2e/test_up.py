@@ -41,6 +41,15 @@ def _descendants_and_postgres(proc: subprocess.Popen[bytes], data_dir: Path) -> 
     return found
 
 
+def _wait_published(url: str, task_type: str, worker: subprocess.Popen[bytes], log: Path) -> None:
+    def found() -> bool:
+        assert worker.poll() is None, log.read_text()
+        with psycopg.connect(url, autocommit=True) as conn:
+            return conn.execute("SELECT 1 FROM task_types WHERE name = %s", (task_type,)).fetchone() is not None
+
+    wait_until(found, 60, f"a worker to publish {task_type}")
+
+
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     """Outside pytest's temporary root, which every starting pytest session makes 0700 again: as root, the
@@ -73,6 +82,34 @@ def test_up_serves_healthz_and_sigint_leaves_no_process(tmp_path: Path, data_dir
         found = subprocess.run([sys.executable, "-m", "bgtasks.cli", "keys", "ls"], capture_output=True, text=True,
                                env={**clean, "BGTASKS_DATA_DIR": str(data_dir)}, timeout=60)
         assert found.returncode == 0 and "using the database of `bgtasks up`" in found.stderr, found.stderr
+        # docs/adding-a-task-type.md: in a second shell, a worker over the user's own module joins that database
+        project = tmp_path / "myapp-project"
+        (project / "myapp").mkdir(parents=True)
+        (project / "myapp" / "tasks.py").write_text(
+            "import bgtasks\n\n"
+            "@bgtasks.task_type('shout', description='Shout a text')\n"
+            "def shout(task: bgtasks.Task, payload: dict) -> dict:\n"
+            "    return {'text': str(payload.get('text', '')).upper()}\n")
+        worker_log = tmp_path / "worker.log"
+        worker = subprocess.Popen([sys.executable, "-m", "bgtasks.cli", "worker", "--app", "myapp.tasks"],
+                                  cwd=project, env={**clean, "BGTASKS_DATA_DIR": str(data_dir)},
+                                  stdout=worker_log.open("wb"), stderr=subprocess.STDOUT)
+        try:
+            _wait_published(url.group(1), "shout", worker, worker_log)
+            created = httpx.post(f"http://127.0.0.1:{port}/api/tasks",
+                                 json={"taskType": "shout", "payload": {"text": "hi"}}, timeout=30)
+            assert created.status_code == 201, created.text
+            task_id = created.json()["task"]["id"]
+
+            def done() -> bool:
+                got = httpx.get(f"http://127.0.0.1:{port}/api/tasks/{task_id}", timeout=5).json()["task"]
+                return bool(got["status"] == "completed" and got["result"] == {"text": "HI"})
+
+            wait_until(done, 60, "the user's task to complete")
+            assert "using the database of `bgtasks up`" in worker_log.read_text()
+        finally:
+            worker.terminate()
+            worker.wait(60)
         children = _descendants_and_postgres(proc, data_dir)
         assert any("postgres" in (c.name() or "") for c in children), "no embedded postgres found"
         with psycopg.connect(url.group(1), autocommit=True) as conn:
