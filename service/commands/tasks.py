@@ -133,12 +133,21 @@ def _table(tasks: list[dict[str, Any]]) -> str:
             note = t["waitingFor"].get("text")
         rows.append((t["id"], t["taskType"], t["status"], f"{t.get('progress') or 0}%",
                      (t.get("createdAt") or "")[:19].replace("T", " "),
-                     str(note or t.get("label") or t.get("description") or "")[:60]))
+                     _clip(str(note or t.get("label") or t.get("description") or ""))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
     if not tasks:
         lines.append("(no tasks)")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _clip(text: str, width: int = 90) -> str:
+    """One line of at most `width` characters, cut at a word with an ellipsis (never mid-word)."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
 
 
 def show(args: argparse.Namespace) -> int:
