@@ -97,8 +97,12 @@ COMMENT ON INDEX background_tasks_queue_by_user_idx IS
   'Serves the claim: each owner''s claimable rows in their own order (the owners are found by skipping through it).';
 DROP INDEX background_tasks_claim_idx;
 
+-- The planner cannot know an owner's share (LIMIT s.k) when it plans, and misjudges how many of an owner's
+-- rows are queued; it then reads all of them (a seq scan, or the listing index) and sorts. Seq scans, bitmap
+-- scans and sorts are off inside this function, so each owner is read through its index in claim order,
+-- stopping at its share (the few sorts of small CTEs that remain are unavoidable and stay).
 CREATE FUNCTION lock_tasks_to_claim(max_tasks integer, limited boolean DEFAULT false, served text[] DEFAULT NULL)
-RETURNS SETOF text LANGUAGE sql AS $$
+RETURNS SETOF text LANGUAGE sql SET enable_seqscan = off SET enable_bitmapscan = off SET enable_sort = off AS $$
     WITH RECURSIVE owners(user_id) AS (  -- each owner with claimable rows: one index descent per owner
         (SELECT c.user_id FROM background_tasks c WHERE c.status = 'pending' AND c.waiting_for = 0
          ORDER BY c.user_id LIMIT 1)
@@ -126,7 +130,10 @@ RETURNS SETOF text LANGUAGE sql AS $$
         FROM task_type_limits l LEFT JOIN running r USING (task_type)
         WHERE limited GROUP BY l.task_type, l.max_running
     ), share AS (  -- twice the share: what owners with less queued than their share leave, others fill
-        SELECT q.user_id, q.running, least(max_tasks, coalesce(q.room, max_tasks), 2 * (l.t - q.running)) AS k
+        SELECT q.user_id, q.running, least(max_tasks, coalesce(q.room, max_tasks), 2 * (l.t - q.running)) AS k,
+               -- types with no room, as a plain array: an anti-join here would turn the owner's ordered
+               -- index scan into a scan of all their rows and a sort
+               (SELECT coalesce(array_agg(y.task_type), '{}') FROM type_room y WHERE y.room <= 0) AS full_types
         FROM queued q, level l
         WHERE l.t > q.running
     ), locked AS (  -- each owner's share, in its own order, skipping rows another claimer holds
@@ -134,7 +141,7 @@ RETURNS SETOF text LANGUAGE sql AS $$
             SELECT c.id, c.user_id, c.task_type, c.priority, c.run_at FROM background_tasks c
             WHERE c.user_id = s.user_id AND c.status = 'pending' AND c.waiting_for = 0 AND c.run_at <= now()
               AND (served IS NULL OR c.task_type = ANY (served))
-              AND NOT EXISTS (SELECT FROM type_room y WHERE y.task_type = c.task_type AND y.room <= 0)
+              AND c.task_type <> ALL (s.full_types)
             ORDER BY c.priority DESC, c.run_at, c.id
             LIMIT s.k
             FOR UPDATE OF c SKIP LOCKED) c
