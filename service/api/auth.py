@@ -120,6 +120,10 @@ def proxy_principal(conn: HTTPConnection, settings: Settings) -> Principal | Non
     cased so that user ids compare case-insensitively; `x-user-superuser` honoured only together with the
     proxy's shared secret (BGTASKS_TRUSTED_PROXY_SECRET in `X-Bgtasks-Proxy-Secret`), and once that secret is
     set, no proxy header is honoured without it. None when there is no `x-user-email`."""
+    for name in ("x-user-email", "x-user-superuser", PROXY_SECRET_HEADER):
+        # A proxy that appends its header after the client's would otherwise leave the client's first.
+        if len(conn.headers.getlist(name)) > 1:
+            raise AuthError(f"{name}: sent more than once (the proxy must replace the client's header, not add one)")
     email = _utf8_header(conn, "x-user-email")
     if not email:
         return None

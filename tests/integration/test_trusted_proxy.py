@@ -52,3 +52,17 @@ async def test_user_ids_compare_case_insensitively_and_read_as_utf8(database_url
         assert me.json()["userId"] == "josé@example.com"
         bad = await api.client.get("/api/me", headers={"x-user-email": b"j\xe9@example.com"})  # latin-1 bytes
         assert bad.status_code == 401 and "UTF-8" in bad.json()["error"]
+
+
+async def test_a_proxy_header_sent_twice_is_refused(database_url: str, tmp_path: Path) -> None:
+    """A proxy that appends its x-user-email after the client's must not leave the client's in charge."""
+    async with running_api(database_url, tmp_path, bgtasks_trusted_proxy=True,
+                           bgtasks_trusted_proxy_secret=SECRET) as api:
+        for name, values in [("x-user-email", ["root@x", "bob@x"]), ("x-user-superuser", ["true", "false"]),
+                             ("x-bgtasks-proxy-secret", [SECRET, "wrong"])]:
+            headers = [("x-user-email", "bob@x"), ("x-bgtasks-proxy-secret", SECRET)]
+            headers = [(k, v) for k, v in headers if k != name] + [(name, v) for v in values]
+            r = await api.client.get("/api/me", headers=headers)
+            assert r.status_code == 401 and f"{name}: sent more than once" in r.json()["error"], r.text
+        ok = await api.client.get("/api/me", headers={"x-user-email": "bob@x", "x-bgtasks-proxy-secret": SECRET})
+        assert ok.json() == {"success": True, "userId": "bob@x", "isSuperuser": False}
