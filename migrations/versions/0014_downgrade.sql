@@ -1,4 +1,4 @@
--- Back to 0012's indexes (the pg_trgm extension stays: other objects may use it).
+-- Back to the indexes before 0014 (the pg_trgm extension stays: other objects may use it).
 DROP INDEX background_tasks_label_search_idx;
 DROP INDEX background_tasks_description_search_idx;
 DROP INDEX background_tasks_updated_idx;

@@ -10,7 +10,7 @@ from pathlib import Path
 from bgtasks.migrations.sqlfile import run_sql_file
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
