@@ -116,6 +116,20 @@ async def test_revoked_key_is_refused(api: Api) -> None:
     assert (await api.client.get("/api/tasks", headers=headers)).status_code == 401
 
 
+async def test_a_key_holder_may_post_json_as_curl_sends_it(api: Api) -> None:
+    """docs/api.md's `curl -H "Authorization: Bearer $KEY" -d '{…}'`: curl labels the body form-urlencoded.
+    A request with an Authorization header cannot be a cross-site form post, so its type is not checked; the
+    body must still be JSON, and without a key the type is (the dev-mode test above)."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    alice = await api.key("alice")
+    r = await api.client.post("/api/tasks", content=b'{"taskType": "noop"}', headers={**alice, **form})
+    assert r.status_code == 201 and r.json()["task"]["userId"] == "alice", r.text
+    r = await api.client.post("/api/tasks", content=b"taskType=noop", headers={**alice, **form})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_json", r.text
+    r = await api.client.post("/api/tasks", content=b'{"taskType": "noop"}', headers=form)
+    assert r.status_code in (401, 415), r.text
+
+
 def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url}
     return subprocess.run([sys.executable, "-m", "bgtasks.cli", "keys", *args], env=env, text=True,
