@@ -87,6 +87,7 @@ class ModelUsage:
     completion_tokens: int
     total_tokens: int
     duration_ms: int
+    cached_prompt_tokens: int = 0  # of prompt_tokens, served from the provider's prompt cache (cheaper)
 
 
 def require_api_key(config: ModelConfig) -> None:
@@ -328,12 +329,15 @@ def _usage(completion: Any, config: ModelConfig, started: float) -> ModelUsage:
     prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
     output = int(getattr(usage, "completion_tokens", 0) or 0)
     total = int(getattr(usage, "total_tokens", 0) or 0) or prompt + output
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = int(getattr(details, "cached_tokens", 0) or 0)
     return ModelUsage(
         model=completion.model or config.model,
         prompt_tokens=prompt,
         completion_tokens=output,
         total_tokens=total,
         duration_ms=round((time.monotonic() - started) * 1000),
+        cached_prompt_tokens=min(cached, prompt),
     )
 
 

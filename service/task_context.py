@@ -168,4 +168,4 @@ class TaskContext:
     async def _record_usage(self, usages: Any) -> None:
         for u in usages:
             await self.db(store.record_model_call, self.id, self.attempt, u.model, u.prompt_tokens,
-                          u.completion_tokens, u.total_tokens, u.duration_ms)
+                          u.completion_tokens, u.total_tokens, u.duration_ms, u.cached_prompt_tokens)

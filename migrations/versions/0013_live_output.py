@@ -1,4 +1,5 @@
-"""Live partial output of running tasks (task_output, append_task_output(), cleanup when a task finishes).
+"""Live partial output of running tasks (task_output, append_task_output(), cleanup when a task finishes);
+the cost of model calls (model_prices, task_model_calls.cost_usd and cached_prompt_tokens, model_call_cost()).
 
 Revision ID: 0013
 """
@@ -24,6 +25,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION model_call_cost(text, integer, integer, integer)")
+    op.execute("ALTER TABLE task_model_calls DROP COLUMN cost_usd, DROP COLUMN cached_prompt_tokens")
+    op.execute("DROP TABLE model_prices")
     op.execute("DROP TRIGGER background_tasks_output_cleanup ON background_tasks")
     op.execute("DROP FUNCTION task_output_cleanup()")
     op.execute("DROP FUNCTION append_task_output(text, integer, text, integer)")

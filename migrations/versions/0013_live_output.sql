@@ -55,3 +55,49 @@ COMMENT ON FUNCTION task_output_cleanup() IS
   'Removes the partial output of tasks that left processing (finished, failed, cancelled, handed back).';
 CREATE TRIGGER background_tasks_output_cleanup AFTER UPDATE ON background_tasks
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION task_output_cleanup();
+
+-- Cost: a price table per model, and the cost of every model call stored with its usage.
+
+CREATE TABLE model_prices (
+    model                      text PRIMARY KEY CHECK (length(model) BETWEEN 1 AND 200),
+    prompt_per_million         numeric(12, 6) NOT NULL CHECK (prompt_per_million >= 0),
+    completion_per_million     numeric(12, 6) NOT NULL CHECK (completion_per_million >= 0),
+    cached_prompt_per_million  numeric(12, 6) NOT NULL CHECK (cached_prompt_per_million >= 0),
+    as_of                      date NOT NULL DEFAULT current_date,
+    source                     text NOT NULL DEFAULT 'set by an operator'
+);
+COMMENT ON TABLE model_prices IS
+  'Price per million tokens of each model, in US dollars. A call''s model matches the longest row that is a prefix of it (gpt-4o-mini covers gpt-4o-mini-2024-07-18); an unmatched model''s calls have no cost (NULL). Change prices with INSERT/UPDATE; a new price applies to calls recorded after it.';
+COMMENT ON COLUMN model_prices.model IS 'Model name, or the prefix of the names it prices.';
+COMMENT ON COLUMN model_prices.prompt_per_million IS 'USD per million prompt tokens not served from the provider''s prompt cache.';
+COMMENT ON COLUMN model_prices.completion_per_million IS 'USD per million completion (output) tokens.';
+COMMENT ON COLUMN model_prices.cached_prompt_per_million IS 'USD per million prompt tokens served from the provider''s prompt cache.';
+COMMENT ON COLUMN model_prices.as_of IS 'When this price was taken from the provider''s price list.';
+COMMENT ON COLUMN model_prices.source IS 'Where the price comes from.';
+
+-- Defaults: OpenAI's published list prices for standard (not batch) requests, as of the date in as_of.
+INSERT INTO model_prices (model, prompt_per_million, completion_per_million, cached_prompt_per_million, as_of, source)
+VALUES ('gpt-4o-mini', 0.15, 0.60, 0.075, '2025-06-01', 'bgtasks default: OpenAI list price'),
+       ('gpt-4o', 2.50, 10.00, 1.25, '2025-06-01', 'bgtasks default: OpenAI list price'),
+       ('gpt-4.1', 2.00, 8.00, 0.50, '2025-06-01', 'bgtasks default: OpenAI list price'),
+       ('gpt-4.1-mini', 0.40, 1.60, 0.10, '2025-06-01', 'bgtasks default: OpenAI list price'),
+       ('gpt-4.1-nano', 0.10, 0.40, 0.025, '2025-06-01', 'bgtasks default: OpenAI list price'),
+       ('o4-mini', 1.10, 4.40, 0.275, '2025-06-01', 'bgtasks default: OpenAI list price');
+
+ALTER TABLE task_model_calls
+    ADD COLUMN cached_prompt_tokens integer NOT NULL DEFAULT 0,
+    ADD COLUMN cost_usd numeric(18, 10);
+COMMENT ON COLUMN task_model_calls.cached_prompt_tokens IS 'Of the prompt tokens, those the provider served from its prompt cache.';
+COMMENT ON COLUMN task_model_calls.cost_usd IS 'What the call cost in US dollars at the model_prices row in force when it was recorded; NULL: the model has no price.';
+
+CREATE FUNCTION model_call_cost(p_model text, p_prompt integer, p_cached integer, p_completion integer)
+RETURNS numeric LANGUAGE sql STABLE AS $$
+    SELECT ((greatest(p_prompt - p_cached, 0) * prompt_per_million + least(p_cached, p_prompt) * cached_prompt_per_million
+             + p_completion * completion_per_million) / 1000000)::numeric(18, 10)
+    FROM model_prices
+    WHERE p_model = model OR p_model LIKE replace(replace(model, '\', '\\'), '%', '\%') || '%'
+    ORDER BY length(model) DESC
+    LIMIT 1
+$$;
+COMMENT ON FUNCTION model_call_cost(text, integer, integer, integer) IS
+  'Cost in USD of a call of model p_model with these prompt, cached prompt and completion tokens, at the longest matching model_prices row; NULL without one.';

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -307,8 +308,15 @@ async def get_task(request: Request) -> JSONResponse:
                       "startedAt": iso(a["started_at"]), "failedAt": iso(a["failed_at"])} for a in attempts],
         "modelCalls": [{"attempt": c["attempt"], "model": c["model"], "promptTokens": c["prompt_tokens"],
                         "completionTokens": c["completion_tokens"], "totalTokens": c["total_tokens"],
+                        "cachedPromptTokens": c["cached_prompt_tokens"], "costUsd": _usd(c["cost_usd"]),
                         "durationMs": c["duration_ms"], "at": iso(c["created_at"])} for c in calls],
+        # What the task's model calls cost, over every attempt and re-ask (calls of unpriced models left out).
+        "costUsd": _usd(sum((c["cost_usd"] for c in calls if c["cost_usd"] is not None), Decimal(0))),
     })
+
+
+def _usd(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
 
 
 async def me(request: Request) -> JSONResponse:
@@ -331,7 +339,8 @@ async def usage(request: Request) -> JSONResponse:
     return ok({"usage": [{"userId": r["user_id"], "taskType": r["task_type"], "calls": r["calls"],
                           "tasks": r["tasks"], "promptTokens": r["prompt_tokens"],
                           "completionTokens": r["completion_tokens"], "totalTokens": r["total_tokens"],
-                          "durationMs": r["duration_ms"]} for r in rows]})
+                          "cachedPromptTokens": r["cached_prompt_tokens"], "costUsd": _usd(r["cost_usd"]),
+                          "unpricedCalls": r["unpriced_calls"], "durationMs": r["duration_ms"]} for r in rows]})
 
 
 async def patch_task(request: Request) -> JSONResponse:

@@ -9,7 +9,10 @@ SELECT user_id, task_type,
        coalesce(sum(completion_tokens), 0)::bigint AS completion_tokens,
        coalesce(sum(total_tokens), 0)::bigint AS total_tokens,
        coalesce(sum(duration_ms), 0)::bigint AS duration_ms,
-       count(DISTINCT task_id)::bigint AS tasks
+       count(DISTINCT task_id)::bigint AS tasks,
+       coalesce(sum(cached_prompt_tokens), 0)::bigint AS cached_prompt_tokens,
+       coalesce(sum(cost_usd), 0)::numeric AS cost_usd,
+       count(*) FILTER (WHERE cost_usd IS NULL)::bigint AS unpriced_calls
 FROM task_model_calls
 WHERE ($1::text IS NULL OR user_id = $1)
   AND ($2::text[] IS NULL OR task_type = ANY($2::text[]))
@@ -20,5 +23,6 @@ ORDER BY user_id, task_type;
 
 -- name: task_model_calls
 -- Every model call of task $1, oldest first: model, attempt, tokens and duration.
-SELECT attempt, model, prompt_tokens, completion_tokens, total_tokens, duration_ms, created_at
+SELECT attempt, model, prompt_tokens, completion_tokens, total_tokens, duration_ms, created_at,
+       cached_prompt_tokens, cost_usd
 FROM task_model_calls WHERE task_id = $1 ORDER BY id;

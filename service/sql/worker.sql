@@ -57,11 +57,13 @@ UPDATE task_queue_settings SET last_poll_at = now()
 WHERE id = 1 AND (last_poll_at IS NULL OR last_poll_at < now() - make_interval(secs => $1 / 1000.0));
 
 -- name: record_model_call
--- Usage of one model call of task $1 (attempt $2): model $3, tokens $4/$5/$6, duration $7 ms.
+-- Usage of one model call of task $1 (attempt $2): model $3, tokens $4/$5/$6 (prompt, completion, total), duration
+-- $7 ms, cached prompt tokens $8; its cost from model_prices.
 WITH call AS (
     INSERT INTO task_model_calls (task_id, user_id, task_type, attempt, model, prompt_tokens,
-                                  completion_tokens, total_tokens, duration_ms)
-    SELECT id, user_id, task_type, $2, $3, $4, $5, $6, $7 FROM background_tasks WHERE id = $1
+                                  completion_tokens, total_tokens, duration_ms, cached_prompt_tokens, cost_usd)
+    SELECT id, user_id, task_type, $2, $3, $4, $5, $6, $7, $8, model_call_cost($3, $4, $8, $5)
+    FROM background_tasks WHERE id = $1
     RETURNING task_id)
 UPDATE background_tasks SET prompt_tokens = prompt_tokens + $4, completion_tokens = completion_tokens + $5
 WHERE id IN (SELECT task_id FROM call);

@@ -97,9 +97,10 @@ def mark_polled(conn: Conn, every_ms: int) -> None:
 
 
 def record_model_call(conn: Conn, task_id: str, attempt: int, model: str, prompt_tokens: int,
-                      completion_tokens: int, total_tokens: int, duration_ms: int) -> None:
+                      completion_tokens: int, total_tokens: int, duration_ms: int,
+                      cached_prompt_tokens: int = 0) -> None:
     _run(conn, "record_model_call", task_id, attempt, model, prompt_tokens, completion_tokens, total_tokens,
-         duration_ms)
+         duration_ms, cached_prompt_tokens)
 
 
 def complete_and_claim(conn: Conn, items: Sequence[tuple[str, int, Any]], worker_id: str, limit: int,
