@@ -133,12 +133,18 @@ async def collect(pool: Any) -> list[Metric]:
     call_seconds = GaugeMetricFamily("bgtasks_recent_model_call_seconds",
                                      f"Total wall time of model calls in the last {WINDOW_S:g}s",
                                      labels=["task_type", "model"])
+    cost = GaugeMetricFamily("bgtasks_recent_model_cost_usd",
+                             f"What model calls cost in the last {WINDOW_S:g}s, in US dollars (model_prices)",
+                             labels=["task_type", "model"])
     for r in await store.metrics_model_usage(pool, WINDOW_S):
         calls.add_metric([r["task_type"], r["model"]], float(r["calls"]))
+        tokens.add_metric([r["task_type"], r["model"], "cached_prompt"], float(r["cached_prompt_tokens"] or 0))
+        if r["cost_usd"] is not None:  # an unpriced model has no cost, not a cost of 0
+            cost.add_metric([r["task_type"], r["model"]], float(r["cost_usd"]))
         tokens.add_metric([r["task_type"], r["model"], "prompt"], float(r["prompt_tokens"] or 0))
         tokens.add_metric([r["task_type"], r["model"], "completion"], float(r["completion_tokens"] or 0))
         call_seconds.add_metric([r["task_type"], r["model"]], float(r["duration_ms"] or 0) / 1000)
-    families += [calls, tokens, call_seconds,
+    families += [calls, tokens, call_seconds, cost,
                  GaugeMetricFamily("bgtasks_metrics_window_seconds",
                                    "The sliding window of the bgtasks_recent_* metrics", value=WINDOW_S)]
     return families

@@ -62,9 +62,10 @@ WHERE e.failed_at >= now() - make_interval(secs => $1::double precision)
 GROUP BY 1, 2;
 
 -- name: metrics_model_usage
--- Model calls and tokens in the last $1 seconds by task type and model.
+-- Model calls, tokens and cost (USD; priced calls only) in the last $1 seconds by task type and model.
 SELECT task_type, model, count(*) AS calls, sum(prompt_tokens)::bigint AS prompt_tokens,
-       sum(completion_tokens)::bigint AS completion_tokens, sum(duration_ms)::bigint AS duration_ms
+       sum(completion_tokens)::bigint AS completion_tokens, sum(duration_ms)::bigint AS duration_ms,
+       sum(cached_prompt_tokens)::bigint AS cached_prompt_tokens, sum(cost_usd) AS cost_usd
 FROM task_model_calls
 WHERE created_at >= now() - make_interval(secs => $1::double precision)
 GROUP BY 1, 2;

@@ -37,6 +37,8 @@ async def test_metrics_reflect_the_tables(sql: psycopg.Connection, pool: Any) ->
     sql.execute("INSERT INTO task_model_calls (task_id, user_id, task_type, attempt, model, prompt_tokens, "
                 "completion_tokens, total_tokens, duration_ms) VALUES "
                 "('t', 'a', 'docs', 1, 'gpt-x', 100, 40, 140, 1500), ('t', 'a', 'docs', 1, 'gpt-x', 10, 4, 14, 500)")
+    sql.execute("UPDATE task_model_calls SET cost_usd = model_call_cost('gpt-4o-mini', prompt_tokens, 0, "
+                "completion_tokens)")
     sql.execute("SELECT set_concurrency_limit(4)")
 
     s = _samples(render(await collect(pool)).decode())
@@ -63,6 +65,9 @@ async def test_metrics_reflect_the_tables(sql: psycopg.Connection, pool: Any) ->
     assert s[("bgtasks_recent_model_tokens", (("kind", "completion"), ("model", "gpt-x"),
                                               ("task_type", "docs")))] == 44
     assert s[("bgtasks_recent_model_call_seconds", (("model", "gpt-x"), ("task_type", "docs")))] == 2.0
+    # 110 prompt tokens at gpt-4o-mini's default 0.15 and 44 completion tokens at 0.60 per million
+    usd = s[("bgtasks_recent_model_cost_usd", (("model", "gpt-x"), ("task_type", "docs")))]
+    assert abs(usd - (110 * 0.15 + 44 * 0.60) / 1e6) < 1e-12
 
 
 async def test_metrics_need_a_key_or_the_metrics_token_outside_dev_mode(database_url: str, tmp_path: Any) -> None:
