@@ -12,6 +12,7 @@ from .errors import BgtasksError, NotFound
 
 # Exit codes of every command (docs/operations.md): the same as the HTTP client's (service/client.py).
 EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 2, 3, 5
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `bgtasks ls | head`: the reader left; not a database error, nothing to say
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
     except BgtasksError as exc:
         print(f"bgtasks: {_first_line(exc)}", file=sys.stderr)
         return EXIT_NOT_FOUND if isinstance(exc, NotFound) else EXIT_USAGE
@@ -43,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bgtasks: cannot reach the database: {_first_line(exc)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     return int(code or 0)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail a second time."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -143,6 +143,19 @@ def test_usage_errors_and_an_unreachable_service(service: Service) -> None:
     assert service.run("ls", BGTASKS_URL="localhost:8000").returncode == 2
 
 
+def test_output_into_a_closed_pipe_is_not_a_database_error(service: Service) -> None:
+    """`bgtasks types | head -1`: the reader leaves early; the command ends quietly (141, as after SIGPIPE)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([BGTASKS, "types"], env=service.env(), stdout=write_end, stderr=subprocess.PIPE,
+                                text=True, timeout=60, cwd=service.procs.tmp)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141, result.stderr
+    assert "cannot reach" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_queue_start_stop_status_limit(service: Service) -> None:
     _ok(service.run("queue", "stop"))
     status = json.loads(_ok(service.run("queue", "status", "--json")))
