@@ -56,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _describe(settings: dict[str, Any], counts: dict[str, int] | None) -> str:
     limit = settings.get("maxConcurrentTasks")
+    limit_text = "none (no limit)" if limit is None else f"{limit} task(s) processing at once"
     lines = [
         f"queue:      {'running' if settings.get('isActive') else 'stopped'}",
-        f"limit:      {'none' if limit is None else limit} task(s) processing at once",
+        f"limit:      {limit_text}",
         f"poll:       every {settings.get('pollInterval')} ms (workers also wake on NOTIFY)",
         f"last poll:  {settings.get('lastPollAt') or 'never'}",
     ]

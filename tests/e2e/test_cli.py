@@ -171,6 +171,7 @@ def test_queue_start_stop_status_limit(service: Service) -> None:
     assert "queue:      running" in text and "limit:      3" in text
     unlimited = json.loads(_ok(service.run("queue", "limit", "none", "--json")))
     assert unlimited["queueSettings"]["maxConcurrentTasks"] is None
+    assert "limit:      none (no limit)\n" in _ok(service.run("queue", "status"))
 
 
 def test_cleanup_and_sql_work_on_the_database(service: Service) -> None:
