@@ -485,15 +485,17 @@ class Runtime:
     def _record_failure(self, conn: psycopg.Connection[Any], task_id: str, attempt: int, failure: Failure) -> Any:
         """A provider's rate limit waits without spending a retry (bounded by BGTASKS_RATE_LIMIT_MAX_WAIT_S);
         every other failure is fail_task()'s: retry with backoff, or error."""
-        if failure.rate_limited:
-            status = store.postpone_rate_limited(conn, task_id, attempt, failure.error_type,
-                                                 failure.message[:4000], failure.retry_after_s,
-                                                 self.settings.bgtasks_rate_limit_max_wait_s)
-        else:
-            status = store.fail_task(conn, task_id, attempt, failure.error_type, failure.message[:4000],
-                                     failure.permanent, failure.retry_after_s)
-        if status is not None and failure.traceback:
-            store.record_attempt_traceback(conn, task_id, attempt, failure.traceback)
+        # One transaction: a reader never sees the failed attempt without its traceback.
+        with conn.transaction():
+            if failure.rate_limited:
+                status = store.postpone_rate_limited(conn, task_id, attempt, failure.error_type,
+                                                     failure.message[:4000], failure.retry_after_s,
+                                                     self.settings.bgtasks_rate_limit_max_wait_s)
+            else:
+                status = store.fail_task(conn, task_id, attempt, failure.error_type, failure.message[:4000],
+                                         failure.permanent, failure.retry_after_s)
+            if status is not None and failure.traceback:
+                store.record_attempt_traceback(conn, task_id, attempt, failure.traceback)
         return status
 
     def release(self, task_id: str, attempt: int) -> None:

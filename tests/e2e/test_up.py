@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -106,6 +107,21 @@ def test_up_serves_healthz_and_sigint_leaves_no_process(tmp_path: Path, data_dir
                 return bool(got["status"] == "completed" and got["result"] == {"text": "HI"})
 
             wait_until(done, 60, "the user's task to complete")
+            # A task that fails by design: one line on the `up` console, its traceback kept with the attempt.
+            failing = httpx.post(f"http://127.0.0.1:{port}/api/tasks", timeout=30, json={
+                "taskType": "flaky", "maxRetries": 0,
+                "payload": {"failures": 1, "permanent": True, "message": "broken on purpose"}}).json()["task"]["id"]
+
+            def failed() -> Any:
+                got = httpx.get(f"http://127.0.0.1:{port}/api/tasks/{failing}", timeout=5).json()
+                return got if got["task"]["status"] == "error" else None
+
+            detail = wait_until(failed, 60, "the failing task to end in error")
+            assert detail["attempts"][0]["traceback"].startswith("Traceback (most recent call last):")
+            console = wait_until(lambda: [ln for ln in log.read_text().splitlines() if failing in ln], 30,
+                                 "the failure's line on the console")
+            assert len(console) == 1 and "PermanentTaskError: broken on purpose" in console[0], console
+            assert "Traceback" not in log.read_text()
             assert "using the database of `bgtasks up`" in worker_log.read_text()
         finally:
             worker.terminate()
