@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,19 @@ class ApiError(BgtasksError):
         self.field: str | None = body.get("field")
         self.code: str | None = body.get("code")
         super().__init__(f"{self.error} (HTTP {status_code})")
+
+
+# The server's task ids (service/api/validation.py TASK_ID), without "." and "..": an id goes into the path, where
+# "../queue/stop?" would name another endpoint (httpx resolves dot segments) for whoever holds the key.
+_TASK_ID = re.compile(r"(?=.*[^.])[A-Za-z0-9_.:-]{1,64}")
+
+
+def _task_path(task_id: str, action: str = "") -> str:
+    """/api/tasks/{task_id}[/action]; ApiError 404 (as the server answers a malformed id) for anything that is
+    not a task id, without sending a request."""
+    if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
+        raise ApiError(404, {"error": f"task {str(task_id)[:80]!r} not found", "code": "not_found"})
+    return f"/api/tasks/{task_id}" + (f"/{action}" if action else "")
 
 
 class StreamLost(BgtasksError):
@@ -229,7 +243,7 @@ class Client:
         return [TaskInfo.from_json(t) for t in body["tasks"]]
 
     def get(self, task_id: str) -> TaskInfo:
-        return TaskInfo.from_json(self.request("GET", f"/api/tasks/{task_id}")["task"])
+        return TaskInfo.from_json(self.request("GET", _task_path(task_id))["task"])
 
     def list(self, *, status: str | Iterable[str] | None = None, task_type: str | Iterable[str] | None = None,
              limit: int = 100, cursor: str | None = None) -> TaskPage:
@@ -237,10 +251,10 @@ class Client:
 
     def cancel(self, task_id: str, reason: str | None = None) -> TaskInfo:
         body = {"reason": reason} if reason else {}
-        return TaskInfo.from_json(self.request("POST", f"/api/tasks/{task_id}/cancel", json=body)["task"])
+        return TaskInfo.from_json(self.request("POST", _task_path(task_id, "cancel"), json=body)["task"])
 
     def retry(self, task_id: str) -> TaskInfo:
-        return TaskInfo.from_json(self.request("POST", f"/api/tasks/{task_id}/retry", json={})["task"])
+        return TaskInfo.from_json(self.request("POST", _task_path(task_id, "retry"), json={})["task"])
 
     def events(self, task_id: str | None = None, *, status: str | Iterable[str] | None = None,
                task_type: str | Iterable[str] | None = None, last_event_id: str | None = None,
@@ -336,7 +350,7 @@ class AsyncClient:
         return [TaskInfo.from_json(t) for t in body["tasks"]]
 
     async def get(self, task_id: str) -> TaskInfo:
-        return TaskInfo.from_json((await self.request("GET", f"/api/tasks/{task_id}"))["task"])
+        return TaskInfo.from_json((await self.request("GET", _task_path(task_id)))["task"])
 
     async def list(self, *, status: str | Iterable[str] | None = None,
                    task_type: str | Iterable[str] | None = None, limit: int = 100,
@@ -345,10 +359,10 @@ class AsyncClient:
 
     async def cancel(self, task_id: str, reason: str | None = None) -> TaskInfo:
         body = {"reason": reason} if reason else {}
-        return TaskInfo.from_json((await self.request("POST", f"/api/tasks/{task_id}/cancel", json=body))["task"])
+        return TaskInfo.from_json((await self.request("POST", _task_path(task_id, "cancel"), json=body))["task"])
 
     async def retry(self, task_id: str) -> TaskInfo:
-        return TaskInfo.from_json((await self.request("POST", f"/api/tasks/{task_id}/retry", json={}))["task"])
+        return TaskInfo.from_json((await self.request("POST", _task_path(task_id, "retry"), json={}))["task"])
 
     async def events(self, task_id: str | None = None, *, status: str | Iterable[str] | None = None,
                      task_type: str | Iterable[str] | None = None, last_event_id: str | None = None,
