@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..catalog import CATALOG
+from ..errors import Forbidden
 from ..store import workflows as store
 from . import validation as v
 from .auth import Principal, authenticate
@@ -105,7 +106,11 @@ async def create_schedule(request: Request) -> JSONResponse:
     await CATALOG.ready(_pool(request), [body.get("taskType")])
     name = v.get_str(body, "name", required=True, max_len=100)
     assert name is not None
-    owner = v.get_str(body, "userId", max_len=200) if principal.is_superuser else None
+    owner = v.get_str(body, "userId", max_len=200)
+    if owner is not None and not principal.is_superuser:
+        if not principal.is_user(owner):  # as for tasks: never silently the caller's own instead
+            raise Forbidden("userId: only a superuser may create schedules for another user")
+        owner = None
     row = await store.create_schedule(_pool(request), name=name, user_id=owner or principal.user_id,
                                       **_schedule_fields(body, creating=True))
     return ok({"schedule": schedule_json(row)}, status_code=201)

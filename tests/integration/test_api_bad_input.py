@@ -175,6 +175,19 @@ async def test_schedule_names_are_per_user_and_reveal_nothing_of_others(api: Api
     assert (await api.client.get("/api/schedules/nightly", headers=root)).json()["schedule"]["userId"] == "alice"
 
 
+async def test_a_user_naming_another_owner_for_a_schedule_is_refused_not_given_her_own(api: Api) -> None:
+    alice = await api.key("alice")
+    body = {"name": "nightly", "taskType": "noop", "cron": "0 3 * * *"}
+    r = await api.client.post("/api/schedules", headers=alice, json={**body, "userId": "bob"})
+    assert _json_4xx(r, 403)["code"] == "forbidden"
+    assert (await api.client.get("/api/schedules", headers=alice)).json()["schedules"] == []
+    r = await api.client.post("/api/schedules", headers=alice, json={**body, "userId": "ALICE"})  # herself
+    assert r.status_code == 201 and r.json()["schedule"]["userId"] == "alice", r.text
+    root = await api.key("root", superuser=True)
+    r = await api.client.post("/api/schedules", headers=root, json={**body, "userId": "bob"})
+    assert r.status_code == 201 and r.json()["schedule"]["userId"] == "bob", r.text
+
+
 async def test_an_error_inside_a_websocket_stream_ends_it_with_a_dropped_message(start_api: Any,  # noqa: F811
                                                                                  database_url: str) -> None:
     import asyncio
