@@ -80,6 +80,10 @@ class PermanentTaskError(BgtasksError):
     """Raise from an actor to fail the task at once: retrying cannot help (bad input, no API key)."""
 
 
+class SpendingCapReached(PermanentTaskError):
+    """The task's owner reached their daily spending cap on model calls (user_limits.max_cost_usd_per_day)."""
+
+
 class TaskCancelled(BgtasksError):
     """The task was cancelled (API, psql or a failed dependency) while its actor ran."""
 

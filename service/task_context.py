@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import LeaseLost, TaskCancelled
+from .errors import LeaseLost, SpendingCapReached, TaskCancelled
 from .live_output import OutputCoalescer
 from .store import worker as store
 
@@ -118,6 +118,7 @@ class TaskContext:
 
         config = self.model_config()
         self.check_cancelled()
+        await self.check_spending_cap()
         output = self._output()
         try:
             data, usages = await complete_json(config, system=system, user=user, schema_name=schema_name,
@@ -142,6 +143,7 @@ class TaskContext:
 
         config = self.model_config()
         self.check_cancelled()
+        await self.check_spending_cap()
         output = self._output()
         try:
             text, usages = await complete_text(config, system=system, user=user, on_text=output.add)
@@ -156,6 +158,17 @@ class TaskContext:
         await self._record_usage(usages)
         self.check_cancelled()
         return text
+
+    async def check_spending_cap(self) -> None:
+        """Before a model call: SpendingCapReached (permanent) when the owner's model calls today (UTC) cost
+        their daily cap (user_limits.max_cost_usd_per_day) or more."""
+        cap, spent = await self.db(store.user_spending_today, self.user_id)
+        if cap is not None and spent is not None and spent >= cap:
+            raise SpendingCapReached(
+                f"daily spending cap reached: user {self.user_id!r} spent ${spent:.4f} on model calls today (UTC) "
+                f"of a cap of ${cap:.4f} (user_limits.max_cost_usd_per_day); no new model call was made. "
+                "Raise the cap or retry the task after 00:00 UTC"
+            )
 
     def _output(self) -> OutputCoalescer:
         """Where a streaming call's text goes: the task's live output, coalesced (service/live_output.py)."""

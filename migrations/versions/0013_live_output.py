@@ -25,6 +25,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION user_spending_today(text)")
+    op.execute("DROP INDEX task_model_calls_user_idx")
+    op.execute("ALTER TABLE user_limits DROP COLUMN max_cost_usd_per_day")
     op.execute("DROP FUNCTION model_call_cost(text, integer, integer, integer)")
     op.execute("ALTER TABLE task_model_calls DROP COLUMN cost_usd, DROP COLUMN cached_prompt_tokens")
     op.execute("DROP TABLE model_prices")

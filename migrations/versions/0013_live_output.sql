@@ -101,3 +101,24 @@ RETURNS numeric LANGUAGE sql STABLE AS $$
 $$;
 COMMENT ON FUNCTION model_call_cost(text, integer, integer, integer) IS
   'Cost in USD of a call of model p_model with these prompt, cached prompt and completion tokens, at the longest matching model_prices row; NULL without one.';
+
+-- An optional spending cap per user and day (UTC): past it, the user's tasks make no new model calls.
+ALTER TABLE user_limits ADD COLUMN max_cost_usd_per_day numeric(12, 4) CHECK (max_cost_usd_per_day >= 0);
+COMMENT ON COLUMN user_limits.max_cost_usd_per_day IS
+  'Most this user''s model calls may cost per UTC day, in US dollars (task_model_calls.cost_usd); past it, a new model call fails its task with a clear error. NULL: no cap.';
+CREATE INDEX task_model_calls_user_idx ON task_model_calls (user_id, created_at);
+
+CREATE FUNCTION user_spending_today(who text) RETURNS TABLE (cap_usd numeric, spent_usd numeric)
+LANGUAGE sql STABLE AS $$
+    WITH cap AS (
+        SELECT coalesce((SELECT max_cost_usd_per_day FROM user_limits WHERE user_id = who),
+                        (SELECT max_cost_usd_per_day FROM user_limits WHERE user_id = '*')) AS usd)
+    SELECT cap.usd,
+           CASE WHEN cap.usd IS NULL THEN NULL ELSE
+               (SELECT coalesce(sum(cost_usd), 0) FROM task_model_calls
+                WHERE user_id = who AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+           END
+    FROM cap
+$$;
+COMMENT ON FUNCTION user_spending_today(text) IS
+  'A user''s daily spending cap (own user_limits row, else the * row; NULL: none) and what their model calls cost since 00:00 UTC (NULL without a cap).';

@@ -68,6 +68,10 @@ WITH call AS (
 UPDATE background_tasks SET prompt_tokens = prompt_tokens + $4, completion_tokens = completion_tokens + $5
 WHERE id IN (SELECT task_id FROM call);
 
+-- name: user_spending_today
+-- User $1's daily spending cap (NULL: none) and what their model calls cost since 00:00 UTC.
+SELECT cap_usd, spent_usd FROM user_spending_today($1);
+
 -- name: append_task_output
 -- Append text $3 to the live output of task $1 (attempt $2 must hold it), at most $4 characters per task;
 -- returns the chunk's change number (NULL: not written).

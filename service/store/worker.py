@@ -64,6 +64,11 @@ def report_progress(conn: Conn, task_id: str, attempt: int, percent: int, descri
     return _run(conn, "report_progress", task_id, attempt, percent, description).fetchone() is not None
 
 
+def user_spending_today(conn: Conn, user_id: str) -> tuple[Any, Any]:
+    row = _run(conn, "user_spending_today", user_id).fetchone()
+    return (row["cap_usd"], row["spent_usd"]) if row else (None, None)
+
+
 def append_task_output(conn: Conn, task_id: str, attempt: int, text: str, max_chars: int) -> int | None:
     row = _run(conn, "append_task_output", task_id, attempt, text, max_chars).fetchone()
     return None if row is None else row["seq"]

@@ -14,6 +14,7 @@ import pytest
 
 import bgtasks
 from bgtasks import actors
+from bgtasks.errors import SpendingCapReached
 from bgtasks.settings import load_settings
 from bgtasks.store import worker as worker_store
 from bgtasks.worker import Runtime
@@ -93,3 +94,21 @@ def test_prices_match_the_longest_prefix_and_count_cached_prompt_tokens(sql: psy
                        "model_call_cost('unknown-model', 10, 0, 10) AS e").fetchone()
     # gpt-4o-mini, not gpt-4o: 600,000 x 0.15 + 400,000 x 0.075 + 1,000,000 x 0.60 per million
     assert cost["c"] == Decimal("0.72") and cost["d"] == Decimal("2.5") and cost["e"] is None
+
+
+async def test_a_user_over_the_daily_spending_cap_makes_no_new_model_call(
+    asker_type: None, database_url: str, sql: psycopg.Connection
+) -> None:
+    sql.execute("INSERT INTO model_prices (model, prompt_per_million, completion_per_million, "
+                "cached_prompt_per_million) VALUES ('fake-model', 300, 1500, 30)")
+    sql.execute("INSERT INTO user_limits (user_id, max_cost_usd_per_day) VALUES ('local', 0.001)")
+    with FakeOpenAI() as fake:
+        first = insert(sql, task_type="test-asker", payload="{}")
+        await asyncio.to_thread(run_attempt, database_url, fake.base_url, first, "complete")  # under the cap
+        assert len(fake.requests) == 1
+        second = insert(sql, task_type="test-asker", payload="{}")
+        with pytest.raises(SpendingCapReached, match=r"daily spending cap reached: user 'local'"):
+            await asyncio.to_thread(run_attempt, database_url, fake.base_url, second, "complete")
+        assert len(fake.requests) == 1, "a model call was made over the cap"
+    spent = sql.execute("SELECT * FROM user_spending_today('local')").fetchone()
+    assert spent["cap_usd"] == Decimal("0.001") and spent["spent_usd"] > spent["cap_usd"]
