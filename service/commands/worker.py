@@ -25,8 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from ..worker import run_worker
 
     settings = load_settings()
-    if not settings.database_url:  # a second worker next to a running `bgtasks up` joins its database
-        settings = load_settings(database_url=database_url(settings))
+    url = database_url(settings)  # DATABASE_URL, else the database of a running `bgtasks up` (said on stderr)
+    if not settings.database_url:
+        settings = load_settings(database_url=url)
     if args.concurrency is not None and not 1 <= args.concurrency <= 1000:
         raise ConfigError("--concurrency: must be between 1 and 1000")
     configure_logging(settings)
@@ -34,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     if not actors.TASK_TYPES:
         raise ConfigError("no task types to run: give --app MODULE (or BGTASKS_APP), or leave "
                           "BGTASKS_BUILTIN_TYPES on")
-    db.check_schema(settings.database_url)
+    db.check_schema(url)
     connections = resolve_connections(settings)  # a transaction pooler without a direct URL: one line, exit 2
     return run_worker(settings, args.concurrency or settings.bgtasks_worker_concurrency, connections)
