@@ -102,7 +102,12 @@ DROP INDEX background_tasks_claim_idx;
 -- scans and sorts are off inside this function, so each owner is read through its index in claim order,
 -- stopping at its share (the few sorts of small CTEs that remain are unavoidable and stay).
 CREATE FUNCTION lock_tasks_to_claim(max_tasks integer, limited boolean DEFAULT false, served text[] DEFAULT NULL)
-RETURNS SETOF text LANGUAGE sql SET enable_seqscan = off SET enable_bitmapscan = off SET enable_sort = off AS $$
+RETURNS SETOF text LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET enable_sort = off
+AS $$
+BEGIN
+    -- plpgsql, not sql: its plan is cached per session (a SQL function with SET clauses is planned per call,
+    -- which cost more than running it).
+    RETURN QUERY
     WITH RECURSIVE owners(user_id) AS (  -- each owner with claimable rows: one index descent per owner
         (SELECT c.user_id FROM background_tasks c WHERE c.status = 'pending' AND c.waiting_for = 0
          ORDER BY c.user_id LIMIT 1)
@@ -158,7 +163,8 @@ RETURNS SETOF text LANGUAGE sql SET enable_seqscan = off SET enable_bitmapscan =
     SELECT t.id FROM typed t LEFT JOIN type_room y USING (task_type)
     WHERE t.type_rank <= coalesce(y.room, t.type_rank)
     ORDER BY t.turn, t.run_at, t.id
-    LIMIT max_tasks
+    LIMIT max_tasks;
+END
 $$;
 COMMENT ON FUNCTION lock_tasks_to_claim(integer, boolean, text[]) IS
   'Claim order, fair across owners: locks (FOR UPDATE SKIP LOCKED) and returns up to max_tasks claimable task ids, round-robin by owner (running tasks + rank by priority, then age); limited: also under user_limits.max_running and task_type_limits; served: only these task types (NULL: any). Called by claim_tasks() and complete_and_claim().';
