@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 import bgtasks
-from bgtasks import actors
+from bgtasks import actors, cli
 from bgtasks.errors import SpendingCapReached
 from bgtasks.settings import load_settings
 from bgtasks.store import worker as worker_store
@@ -61,7 +61,8 @@ def run_attempt(database_url: str, base_url: str, task_id: str, finish: str) -> 
 
 
 async def test_cost_per_task_is_the_price_times_the_usage_over_retries_and_re_asks(
-    asker_type: None, start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+    asker_type: None, start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     sql.execute("INSERT INTO model_prices (model, prompt_per_million, completion_per_million, "
                 "cached_prompt_per_million) VALUES ('fake-model', 3, 15, 0.3)")
@@ -86,6 +87,11 @@ async def test_cost_per_task_is_the_price_times_the_usage_over_retries_and_re_as
     [row] = usage
     assert row["costUsd"] == pytest.approx(float(sum(expected))) and row["unpricedCalls"] == 0
     assert row["calls"] == 3 and row["tasks"] == 1
+
+    # The CLI shows the same figures, for today (UTC).
+    code = await asyncio.to_thread(cli.main, ["usage", "--day", "today", "--type", "test-asker", "--url", api.base])
+    printed = capsys.readouterr().out
+    assert code == 0 and f"${float(sum(expected)):,.4f}" in printed and "test-asker" in printed, printed
 
 
 def test_prices_match_the_longest_prefix_and_count_cached_prompt_tokens(sql: psycopg.Connection) -> None:
