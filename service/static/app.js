@@ -645,6 +645,8 @@ function renderDetail(task, full, attempts, links) {
       task.workerId ? dlRow("Worker", task.workerId) : [],
       dlRow("Created", absolute(task.createdAt)), dlRow("Started", absolute(task.startedAt)),
       dlRow("Finished", absolute(task.completedAt)), tokens ? dlRow("Tokens", tokens) : [],
+      // What its model calls cost (model_prices), over every attempt, as of the detail's last read.
+      typeof links?.costUsd === "number" && tokens ? dlRow("Cost", `$${links.costUsd.toFixed(4)}`) : [],
       task.runAt ? dlRow("Runs at", absolute(task.runAt)) : [],
       task.waitingFor ? dlRow("Waiting for", h("span", { class: "waiting-text" }, task.waitingFor.text)) : [],
       links?.upstream?.length ? dlRow("Depends on", taskLinks(links.upstream)) : [],
