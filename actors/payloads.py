@@ -11,7 +11,8 @@ PROJECT_PAYLOAD: dict[str, Any] = {
 }
 QUESTION_IDS: dict[str, Any] = {
     "type": "object",
-    "properties": {"questionIds": {"type": "array", "items": {"type": "integer", "minimum": 1},
+    "properties": {"questionIds": {"type": "array",  # ids are bigint: a larger one is no question, refused at once
+                                   "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
                                    "minItems": 1, "maxItems": 200}},
     "required": ["questionIds"],
     "additionalProperties": False,

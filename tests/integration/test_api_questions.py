@@ -93,3 +93,16 @@ async def test_ids_that_cannot_be_questions_are_not_found(api: Api) -> None:
         r = await api.client.get(f"/api/questions/{raw}", headers=auth)
         assert r.status_code == 404 and r.json()["success"] is False, (raw, r.text)
     assert (await api.client.get("/api/questions")).status_code == 401
+
+
+@pytest.mark.parametrize("task_type", ["validation", "emoji-regeneration"])
+async def test_question_ids_beyond_bigint_are_a_422_not_a_task_that_fails(api: Api, task_type: str) -> None:
+    auth = await api.key("anna")
+    for big in (2**63, 10**30):
+        r = await api.client.post("/api/tasks", headers=auth,
+                                  json={"taskType": task_type, "payload": {"questionIds": [1, big]}})
+        assert r.status_code == 422 and r.json()["field"] == "payload.questionIds[1]", r.text
+    assert (await api.client.get("/api/tasks", headers=auth)).json()["tasks"] == []  # nothing half-made
+    r = await api.client.post("/api/tasks", headers=auth,
+                              json={"taskType": task_type, "payload": {"questionIds": [2**63 - 1]}})
+    assert r.status_code == 201, r.text
