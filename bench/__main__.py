@@ -1,7 +1,8 @@
 """The benchmark: bgtasks, pgqueuer, procrastinate and the raw SQL floor on the same work, in one process
 tree and against one PostgreSQL, then a table and the ratios the performance goals are stated in.
 
-Run: `python -m bench [--n 10000] [--fast] [--database-url URL] [--skip-peers] [--fanout-clients 1000]`.
+Run: `python -m bench [--n 10000] [--fast] [--database-url URL] [--skip-peers] [--fanout-clients 1000]
+[--scale-rows 1000000]`.
 Quote medians of several runs on a quiet machine: the table prints the load average before and after.
 """
 
@@ -60,7 +61,7 @@ def goals(results: list[BenchResult], fanout: dict[str, float] | None) -> list[s
     return out
 
 
-async def run_all(url: str, n: int, skip_peers: bool, fanout_clients: int, commit: str) -> None:
+async def run_all(url: str, n: int, skip_peers: bool, fanout_clients: int, commit: str, scale_rows: int = 0) -> None:
     print("server: " + ", ".join(f"{k}={v}" for k, v in (await server_settings(url)).items()), flush=True)
     print(f"machine: {load_note()}", flush=True)
     results: list[BenchResult] = []
@@ -83,11 +84,21 @@ async def run_all(url: str, n: int, skip_peers: bool, fanout_clients: int, commi
             fan["clients"] = fanout_clients
         finally:
             await drop_database(url, "bench_fanout")
+    scale: list[tuple[str, float]] = []
+    if scale_rows:
+        from bench import scale as scale_bench
+
+        scaled = await scale_bench.run(url, scale_rows)
+        results += scaled
+        scale = scale_bench.ratios(scaled)
     print(f"machine: {load_note()}", flush=True)
     print(f"\ncommit {commit or '?'}, n = {n}\n")
     print_table(results, baseline="bgtasks")
     print()
     print("\n".join(goals(results, fan)))
+    for name, ratio in scale:
+        print(f"{name + f' p50 at {scale_rows:,} finished / empty table':<74} {ratio:>8.2f}  target {'<= 3.0':<8} "
+              f"{'met' if ratio <= 3 else 'NOT met'}")
 
 
 def main() -> None:
@@ -97,15 +108,18 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="embedded server: fsync=off, synchronous_commit=off")
     parser.add_argument("--skip-peers", action="store_true", help="only bgtasks (no `bench` extra needed)")
     parser.add_argument("--fanout-clients", type=int, default=1000, help="SSE clients for the fan-out (0: skip)")
+    parser.add_argument("--scale-rows", type=int, default=1_000_000,
+                        help="finished tasks for the lists-at-scale scenario (0: skip)")
     opts = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * opts.fanout_clients + 512)), hard))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     if opts.database_url:
-        asyncio.run(run_all(opts.database_url, opts.n, opts.skip_peers, opts.fanout_clients, commit))
+        asyncio.run(run_all(opts.database_url, opts.n, opts.skip_peers, opts.fanout_clients, commit,
+                            opts.scale_rows))
         return
     with embedded_postgres(fast=opts.fast) as url:
-        asyncio.run(run_all(url, opts.n, opts.skip_peers, opts.fanout_clients, commit))
+        asyncio.run(run_all(url, opts.n, opts.skip_peers, opts.fanout_clients, commit, opts.scale_rows))
 
 
 if __name__ == "__main__":
