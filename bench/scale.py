@@ -33,6 +33,7 @@ LISTS: dict[str, str] = {
     "list q=(rare text)": "/api/tasks?limit=100&q=" + quote("report 424242"),
     "list q=(common text)": "/api/tasks?limit=100&q=" + quote("weekly"),
     "list status=error": "/api/tasks?limit=100&status=error",
+    "list unfinished, -priority": "/api/tasks?limit=20&status=pending,processing&sort=-priority",  # docs/api.md
     "/metrics": "/metrics",
 }
 
@@ -88,12 +89,17 @@ async def _measure(url: str) -> dict[str, float]:
 
 
 async def fill(url: str, n: int) -> float:
-    """N finished tasks in SQL, CHUNK rows per statement (the triggers keep task_counts); seconds taken."""
+    """N finished tasks in SQL, CHUNK rows per statement (the triggers keep task_counts), and 1,000 pending ones;
+    seconds taken."""
     conn = await asyncpg.connect(url)
     t0 = time.perf_counter()
     try:
         for start in range(1, n + 1, CHUNK):
             await conn.execute(FILL, start, min(start + CHUNK - 1, n), n)
+        # A live queue beside the history: pending tasks not due for an hour (no worker runs here anyway).
+        await conn.execute("INSERT INTO background_tasks (task_type, user_id, priority, label, run_at) "
+                           "SELECT 'noop', 'local', i % 7, 'queued ' || i, now() + interval '1 hour' "
+                           "FROM generate_series(1, 1000) i")
     finally:
         await conn.close()
     await vacuum_analyze(url, "background_tasks")

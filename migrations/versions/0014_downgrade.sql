@@ -5,6 +5,7 @@ DROP INDEX background_tasks_updated_idx;
 DROP INDEX background_tasks_user_updated_idx;
 DROP INDEX background_tasks_priority_idx;
 DROP INDEX background_tasks_user_priority_idx;
+DROP INDEX background_tasks_unfinished_idx;
 DROP INDEX background_tasks_created_idx;
 CREATE INDEX background_tasks_created_idx ON background_tasks (created_at DESC);
 COMMENT ON INDEX background_tasks_created_idx IS 'Everyone''s tasks newest first (superuser overview).';

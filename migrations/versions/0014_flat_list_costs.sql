@@ -29,3 +29,9 @@ CREATE INDEX background_tasks_priority_idx ON background_tasks (priority, id);
 COMMENT ON INDEX background_tasks_priority_idx IS 'Everyone''s tasks by priority, either direction (sort=±priority).';
 CREATE INDEX background_tasks_user_priority_idx ON background_tasks (user_id, priority, id);
 COMMENT ON INDEX background_tasks_user_priority_idx IS 'A user''s tasks by priority, either direction (sort=±priority).';
+
+-- A status filter on the live queue (status=pending,processing, any sort) reads the few unfinished rows and
+-- sorts them, instead of walking a sort index past every finished task.
+CREATE INDEX background_tasks_unfinished_idx ON background_tasks (status) WHERE status IN ('pending', 'processing');
+COMMENT ON INDEX background_tasks_unfinished_idx IS
+  'The unfinished tasks (pending, processing), for lists filtered to them: a handful among millions finished.';

@@ -90,3 +90,17 @@ async def test_search_is_served_by_the_trigram_index(conn: asyncpg.Connection) -
     plan = _plan_names(await conn.fetch("EXPLAIN " + queries.get("list_tasks_created_desc").sql, *flt.params(),
                                         None, None, 100, None))
     assert "background_tasks_label_search_idx" in plan and "background_tasks_description_search_idx" in plan, plan
+
+
+async def test_a_filter_on_the_live_queue_reads_only_unfinished_rows(conn: asyncpg.Connection) -> None:
+    """The history grows, the queue does not: pending/processing in any sort never walks the finished rows."""
+    await conn.execute("UPDATE background_tasks SET status = 'completed' WHERE label NOT LIKE 'task 1_'")
+    await conn.execute("VACUUM ANALYZE background_tasks")
+    flt = store.TaskFilter(statuses=["pending", "processing"])
+    expected = await conn.fetch("SELECT id, priority FROM background_tasks WHERE status IN ('pending', 'processing')")
+    assert 10 <= len(expected) < 50
+    for sort, (query, _) in store.SORTS.items():
+        plan = _plan_names(await conn.fetch("EXPLAIN " + queries.get(query).sql, *flt.params(), None, None, 20, None))
+        assert "background_tasks_unfinished_idx" in plan, (sort, plan)
+    page = await _all_pages(conn, flt, "-priority")
+    assert page == [r["id"] for r in sorted(expected, key=lambda r: (r["priority"], r["id"]), reverse=True)]
