@@ -383,6 +383,8 @@ EVENT_FILTERS = [
     _q("type", {"type": "string"}, "task type(s), comma-separated (also `taskType`)"),
     _q("projectId", {"type": "string"}),
     _q("userId", {"type": "string"}, "superusers: one user's tasks; others always see only their own"),
+    _q("taskId", {"type": "string"}, "task id(s), comma-separated or repeated: only those tasks' stream (within a "
+       "read token's), starting with their current states; no `queue` events"),
     _q("lastEventId", {"type": "integer", "minimum": 0},
        "resume after this change number (EventSource cannot set the Last-Event-ID header on its first connect)"),
 ]

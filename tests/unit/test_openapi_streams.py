@@ -243,3 +243,22 @@ def test_a_deleted_task_and_the_timeout_match_their_schema() -> None:
     )
     with pytest.raises(Exception, match="is not valid"):
         _validator("TaskMessage").validate({"type": "finished", "task": {}})
+
+
+def test_the_stream_filters_the_code_reads_are_documented_parameters() -> None:
+    """Every query filter `_filter_from` (service/api/events.py) reads is a parameter of /api/events and /api/ws
+    in /openapi.json (an alias may instead be named in its parameter's description, as `taskType` is)."""
+    function = next(n for n in ast.walk(_tree(events)) if isinstance(n, ast.FunctionDef) and n.name == "_filter_from")
+    read = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            callee = ast.unparse(node.func)
+            if callee in ("split", "q.get", "q.getlist"):
+                read.add(node.args[0].value)
+    assert {"status", "type", "userId", "taskId"} <= read, read
+    for path in ("/api/events", "/api/ws"):
+        parameters = DOC["paths"][path]["get"]["parameters"]
+        names = {p["name"] for p in parameters}
+        described = " ".join(p.get("description", "") for p in parameters)
+        missing = {name for name in read if name not in names and f"`{name}`" not in described}
+        assert not missing, f"{path} does not document {sorted(missing)}"
