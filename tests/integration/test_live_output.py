@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import websockets
 
 import bgtasks
 from bgtasks import actors
@@ -175,3 +177,27 @@ async def test_the_python_client_and_watch_output_print_the_text_as_it_is_writte
     # A finished task's stream starts with its final state, so watching it ends at once.
     code, printed = await asyncio.to_thread(watch)
     assert (code, printed) == (0, f"{task_id} completed\n")
+
+
+async def test_the_websocket_carries_the_same_output_events(
+    writer_type: None, start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+) -> None:
+    api = await start_api()
+    with FakeOpenAI() as fake:
+        fake.always(streamed(TEXT, pieces=200, over_s=2.0))
+        task_id = insert(sql, task_type="test-writer", payload="{}")
+        async with websockets.connect(f"ws://127.0.0.1:{api.port}/api/ws?taskId={task_id}") as ws:
+            first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert first["event"] == "task" and first["data"]["status"] == "pending"  # the current state first
+            worker = asyncio.create_task(
+                asyncio.to_thread(run_task, database_url, fake.base_url, task_id, threading.Event()))
+            pieces: list[str] = []
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if m["event"] == "output":
+                    pieces.append(m["data"]["text"])
+                    assert isinstance(m["id"], int)
+                elif m["event"] == "task" and m["data"]["status"] == "completed":
+                    break
+            await worker
+    assert len(pieces) > 1 and "".join(pieces) == TEXT
