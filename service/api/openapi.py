@@ -308,6 +308,11 @@ STREAM_EVENTS: dict[str, S] = {
     "deleted": _message("deleted", {"type": "object", "properties": {"id": {
         "type": "string", "description": "the deleted task's id; \"*\" after a TRUNCATE"}}, "required": ["id"]},
         with_id=True, description="a task was deleted"),
+    "output": _message("output", {"type": "object", "properties": {
+        "id": {"type": "string"}, "attempt": {"type": "integer", "description": "a new number: a retry started over"},
+        "text": {"type": "string", "description": "what the model wrote since this task's previous output event"}},
+        "required": ["id", "attempt", "text"]},
+        with_id=True, description="a running task's model call wrote more text (docs/live-updates.md)"),
     "queue": _message("queue", {"type": "object", "properties": QUEUE["properties"]}, with_id=False,
                       description="the queue settings changed (superusers' streams only)"),
     "dropped": _message("dropped", {"type": "object", "properties": {
