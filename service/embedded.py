@@ -105,7 +105,6 @@ class EmbeddedPostgres:
         self._stop_stale()
         if not self.port:
             self.port = free_port()
-        log = open(self.data_dir / "postgres.log", "ab")
         args = [
             str(bin_dir() / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self._socket_dir()}",
@@ -114,9 +113,10 @@ class EmbeddedPostgres:
         if self.fast:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         # Own process group: a Ctrl-C at the terminal reaches us, and we stop postgres in order.
-        self.process = subprocess.Popen(
-            args, stdout=log, stderr=log, user=self.user, start_new_session=True
-        )
+        with open(self.data_dir / "postgres.log", "ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=log, user=self.user, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

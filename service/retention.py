@@ -87,6 +87,9 @@ class RetentionThread(threading.Thread):
             if n:
                 log.info("retention: deleted %s finished task(s) older than %g day(s)", n,
                          self.older_than_s / DAY_S)
+            else:  # debug only: once a minute per worker, and what a test waits for
+                log.debug("retention: pass done, %s",
+                          "another process held the lock" if n is None else "nothing to delete")
 
 
 def start_retention(url: str, retention_days: float, stop: threading.Event) -> list[threading.Thread]:

@@ -36,11 +36,13 @@ def _enqueue(conn: psycopg.Connection[Any], user_id: str, name: str, due: list[d
         return 0, why
 
 
-def run_due_schedules(conn: psycopg.Connection[Any], grace_s: float = schedules.MISFIRE_GRACE_S) -> int:
-    """Create the tasks of every due schedule this worker can lock; returns how many tasks it created."""
+def run_due_schedules(conn: psycopg.Connection[Any], grace_s: float = schedules.MISFIRE_GRACE_S,
+                      now: datetime | None = None) -> int:
+    """Create the tasks of every due schedule this worker can lock; returns how many tasks it created.
+    `now` is the database's clock unless given (tests move time instead of waiting for it)."""
     created = 0
     with conn.transaction():
-        for s in store.lock_due_schedules(conn, BATCH):
+        for s in store.lock_due_schedules(conn, BATCH, now):
             try:
                 plan = schedules.plan_tick(s["cron"], s["timezone"], s["catch_up"], s["next_run_at"],
                                            s["db_now"], grace_s)

@@ -56,9 +56,9 @@ def pgbouncer(server_url: str, pool_mode: str = "transaction", pool_size: int = 
     )
     for f in folder.iterdir():
         f.chmod(0o644)
-    log = (folder / "pgbouncer.log").open("wb")
     user = ["-u", "nobody"] if os.geteuid() == 0 else []  # pgbouncer refuses to run as root
-    proc = subprocess.Popen([exe, *user, str(ini)], stdout=log, stderr=subprocess.STDOUT)
+    with (folder / "pgbouncer.log").open("wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen([exe, *user, str(ini)], stdout=log, stderr=subprocess.STDOUT)
     url = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{port}"))
     try:
         deadline = time.monotonic() + 20
@@ -82,5 +82,4 @@ def pgbouncer(server_url: str, pool_mode: str = "transaction", pool_size: int = 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
         shutil.rmtree(folder, ignore_errors=True)

@@ -36,6 +36,13 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         time.sleep(interval)
 
 
+
+def spawn(args: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start a process writing stdout and stderr to `log`; the child keeps its own descriptor, ours is
+    closed at once (no file left open for the garbage collector)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, **kwargs)
+
 class Proc:
     def __init__(self, popen: subprocess.Popen[bytes], log: Path) -> None:
         self.popen = popen
@@ -92,8 +99,7 @@ class Processes:
 
     def start(self, args: list[str], ready: str | None, cwd: Path | None = None, **env: str) -> Proc:
         log = self.tmp / f"proc-{len(self.procs)}.log"
-        popen = subprocess.Popen([*BGTASKS, *args], env=self.env(**env), stdout=log.open("wb"),
-                                 stderr=subprocess.STDOUT, cwd=str(cwd or Path(__file__).parent.parent))
+        popen = spawn([*BGTASKS, *args], log, env=self.env(**env), cwd=str(cwd or Path(__file__).parent.parent))
         proc = Proc(popen, log)
         self.procs.append(proc)
         if ready:
@@ -101,11 +107,11 @@ class Processes:
         return proc
 
     def worker(self, concurrency: int = 4, **env: str) -> Proc:
-        return self.start(["worker", "--concurrency", str(concurrency)], "ready", **env)
+        return self.start(["worker", "--concurrency", str(concurrency)], "ready", None, **env)
 
     def api(self, port: int | None = None, **env: str) -> tuple[Proc, str]:
         port = port or free_port()
-        proc = self.start(["api", "--port", str(port)], None, **{"BGTASKS_DEV": "1", **env})  # dev unless told
+        proc = self.start(["api", "--port", str(port)], None, None, **{"BGTASKS_DEV": "1", **env})  # dev unless told
         base = f"http://127.0.0.1:{port}"
         import httpx
 

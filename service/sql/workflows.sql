@@ -54,9 +54,10 @@ RETURNING *;
 DELETE FROM task_schedules WHERE name = $1 AND user_id = $2 RETURNING *;
 
 -- name: lock_due_schedules
--- Scheduler tick: lock up to $1 enabled schedules that are due (or new), skipping those another worker holds.
-SELECT s.*, clock_timestamp() AS db_now FROM task_schedules s
-WHERE s.enabled AND (s.next_run_at IS NULL OR s.next_run_at <= clock_timestamp())
+-- Scheduler tick: lock up to $1 enabled schedules that are due (or new) at $2 (NULL: the database's clock, as
+-- workers run it; tests pass a time), skipping those another worker holds.
+SELECT s.*, coalesce($2::timestamptz, clock_timestamp()) AS db_now FROM task_schedules s
+WHERE s.enabled AND (s.next_run_at IS NULL OR s.next_run_at <= coalesce($2::timestamptz, clock_timestamp()))
 ORDER BY s.next_run_at NULLS FIRST
 LIMIT $1
 FOR UPDATE SKIP LOCKED;

@@ -19,8 +19,8 @@ def _run(conn: Conn, name: str, *args: object) -> psycopg.Cursor[Any]:
     return conn.execute(q.psycopg_sql, q.psycopg_params(*args), prepare=conn.prepare_threshold is not None)
 
 
-def lock_due_schedules(conn: Conn, limit: int) -> list[dict[str, Any]]:
-    return list(_run(conn, "lock_due_schedules", limit).fetchall())
+def lock_due_schedules(conn: Conn, limit: int, now: datetime | None = None) -> list[dict[str, Any]]:
+    return list(_run(conn, "lock_due_schedules", limit, now).fetchall())
 
 
 # A schedule is named by its owner and its name (names are unique per owner).

@@ -14,7 +14,7 @@ import httpx
 import psycopg
 from httpx_sse import connect_sse
 
-from tests.processes import BGTASKS, Processes, free_port, wait_until
+from tests.processes import BGTASKS, Processes, free_port, spawn, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -105,8 +105,7 @@ def test_up_with_app_runs_the_applications_types(procs: Processes) -> None:
     port = free_port()
     log = procs.tmp / "up.log"
     env = {**procs.env(), "BGTASKS_SHUTDOWN_GRACE_S": "2"}
-    up = subprocess.Popen([*BGTASKS, "up", "--app", "myapp.tasks", "--port", str(port)], cwd=EXAMPLES, env=env,
-                          stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    up = spawn([*BGTASKS, "up", "--app", "myapp.tasks", "--port", str(port)], log, cwd=EXAMPLES, env=env)
     try:
         wait_until(lambda: up.poll() is None and "serving on" in log.read_text(), 60, "the banner of `bgtasks up`")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:

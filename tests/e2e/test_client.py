@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import AsyncGenerator
 
 import pytest
 
@@ -57,6 +58,7 @@ async def test_async_client_round_trip_and_resume_from_last_event_id(procs: Proc
             if event.type == "ready":
                 break
             replayed.append(event)
+        assert isinstance(events, AsyncGenerator)  # closed here rather than left to the garbage collector
         await events.aclose()
         assert replayed and replayed[-1].task is not None and replayed[-1].task.id == task.id
         assert replayed[-1].task.status == "completed"

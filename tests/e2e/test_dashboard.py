@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import psycopg
 import pytest
 
 from tests.processes import BGTASKS, Processes, wait_until
+from tests.rows import one
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
@@ -293,8 +295,8 @@ def test_the_page_catches_up_after_the_api_restarts(procs: Processes, open_page:
     import psycopg
 
     with psycopg.connect(procs.database_url, autocommit=True) as conn:
-        wait_until(lambda: conn.execute("SELECT status FROM background_tasks WHERE id = %s",
-                                        (task["id"],)).fetchone()[0] == "completed",
+        wait_until(lambda: one(conn, "SELECT status FROM background_tasks WHERE id = %s",
+                                        (task["id"],))[0] == "completed",
                    30, "the task to complete while the API is down")
     procs.api(port=port)
     # The change happened while the page was disconnected: it arrives from the resumed stream.
@@ -304,7 +306,9 @@ def test_the_page_catches_up_after_the_api_restarts(procs: Processes, open_page:
     expect(row(page, created_after["id"])).to_be_visible()
 
 
-def test_five_thousand_tasks_stay_quick(procs: Processes, open_page: Any) -> None:
+def test_five_thousand_tasks_are_paged_and_searched_by_the_server(procs: Processes, open_page: Any) -> None:
+    # How quick the page is belongs in a benchmark; what keeps it quick is tested here: the browser never asks
+    # for more than one page of rows, and counts and search are answered by the server, not by the page.
     _, base = procs.api()  # no worker: the tasks stay pending
     with psycopg.connect(procs.database_url, autocommit=True) as sql:  # over the default 1,000 a minute
         sql.execute("INSERT INTO user_limits (user_id, max_created_per_minute) VALUES ('local', 10000)")
@@ -312,22 +316,29 @@ def test_five_thousand_tasks_stay_quick(procs: Processes, open_page: Any) -> Non
         api(base, "POST", "/api/tasks/batch", json={"tasks": [
             {"taskType": "noop", "label": f"bulk {batch * 1000 + i:04d}"} for i in range(1000)]})
     p = open_page(base)
-    started = time.monotonic()
+    lists: list[dict[str, list[str]]] = []
+
+    def record(request: Any) -> None:
+        url = urlsplit(request.url)
+        if url.path == "/api/tasks" and request.method == "GET":
+            lists.append(parse_qs(url.query))
+
+    p.page.on("request", record)
     page = p.open()
     expect(page.locator("#rows tr")).to_have_count(50)
-    load_s = time.monotonic() - started
     expect(page.locator("#counts .status-pending .count-n")).to_have_text("5000")
-    assert load_s < 5, f"the first page took {load_s:.1f}s with 5,000 tasks"
-    started = time.monotonic()
     page.get_by_role("button", name="Next page").click()
     expect(page.locator("#page-info")).to_contain_text("Page 2")
     expect(page.locator("#rows tr")).to_have_count(50)
     page.get_by_label("Search").fill("bulk 4321")
     expect(page.locator("#rows tr")).to_have_count(1)
-    assert time.monotonic() - started < 5
+    assert lists and all(q.get("limit") == ["50"] for q in lists), lists
+    assert any("cursor" in q for q in lists), "the second page is asked for by cursor"
+    assert lists[-1].get("q") == ["bulk 4321"], "the search is sent to the server"
     page.get_by_label("Search").fill("")
     page.get_by_label("Rows per page").select_option("200")
     expect(page.locator("#rows tr")).to_have_count(200)
+    assert max(int(q["limit"][0]) for q in lists) == 200, lists
     p.shot("5000")
 
 

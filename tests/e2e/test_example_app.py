@@ -9,25 +9,27 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from tests.processes import Processes, free_port, wait_until
+from tests.processes import Processes, free_port, spawn, wait_until
+from tests.rows import one
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
 def test_the_example_web_app_enqueues_in_its_transaction_and_reads_the_result(
-        procs: Processes, sql: psycopg.Connection) -> None:
+        procs: Processes, sql: psycopg.Connection[Any]) -> None:
     procs.start(["worker", "--app", "myapp.tasks", "--concurrency", "2"], "ready", cwd=EXAMPLES)
     _, base = procs.api()
     port = free_port()
     log = procs.tmp / "web.log"
-    web = subprocess.Popen([sys.executable, "-m", "uvicorn", "myapp.web:app", "--port", str(port)], cwd=EXAMPLES,
-                           env=procs.env(BGTASKS_URL=base), stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    web = spawn([sys.executable, "-m", "uvicorn", "myapp.web:app", "--port", str(port)], log, cwd=EXAMPLES,
+                env=procs.env(BGTASKS_URL=base))
     try:
         url = f"http://127.0.0.1:{port}"
 
@@ -41,11 +43,11 @@ def test_the_example_web_app_enqueues_in_its_transaction_and_reads_the_result(
         wait_until(up, 60, "the example web app")
         bad = httpx.post(f"{url}/summaries", json={"text": ""}, timeout=10)
         assert bad.json()["field"] == "payload.text"
-        assert sql.execute("SELECT count(*) AS n FROM myapp_summaries").fetchone()["n"] == 0
+        assert one(sql, "SELECT count(*) AS n FROM myapp_summaries")["n"] == 0
         made = httpx.post(f"{url}/summaries", json={"title": "t", "text": "Once upon a time."}, timeout=10)
         assert made.status_code == 201, made.text
         task_id = made.json()["taskId"]
-        row = sql.execute("SELECT task_id FROM myapp_summaries WHERE id = %s", (made.json()["id"],)).fetchone()
+        row = one(sql, "SELECT task_id FROM myapp_summaries WHERE id = %s", (made.json()["id"],))
         assert row["task_id"] == task_id
         done = httpx.get(f"{url}/summaries/{task_id}", params={"wait": "30"}, timeout=60).json()
         assert done == {"taskId": task_id, "status": "completed", "progress": 100, "summary": "Once upon a time."}

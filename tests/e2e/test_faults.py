@@ -24,6 +24,7 @@ import psycopg.rows
 import pytest
 
 from tests.processes import Processes, wait_until
+from tests.rows import one
 
 TASKS = int(os.environ.get("BGTASKS_FAULT_TASKS", "1200"))
 LIMIT = 8
@@ -117,7 +118,7 @@ def test_nothing_is_lost_or_doubled_under_faults(pg_server: Any, database_url: s
     env = {"BGTASKS_LEASE_S": "4", "BGTASKS_HEARTBEAT_S": "0.5", "BGTASKS_REAP_INTERVAL_S": "0.5"}
     sql.execute("UPDATE task_queue_settings SET max_concurrent_tasks = %s, retry_base_delay_ms = 100", (LIMIT,))
     workers = [procs.worker(concurrency=4, **env) for _ in range(3)]
-    bases = [procs.api(**env)[1] for _ in range(2)]
+    bases = [procs.api(None, **env)[1] for _ in range(2)]
     stop = threading.Event()
     subscribers = [Subscriber(base, stop) for base in bases for _ in range(2)]
     poller = Poller(bases, stop)
@@ -138,8 +139,7 @@ def test_nothing_is_lost_or_doubled_under_faults(pg_server: Any, database_url: s
         while True:
             try:
                 with psycopg.connect(database_url, autocommit=True) as c:
-                    return int(c.execute("SELECT count(*) FROM background_tasks WHERE status = 'completed'")
-                               .fetchone()[0])
+                    return int(one(c, "SELECT count(*) FROM background_tasks WHERE status = 'completed'")[0])
             except psycopg.OperationalError:
                 time.sleep(0.2)
 
@@ -178,7 +178,7 @@ def test_nothing_is_lost_or_doubled_under_faults(pg_server: Any, database_url: s
     # The table's own accounting: every task completed, counted once.
     rows = sql.execute("SELECT status::text, count(*) AS n FROM background_tasks GROUP BY 1").fetchall()
     assert rows == [{"status": "completed", "n": TASKS}]
-    counted = sql.execute("SELECT sum(n) AS n FROM task_counts WHERE status = 'completed'").fetchone()["n"]
+    counted = one(sql, "SELECT sum(n) AS n FROM task_counts WHERE status = 'completed'")["n"]
     assert counted == TASKS
     ids = {r["id"] for r in sql.execute("SELECT id FROM background_tasks").fetchall()}
     for s in subscribers:

@@ -5,6 +5,7 @@ secrets in its files, a 25,000-file project, and a page of 50 tasks with large r
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -29,8 +30,9 @@ def model_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     log = tmp_path / "model-requests.jsonl"
     out = tmp_path / "model-server.out"
     routes = ["MARK-HUGE=huge", "MARK-TRICKLE=trickle", "MARK-BURST=burst429", "MARK-BIG=big", "MARK-MONO=slow"]
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", "--log", str(log), *routes],
-                            cwd=ROOT, stdout=out.open("wb"), stderr=subprocess.STDOUT)
+    with out.open("wb") as sink:  # the child keeps its own descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", "--log", str(log), *routes],
+                                cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
         line = wait_until(lambda: next((ln for ln in out.read_text().splitlines() if "listening on" in ln), None),
                           30, "the model server to listen")
@@ -68,7 +70,7 @@ def test_the_issue_17_cases_end_as_promised_against_a_misbehaving_model_server(
     }
     env = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "test-key", "BGTASKS_MODEL": "fake-model",
            "BGTASKS_PROJECT_ROOTS": str(roots), "BGTASKS_MODEL_TIMEOUT_S": str(TIMEOUT_S)}
-    _, api = procs.api(**env)
+    _, api = procs.api(None, **env)
     procs.worker(concurrency=4, **env)
 
     with httpx.Client(base_url=api, timeout=30) as http:
@@ -101,9 +103,10 @@ def test_the_issue_17_cases_end_as_promised_against_a_misbehaving_model_server(
             task = http.get(f"/api/tasks/{task_id}").json()["task"]
             return task if task["status"] in ("completed", "error", "cancelled") else None
 
-        tasks = {name: wait_until(lambda i=i: final(i), 120, f"the {name} task to finish") for name, i in ids.items()}
+        tasks = {name: wait_until(functools.partial(final, i), 120, f"the {name} task to finish")
+                 for name, i in ids.items()}
         for task_id in big:
-            assert wait_until(lambda i=task_id: final(i), 120, "the large-result tasks")["status"] == "completed"
+            assert wait_until(functools.partial(final, task_id), 120, "the large-result tasks")["status"] == "completed"
 
         # A 5 MB answer: a clear message, nothing stored, no retry.
         huge = tasks["huge"]

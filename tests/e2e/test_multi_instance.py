@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from tests.processes import BGTASKS, processes, wait_until
+from tests.rows import one
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ async def cluster(tmp_path: Path, database_url: str) -> AsyncIterator[tuple[str,
         yield api_a, api_b, ps
 
 
-def create(sql: psycopg.Connection, task_type: str, payload: dict[str, Any], n: int = 1) -> list[str]:
+def create(sql: psycopg.Connection[Any], task_type: str, payload: dict[str, Any], n: int = 1) -> list[str]:
     rows = sql.execute(
         "INSERT INTO background_tasks (task_type, user_id, payload) SELECT %s, 'local', %s "
         "FROM generate_series(1, %s) RETURNING id",
@@ -199,4 +200,4 @@ async def test_bgtasks_keys_revoke_ends_the_keys_streams_on_both_api_processes(
             assert on_a[-1]["data"]["type"] == "error" and "revoked" in on_a[-1]["data"]["error"], on_a[-1]
             assert on_b[-1]["event"] == "dropped" and on_b[-1]["data"]["code"] == "revoked", on_b[-1]
             assert (await b.get("/api/events")).status_code == 401
-        assert sql.execute("SELECT revoked_at IS NOT NULL AS r FROM api_keys").fetchone()["r"]
+        assert one(sql, "SELECT revoked_at IS NOT NULL AS r FROM api_keys")["r"]

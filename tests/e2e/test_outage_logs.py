@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from tests.processes import Processes, wait_until
+from tests.rows import one
 
 pytestmark = pytest.mark.slow
 
@@ -47,14 +48,14 @@ def test_an_outage_logs_a_few_lines_and_no_traceback(pg_server: Any, database_ur
         flaky = http.post("/api/tasks", json={"taskType": "flaky", "payload": {"failures": 1}, "maxRetries": 3})
         assert flaky.status_code == 201, flaky.text
         with psycopg.connect(database_url, autocommit=True) as sql:
-            wait_until(lambda: sql.execute("SELECT retry_count FROM background_tasks WHERE id = %s",
-                                           (flaky.json()["task"]["id"],)).fetchone()[0] >= 1,
+            wait_until(lambda: one(sql, "SELECT retry_count FROM background_tasks WHERE id = %s",
+                                           (flaky.json()["task"]["id"],))[0] >= 1,
                        5, "the worker to record a failed attempt through its pool after the outage")
         made = http.post("/api/tasks", json={"taskType": "noop"})
         assert made.status_code == 201, made.text
         with psycopg.connect(database_url, autocommit=True) as sql:
-            wait_until(lambda: sql.execute("SELECT count(*) FROM background_tasks WHERE status = 'completed'")
-                       .fetchone()[0] == 3, 30, "the worker to run tasks after the outage")
+            wait_until(lambda: one(sql, "SELECT count(*) FROM background_tasks WHERE status = 'completed'")[0] == 3,
+                       30, "the worker to run tasks after the outage")
     assert len(answers) > 50
     worker.stop()
     api.stop()

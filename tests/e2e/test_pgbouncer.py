@@ -14,6 +14,7 @@ import pytest
 
 from tests.pgbouncer import pgbouncer, require_binary
 from tests.processes import BGTASKS, Processes, wait_until
+from tests.rows import one
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,7 @@ def test_api_and_workers_work_through_pgbouncer_in_transaction_mode(
     with pgbouncer(database_url, "transaction", pool_size=10) as pooled:
         env = {"DATABASE_URL": pooled, "BGTASKS_DIRECT_DATABASE_URL": database_url}
         workers = [procs.worker(concurrency=4, **env) for _ in range(2)]
-        api, base = procs.api(**env)
+        api, base = procs.api(None, **env)
         with httpx.Client(base_url=base, timeout=30) as http:
             for start in range(0, TASKS, 100):
                 batch = [{"taskType": "noop", "payload": {"n": i}} for i in range(start, start + 100)]
@@ -45,12 +46,12 @@ def test_api_and_workers_work_through_pgbouncer_in_transaction_mode(
                 assert created.status_code == 201, created.text
 
             def completed() -> bool:
-                return sql.execute("SELECT count(*) AS n FROM background_tasks WHERE status = 'completed'"
-                                   ).fetchone()["n"] == TASKS
+                return one(sql, "SELECT count(*) AS n FROM background_tasks WHERE status = 'completed'"
+                                   )["n"] == TASKS
 
             wait_until(completed, 120, f"{TASKS} tasks completed through pgbouncer")
-            assert sql.execute("SELECT count(*) AS n FROM background_tasks WHERE retry_count > 0 OR attempt > 1"
-                               ).fetchone()["n"] == 0
+            assert one(sql, "SELECT count(*) AS n FROM background_tasks WHERE retry_count > 0 OR attempt > 1"
+                               )["n"] == 0
             for _ in range(20):  # reads through the pooled API connections, many times each
                 assert http.get("/api/tasks?limit=5").status_code == 200
                 assert http.get("/api/tasks/counts").status_code == 200

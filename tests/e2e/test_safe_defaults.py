@@ -34,7 +34,7 @@ PATH_VALUES = {"task_id": "task_0123456789abcdef0123456789abcdef", "action": "ca
 def _api(procs: Processes, **env: str) -> str:
     """A real `bgtasks api` on 127.0.0.1 with only the given settings (no BGTASKS_DEV unless given)."""
     port = free_port()
-    proc = procs.start(["api", "--port", str(port)], None, **env)
+    proc = procs.start(["api", "--port", str(port)], None, None, **env)
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -58,6 +58,7 @@ def _routes(database_url: str) -> list[tuple[str, str, str]]:
     for route in app.routes:
         if isinstance(route, Mount):
             continue
+        assert isinstance(route, Route | WebSocketRoute), route
         path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: PATH_VALUES.get(m.group(1), "x1"), route.path)
         if isinstance(route, WebSocketRoute):
             out.append(("websocket", "GET", path))

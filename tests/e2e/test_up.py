@@ -19,14 +19,14 @@ import psutil
 import psycopg
 import pytest
 
-from tests.processes import free_port, wait_until
+from tests.processes import free_port, spawn, wait_until
 
 
 def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BGTASKS_", "DATABASE_URL", "OPENAI_"))}
     env["BGTASKS_SHUTDOWN_GRACE_S"] = "2"
-    return subprocess.Popen([sys.executable, "-m", "bgtasks.cli", "up", "--port", str(port), "--data-dir",
-                             str(data_dir)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return spawn([sys.executable, "-m", "bgtasks.cli", "up", "--port", str(port), "--data-dir", str(data_dir)],
+                 log, env=env)
 
 
 def _descendants_and_postgres(proc: subprocess.Popen[bytes], data_dir: Path) -> list[psutil.Process]:

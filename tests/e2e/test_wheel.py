@@ -20,7 +20,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.processes import free_port, wait_until
+from tests.processes import free_port, spawn, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -177,13 +177,7 @@ def test_readme_first_command_from_the_wheel_serves_runs_a_task_and_stops_clean(
     env = _user_env(home)
     bgtasks = str(installed / "bin" / "bgtasks")
     log = tmp_path / "up.log"
-    up = subprocess.Popen(
-        [bgtasks, "up", "--port", str(port)],
-        env=env,
-        cwd=home,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    up = spawn([bgtasks, "up", "--port", str(port)], log, env=env, cwd=home)
     base = f"http://127.0.0.1:{port}"
     try:
 

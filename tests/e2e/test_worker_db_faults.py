@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from tests.processes import Processes, wait_until
+from tests.rows import one
 
 pytestmark = pytest.mark.slow
 
@@ -36,19 +37,19 @@ def test_terminated_connections_fail_no_actor_and_spend_no_attempt(sql: psycopg.
     wait_until(lambda: len(procs.journal_lines()) >= 4, 30, "the first actors to start")
     terminated = 0
     for _ in range(6):  # every connection the worker has, six times over while its actors run
-        terminated += sql.execute(TERMINATE).fetchone()["n"]
+        terminated += one(sql, TERMINATE)["n"]
         time.sleep(0.3)
     assert terminated >= 6
 
     def finished() -> bool:
-        return sql.execute("SELECT count(*) AS n FROM background_tasks WHERE status IN ('pending', 'processing')"
-                           ).fetchone()["n"] == 0
+        return one(sql, "SELECT count(*) AS n FROM background_tasks WHERE status IN ('pending', 'processing')"
+                           )["n"] == 0
 
     wait_until(finished, 90, "every task to finish")
     rows = sql.execute("SELECT status::text, attempt, retry_count, count(*) AS n FROM background_tasks "
                        "GROUP BY 1, 2, 3").fetchall()
     assert rows == [{"status": "completed", "attempt": 1, "retry_count": 0, "n": len(ids)}], rows
-    assert sql.execute("SELECT count(*) AS n FROM task_attempt_errors").fetchone()["n"] == 0
+    assert one(sql, "SELECT count(*) AS n FROM task_attempt_errors")["n"] == 0
     starts = [ln["task"] for ln in procs.journal_lines() if ln["event"] == "start"]
     assert sorted(starts) == sorted(ids)  # each actor ran once, none was interrupted and rerun
     worker.stop()

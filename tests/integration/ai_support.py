@@ -17,6 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tests.fakes.openai_server import FakeOpenAI, Scripted, answer
 from tests.processes import Proc, Processes, wait_until
+from tests.rows import one
 
 
 class Router:
@@ -80,8 +81,8 @@ def insert_task(sql: psycopg.Connection[Any], task_type: str, payload: dict[str,
     """A task created as an operator would at psql."""
     names = ["task_type", "user_id", "payload", *cols]
     values = [task_type, user_id, json.dumps(payload or {}), *cols.values()]
-    row = sql.execute(f"INSERT INTO background_tasks ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(values))}) "
-                      "RETURNING id", values).fetchone()
+    row = one(sql, f"INSERT INTO background_tasks ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(values))}) "
+                      "RETURNING id", values)
     return str(row["id"])
 
 

@@ -5,7 +5,6 @@ that break the schema. Every stored message is one a user can act on, and failed
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -151,10 +150,9 @@ def test_a_task_cancelled_during_a_stalled_call_ends_cancelled_and_abandons_the_
     task_id = generate(sql, "case-stall")
     wait_until(lambda: stalled.started is not None, 20, "the model call to start")
     wait_until(lambda: task_row(sql, task_id)["progress"] == 30, 5, "the task to report 'calling the model'")
-    t0 = time.monotonic()
     sql.execute("SELECT cancel_task(%s, 'cancelled by test')", (task_id,))
-    wait_until(lambda: stalled.hung_up is not None, 2.0, "the worker to abandon the stalled call")
-    assert stalled.hung_up is not None and stalled.hung_up - t0 < 2.0
+    # The stall lasts 30 s and ends without a hang-up: hung_up set means the worker abandoned the call.
+    wait_until(lambda: stalled.hung_up is not None, 20, "the worker to abandon the stalled call")
 
     # The worker is free again and never writes over the cancellation.
     fake.always(answer())

@@ -85,7 +85,7 @@ def test_every_project_type_completes_with_a_result_matching_its_schema(
         assert source["filesRead"] == 4 and source["promptChars"] <= PROJECT_BUDGET_CHARS
 
         [request] = [r for r in fake.requests if f"({task_type})" in r.messages[-1]["content"]]
-        assert request.response_format["type"] == "json_schema"
+        assert request.response_format is not None and request.response_format["type"] == "json_schema"
         assert request.response_format["json_schema"]["strict"] is True
         assert request.response_format["json_schema"]["name"] == module.SCHEMA_NAME
         assert request.schema == wire_schema(module.ANSWER_SCHEMA)

@@ -16,6 +16,7 @@ from bgtasks.actors.model import schema_problems, wire_schema
 from tests.fakes.openai_server import FakeOpenAI, answer
 from tests.integration.ai_support import ai_worker, insert_task, model_calls, task_row, wait_final
 from tests.processes import Processes
+from tests.rows import one
 
 
 @pytest.fixture
@@ -25,10 +26,10 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 def add_question(sql: psycopg.Connection[Any], user_id: str, text: str, emoji: str = "❓") -> int:
-    row = sql.execute(
+    row = one(sql,
         "INSERT INTO questions (user_id, category, age_group, difficulty, question, options, correct_answer, emoji) "
         "VALUES (%s, 'Historia', 'adults', 'medium', %s, %s, 'A', %s) RETURNING id",
-        (user_id, text, json.dumps(["A", "B", "C", "D"]), emoji)).fetchone()
+        (user_id, text, json.dumps(["A", "B", "C", "D"]), emoji))
     return int(row["id"])
 
 
@@ -50,7 +51,7 @@ def test_generation_stores_the_questions_and_reports_them_as_seed_two_does(
     assert row["result"] == result  # seed two's column name
 
     [request] = fake.requests
-    assert request.schema == wire_schema(generation.answer_schema(3))
+    assert request.schema is not None and request.schema == wire_schema(generation.answer_schema(3))
     assert request.schema["properties"]["questions"]["minItems"] == 3
     assert "Historia" in request.messages[-1]["content"] and "hard" in request.messages[-1]["content"]
 
@@ -85,6 +86,7 @@ def test_validation_records_a_verdict_and_reason_on_each_question(
     assert stored[ids[1]]["validation_reason"] == "Two options are correct."
     assert all(s["validated_at"] is not None for s in stored.values())
     [request] = fake.requests
+    assert request.schema is not None
     assert set(request.schema["properties"]["verdicts"]["required"]) == {str(i) for i in ids}
     assert "Question 2?" in request.messages[-1]["content"]
 

@@ -117,7 +117,7 @@ async def test_a_cron_that_is_never_due_is_a_422_on_create_and_on_change(api: Ap
                                    "12abc", "0x10"])
 async def test_a_last_event_id_outside_bigint_is_a_400(api: Api, value: str) -> None:
     auth = await api.key("alice")
-    r = await api.client.get("/api/events", headers={**auth, "Last-Event-ID": value.encode()})
+    r = await api.client.get("/api/events", headers={k.encode(): v.encode() for k, v in {**auth, "Last-Event-ID": value}.items()})
     assert _json_4xx(r, 400)["field"] == "Last-Event-ID"
     r = await api.client.get("/api/events", headers=auth, params={"lastEventId": value})
     assert _json_4xx(r, 400)["field"] == "Last-Event-ID"

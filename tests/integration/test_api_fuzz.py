@@ -30,7 +30,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture
-def api_schema(database_url: str, sql: psycopg.Connection, tmp_path: Path):
+def api_schema(database_url: str, sql: psycopg.Connection[Any], tmp_path: Path):
     for key, superuser in ((KEY, True), (USER_KEY, False)):
         sql.execute("INSERT INTO api_keys (user_id, key_prefix, key_hash, is_superuser) VALUES (%s, %s, %s, %s)",
                     ("root" if superuser else "alice", key[:12], hash_key(key), superuser))

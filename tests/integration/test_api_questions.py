@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from tests.integration.apiclient import Api, running_api
+from tests.rows import one
 
 
 @pytest.fixture
@@ -21,17 +22,17 @@ async def api(database_url: str, tmp_path: Path):
 
 def add(sql: psycopg.Connection[Any], user: str, text: str, *, category: str = "Historia",
         difficulty: str = "medium", age_group: str = "adults", task_id: str | None = None) -> int:
-    row = sql.execute(
+    row = one(sql,
         "INSERT INTO questions (user_id, task_id, category, age_group, difficulty, question, options, "
         "correct_answer, emoji) VALUES (%s, %s, %s, %s, %s, %s, %s, 'A', '❓') RETURNING id",
-        (user, task_id, category, age_group, difficulty, text, json.dumps(["A", "B", "C", "D"]))).fetchone()
+        (user, task_id, category, age_group, difficulty, text, json.dumps(["A", "B", "C", "D"])))
     return int(row["id"])
 
 
 async def test_a_user_lists_reads_and_deletes_only_their_own_questions(
         api: Api, sql: psycopg.Connection[Any]) -> None:
-    task = sql.execute("INSERT INTO background_tasks (task_type, user_id, payload) "
-                       "VALUES ('generation', 'anna', '{}') RETURNING id").fetchone()["id"]
+    task = one(sql, "INSERT INTO background_tasks (task_type, user_id, payload) "
+                       "VALUES ('generation', 'anna', '{}') RETURNING id")["id"]
     rome = add(sql, "anna", "Where is Rome?", task_id=task)
     maths = add(sql, "anna", "2 + 2?", category="Maths", difficulty="easy", age_group="children")
     theirs = add(sql, "bert", "Bert's?")

@@ -22,7 +22,7 @@ def test_send_creates_a_task_row_and_a_delay_becomes_run_at(database_url: str,
     runtime = Runtime(load_settings(database_url=database_url), concurrency=1)
     try:
         broker = PostgresBroker(runtime, middleware=[])
-        message = dramatiq.Message(queue_name=QUEUE, actor_name="sleep", args=(), kwargs={"seconds": 1},
+        message: dramatiq.Message[Any] = dramatiq.Message(queue_name=QUEUE, actor_name="sleep", args=(), kwargs={"seconds": 1},
                                    options={})
         sent = broker.enqueue(message, delay=60_000)
         row = sql.execute("SELECT task_type, user_id, payload, status::text, "

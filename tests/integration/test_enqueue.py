@@ -14,11 +14,12 @@ import bgtasks
 from bgtasks.actors import TaskType
 from bgtasks.store.task_types import publish_task_types
 from tests.processes import Processes, wait_until
+from tests.rows import one
 
 
 def count(sql: psycopg.Connection[Any], task_type: str) -> int:
-    return int(sql.execute("SELECT count(*) AS n FROM background_tasks WHERE task_type = %s",
-                           (task_type,)).fetchone()["n"])
+    return int(one(sql, "SELECT count(*) AS n FROM background_tasks WHERE task_type = %s",
+                           (task_type,))["n"])
 
 
 def publish(sql: psycopg.Connection[Any], name: str, schema: dict[str, Any]) -> None:
@@ -38,8 +39,8 @@ async def test_asyncpg_rollback_creates_nothing_and_commit_creates_the_task(
         async with conn.transaction():
             task_id = await bgtasks.enqueue(conn, "sleep", {"seconds": 0}, user_id="alice", priority=5)
             await conn.execute("SELECT 1")  # the application's own writes, same transaction
-        row = sql.execute("SELECT user_id, priority, payload FROM background_tasks WHERE id = %s",
-                          (task_id,)).fetchone()
+        row = one(sql, "SELECT user_id, priority, payload FROM background_tasks WHERE id = %s",
+                          (task_id,))
         assert (row["user_id"], row["priority"], row["payload"]) == ("alice", 5, {"seconds": 0})
     finally:
         await conn.close()
@@ -71,7 +72,7 @@ async def test_psycopg_async_checks_the_published_schema(database_url: str, sql:
         await conn.rollback()
         task_id = await bgtasks.enqueue(conn, "greet", {"name": "Ada"}, user_id="carol")
         await conn.commit()
-    row = sql.execute("SELECT max_retries, payload FROM background_tasks WHERE id = %s", (task_id,)).fetchone()
+    row = one(sql, "SELECT max_retries, payload FROM background_tasks WHERE id = %s", (task_id,))
     assert row["max_retries"] == 7 and row["payload"] == {"name": "Ada"}
 
 
@@ -95,6 +96,6 @@ async def test_a_commit_wakes_an_idle_worker_by_notify(database_url: str, sql: p
         await conn.close()
 
     def status() -> str:
-        return str(sql.execute("SELECT status FROM background_tasks WHERE id = %s", (task_id,)).fetchone()["status"])
+        return str(one(sql, "SELECT status FROM background_tasks WHERE id = %s", (task_id,))["status"])
 
     wait_until(lambda: status() == "completed", 30, "the enqueued task completed by a worker woken by NOTIFY")

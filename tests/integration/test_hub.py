@@ -25,7 +25,7 @@ async def hub(database_url: str, pool: object) -> AsyncIterator[Hub]:
 
 
 def insert(
-    sql: psycopg.Connection, n: int, user: str = "alice", task_type: str = "noop", project: str | None = None
+    sql: psycopg.Connection[Any], n: int, user: str = "alice", task_type: str = "noop", project: str | None = None
 ) -> list[str]:
     rows = sql.execute(
         "INSERT INTO background_tasks (task_type, user_id, project_id) "
@@ -49,7 +49,7 @@ async def collect(sub: Subscriber, until: int, within_s: float = 10.0) -> list[A
 
 
 async def test_change_reaches_owner_and_superuser_but_not_another_user(
-    hub: Hub, sql: psycopg.Connection
+    hub: Hub, sql: psycopg.Connection[Any]
 ) -> None:
     alice, bob, admin = (
         hub.subscribe(TaskFilter(user_id="alice")),
@@ -68,7 +68,7 @@ async def test_change_reaches_owner_and_superuser_but_not_another_user(
 
 
 async def test_filters_by_type_project_and_status_including_leaving_the_set(
-    hub: Hub, sql: psycopg.Connection
+    hub: Hub, sql: psycopg.Connection[Any]
 ) -> None:
     by_type = hub.subscribe(TaskFilter(task_types=frozenset({"sleep"})))
     by_project = hub.subscribe(TaskFilter(project_id="p1"))
@@ -88,7 +88,7 @@ async def test_filters_by_type_project_and_status_including_leaving_the_set(
 
 
 async def test_slow_subscriber_is_coalesced_then_dropped_with_a_reason(
-    database_url: str, pool: object, sql: psycopg.Connection
+    database_url: str, pool: object, sql: psycopg.Connection[Any]
 ) -> None:
     hub = Hub(database_url, pool, buffer=3)
     await hub.start()
@@ -101,7 +101,7 @@ async def test_slow_subscriber_is_coalesced_then_dropped_with_a_reason(
             await collect(fast, 1)
         # slow read nothing: five changes of one task are one buffered event, the latest.
         [latest] = await slow.next_batch(1)
-        assert latest.row["progress"] == 40
+        assert latest.row is not None and latest.row["progress"] == 40
         ids = []
         for _ in range(4):  # four distinct tasks > buffer of three; the fast one reads each at once
             ids += insert(sql, 1)
@@ -117,7 +117,7 @@ async def test_slow_subscriber_is_coalesced_then_dropped_with_a_reason(
         await hub.stop()
 
 
-async def test_deleted_task_reaches_its_followers_and_owner(hub: Hub, sql: psycopg.Connection) -> None:
+async def test_deleted_task_reaches_its_followers_and_owner(hub: Hub, sql: psycopg.Connection[Any]) -> None:
     [tid] = insert(sql, 1, "alice")
     alice, bob = hub.subscribe(TaskFilter(user_id="alice")), hub.subscribe(TaskFilter(user_id="bob"))
     await collect(alice, 1)
@@ -130,7 +130,7 @@ async def test_deleted_task_reaches_its_followers_and_owner(hub: Hub, sql: psyco
     assert await bob.next_batch(0.2) == []
 
 
-async def test_queue_settings_change_reaches_streams_that_asked(hub: Hub, sql: psycopg.Connection) -> None:
+async def test_queue_settings_change_reaches_streams_that_asked(hub: Hub, sql: psycopg.Connection[Any]) -> None:
     admin, user = hub.subscribe(TaskFilter(queue=True)), hub.subscribe(TaskFilter(user_id="alice"))
     sql.execute("UPDATE task_queue_settings SET is_active = false")
     [ev] = await collect(admin, 1)
@@ -139,7 +139,7 @@ async def test_queue_settings_change_reaches_streams_that_asked(hub: Hub, sql: p
 
 
 async def test_no_subscriber_misses_a_terminal_event_when_the_listen_connection_is_killed(
-    hub: Hub, sql: psycopg.Connection
+    hub: Hub, sql: psycopg.Connection[Any]
 ) -> None:
     ids = insert(sql, 120, "alice")
     streams = [hub.subscribe(TaskFilter()) for _ in range(5)] + [hub.subscribe(TaskFilter(user_id="alice"))]
@@ -149,7 +149,8 @@ async def test_no_subscriber_misses_a_terminal_event_when_the_listen_connection_
     async def drain(sub: Subscriber) -> None:
         while not sub.closed:
             for ev in await sub.next_batch(1):
-                if ev.kind == "task" and ev.row["status"] == "completed":
+                if ev.kind == "task" and ev.row is not None and ev.row["status"] == "completed":
+                    assert ev.task_id is not None
                     done[id(sub)].add(ev.task_id)
 
     drainers = [asyncio.create_task(drain(s)) for s in [*streams, *followers.values()]]
@@ -170,7 +171,11 @@ async def test_no_subscriber_misses_a_terminal_event_when_the_listen_connection_
                     "UPDATE background_tasks SET status = 'completed' WHERE id = ANY(%s)",
                     (ids[i + 10 : i + 15],),
                 )
-                await hub.wait_until(lambda g=generation: hub.generation > g, 10, "reconnect after kill")
+
+                def reconnected(after: int = generation) -> bool:
+                    return hub.generation > after
+
+                await hub.wait_until(reconnected, 10, "reconnect after kill")
             await asyncio.sleep(0.01)
         everything = set(ids)
         try:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.apiclient import Api, running_api
 from tests.processes import Processes, wait_until
+from tests.rows import one
 
 
 @pytest.fixture
@@ -79,8 +80,8 @@ async def test_another_superuser_does_not_extend_a_lease_it_does_not_hold(api: A
 
 
 def test_psql_processing_gets_a_lease_and_a_processing_row_cannot_lose_it(sql: psycopg.Connection[Any]) -> None:
-    task_id = sql.execute("INSERT INTO background_tasks (task_type, user_id) VALUES ('sleep', 'u') RETURNING id"
-                          ).fetchone()["id"]  # type: ignore[index]
+    task_id = one(sql, "INSERT INTO background_tasks (task_type, user_id) VALUES ('sleep', 'u') RETURNING id"
+                          )["id"]  # type: ignore[index]
     sql.execute("UPDATE background_tasks SET status = 'processing' WHERE id = %s", (task_id,))
     row = sql.execute("SELECT worker_id, attempt, lease_expires_at > now() AS leased FROM background_tasks "
                       "WHERE id = %s", (task_id,)).fetchone()

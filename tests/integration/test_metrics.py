@@ -9,6 +9,7 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from bgtasks.metrics import collect, render
+from tests.rows import one
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -19,7 +20,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-async def test_metrics_reflect_the_tables(sql: psycopg.Connection, pool: Any) -> None:
+async def test_metrics_reflect_the_tables(sql: psycopg.Connection[Any], pool: Any) -> None:
     sql.execute("""
         INSERT INTO background_tasks (task_type, user_id, status, created_at, run_at, started_at, completed_at)
         VALUES ('docs', 'a', 'completed', now() - interval '20 s', now() - interval '20 s',
@@ -31,7 +32,7 @@ async def test_metrics_reflect_the_tables(sql: psycopg.Connection, pool: Any) ->
                ('docs', 'b', 'completed', now() - interval '2 days', now() - interval '2 days',
                 now() - interval '2 days', now() - interval '2 days')""")
     sql.execute("INSERT INTO background_tasks (task_type, user_id) VALUES ('generation', 'a'), ('generation', 'a')")
-    failed = sql.execute("SELECT id FROM background_tasks WHERE status = 'error'").fetchone()["id"]  # type: ignore[index]
+    failed = one(sql, "SELECT id FROM background_tasks WHERE status = 'error'")["id"]  # type: ignore[index]
     sql.execute("INSERT INTO task_attempt_errors (task_id, attempt, error_type, error_message, outcome) VALUES "
                 "(%s, 1, 'E', 'x', 'retried'), (%s, 2, 'E', 'x', 'failed')", (failed, failed))
     sql.execute("INSERT INTO task_model_calls (task_id, user_id, task_type, attempt, model, prompt_tokens, "

@@ -14,6 +14,7 @@ import bgtasks
 from bgtasks import actors
 from bgtasks.settings import load_settings
 from bgtasks.worker import Runtime
+from tests.rows import one
 
 
 class Summarize(BaseModel):
@@ -72,5 +73,5 @@ def test_async_and_sync_functions_run_with_a_task_and_report_progress(
         runtime._drop_claim_connection()
         runtime.pool.close()
     assert {k: v for k, v in result.items() if k != "id"} == expected
-    assert sql.execute("SELECT progress FROM background_tasks WHERE id = %s", (task_id,)).fetchone()[
+    assert one(sql, "SELECT progress FROM background_tasks WHERE id = %s", (task_id,))[
         "progress"] in (30, 50)

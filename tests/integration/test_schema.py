@@ -16,6 +16,7 @@ import pytest
 
 from bgtasks import db, queries
 from bgtasks.states import TRANSITIONS, Status
+from tests.rows import one
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,7 +73,7 @@ def test_python_statuses_and_transitions_agree_with_sql(sql: psycopg.Connection[
     assert labels == [s.value for s in Status]
     for a in Status:
         for b in Status:
-            allowed = sql.execute("SELECT task_transition_allowed(%s, %s) AS ok", (a.value, b.value)).fetchone()
+            allowed = one(sql, "SELECT task_transition_allowed(%s, %s) AS ok", (a.value, b.value))
             assert allowed["ok"] == (a == b or (a, b) in TRANSITIONS), (a, b)
 
 
@@ -95,9 +96,9 @@ def test_every_table_column_and_view_has_a_comment(sql: psycopg.Connection[Any])
 def test_a_psql_update_notifies_listeners_with_a_small_payload(database_url: str,
                                                               sql: psycopg.Connection[Any]) -> None:
     huge = {"text": "x" * 200_000}
-    task_id = sql.execute(
+    task_id = one(sql,
         "INSERT INTO background_tasks (task_type, user_id, description, result_data) "
-        "VALUES ('docs', 'u', %s, %s) RETURNING id", ("d" * 5000, json.dumps(huge))).fetchone()["id"]
+        "VALUES ('docs', 'u', %s, %s) RETURNING id", ("d" * 5000, json.dumps(huge)))["id"]
     with psycopg.connect(database_url, autocommit=True) as listener:
         listener.execute("LISTEN bgtasks_tasks")
         sql.execute(f"UPDATE background_tasks SET status = 'cancelled' WHERE id = '{task_id}'")
@@ -128,7 +129,7 @@ def test_heartbeats_do_not_notify_or_move_the_change_sequence(database_url: str,
         listener.execute("LISTEN bgtasks_tasks")
         sql.execute("SELECT extend_leases('w1', ARRAY[%s], 60)", (claimed["id"],))
         assert list(listener.notifies(timeout=0.5)) == []
-    row = sql.execute("SELECT change_seq, updated_at FROM background_tasks").fetchone()
+    row = one(sql, "SELECT change_seq, updated_at FROM background_tasks")
     assert row["change_seq"] == claimed["change_seq"] and row["updated_at"] == claimed["updated_at"]
 
 

@@ -14,6 +14,7 @@ from bgtasks import db
 from bgtasks.errors import IllegalTransition
 from bgtasks.store import queue as queue_store
 from bgtasks.store import tasks as task_store
+from tests.rows import one
 
 
 class Listener:
@@ -44,7 +45,7 @@ def listener(database_url: str) -> Iterator[Listener]:
     lst.close()
 
 
-def _enqueue(sql: psycopg.Connection, task_type: str = "noop", user: str = "alice", **kw: Any) -> dict[str, Any]:
+def _enqueue(sql: psycopg.Connection[Any], task_type: str = "noop", user: str = "alice", **kw: Any) -> dict[str, Any]:
     names = ", ".join(f"{k} => %({k})s" for k in kw)
     row = sql.execute(f"SELECT * FROM enqueue_task(%(t)s, %(u)s{', ' + names if names else ''})",
                       {"t": task_type, "u": user, **kw}).fetchone()
@@ -52,11 +53,11 @@ def _enqueue(sql: psycopg.Connection, task_type: str = "noop", user: str = "alic
     return row
 
 
-def _counts(sql: psycopg.Connection) -> dict[str, int]:
+def _counts(sql: psycopg.Connection[Any]) -> dict[str, int]:
     return {r["status"]: r["tasks"] for r in sql.execute("SELECT * FROM task_status_counts").fetchall()}
 
 
-def test_enqueue_task_creates_a_pending_task_and_notifies(sql: psycopg.Connection, listener: Listener) -> None:
+def test_enqueue_task_creates_a_pending_task_and_notifies(sql: psycopg.Connection[Any], listener: Listener) -> None:
     row = _enqueue(sql, "sleep", payload=psycopg.types.json.Jsonb({"seconds": 1}), priority=5, label="nightly")
     assert row["status"] == "pending" and row["priority"] == 5 and row["payload"] == {"seconds": 1}
     assert row["label"] == "nightly" and row["max_retries"] == 3 and row["user_id"] == "alice"
@@ -67,7 +68,7 @@ def test_enqueue_task_creates_a_pending_task_and_notifies(sql: psycopg.Connectio
         "pending": 1}
 
 
-def test_enqueue_task_with_a_repeated_idempotency_key_returns_the_first(sql: psycopg.Connection) -> None:
+def test_enqueue_task_with_a_repeated_idempotency_key_returns_the_first(sql: psycopg.Connection[Any]) -> None:
     first = _enqueue(sql, idempotency_key="k1")
     again = _enqueue(sql, idempotency_key="k1")
     other_user = _enqueue(sql, user="bob", idempotency_key="k1")
@@ -75,14 +76,14 @@ def test_enqueue_task_with_a_repeated_idempotency_key_returns_the_first(sql: psy
     assert _counts(sql)["pending"] == 2
 
 
-def test_enqueue_task_refuses_what_the_table_refuses(sql: psycopg.Connection) -> None:
+def test_enqueue_task_refuses_what_the_table_refuses(sql: psycopg.Connection[Any]) -> None:
     with pytest.raises(psycopg.errors.CheckViolation):
         _enqueue(sql, "Not A Type")
     with pytest.raises(psycopg.errors.CheckViolation):
         _enqueue(sql, payload=psycopg.types.json.Jsonb([1, 2]))
 
 
-async def test_cancel_task_at_psql_matches_the_api_path(sql: psycopg.Connection, pool: Any,
+async def test_cancel_task_at_psql_matches_the_api_path(sql: psycopg.Connection[Any], pool: Any,
                                                        listener: Listener) -> None:
     at_psql = _enqueue(sql)
     via_api = _enqueue(sql)
@@ -99,7 +100,7 @@ async def test_cancel_task_at_psql_matches_the_api_path(sql: psycopg.Connection,
     assert _counts(sql)["cancelled"] == 2
 
 
-async def test_cancelling_a_completed_task_is_refused_at_psql_and_at_the_api(sql: psycopg.Connection, pool: Any,
+async def test_cancelling_a_completed_task_is_refused_at_psql_and_at_the_api(sql: psycopg.Connection[Any], pool: Any,
                                                                             listener: Listener) -> None:
     t = _enqueue(sql)
     sql.execute("UPDATE background_tasks SET status = 'completed' WHERE id = %s", (t["id"],))
@@ -119,7 +120,7 @@ async def test_cancelling_a_completed_task_is_refused_at_psql_and_at_the_api(sql
     assert listener.task_events() == []  # a refusal changes nothing, so nobody is told anything
 
 
-async def test_retry_task_at_psql_keeps_the_history_and_matches_the_api(sql: psycopg.Connection, pool: Any,
+async def test_retry_task_at_psql_keeps_the_history_and_matches_the_api(sql: psycopg.Connection[Any], pool: Any,
                                                                        listener: Listener) -> None:
     ids = [_enqueue(sql, "flaky")["id"] for _ in range(2)]
     claimed = sql.execute("SELECT id, attempt FROM claim_tasks('w1', 2, 30)").fetchall()
@@ -146,7 +147,7 @@ async def test_retry_task_at_psql_keeps_the_history_and_matches_the_api(sql: psy
         await task_store.retry_visible_task(pool, ids[1], None)
 
 
-async def test_clear_completed_at_psql_matches_the_api(sql: psycopg.Connection, pool: Any,
+async def test_clear_completed_at_psql_matches_the_api(sql: psycopg.Connection[Any], pool: Any,
                                                       listener: Listener) -> None:
     def seed() -> list[str]:
         done = [_enqueue(sql, user=u, project_id=p)["id"] for u, p in
@@ -171,7 +172,7 @@ async def test_clear_completed_at_psql_matches_the_api(sql: psycopg.Connection, 
     assert _counts(sql) == {"pending": 1, "processing": 0, "completed": 0, "error": 0, "cancelled": 0}
 
 
-async def test_pause_resume_and_limit_at_psql_match_the_api(sql: psycopg.Connection, pool: Any,
+async def test_pause_resume_and_limit_at_psql_match_the_api(sql: psycopg.Connection[Any], pool: Any,
                                                            listener: Listener) -> None:
     for _ in range(5):
         _enqueue(sql)
@@ -203,7 +204,7 @@ async def test_pause_resume_and_limit_at_psql_match_the_api(sql: psycopg.Connect
     assert same is not None and dict(api_row) == same
 
 
-def test_views_show_health_stuck_tasks_type_stats_and_usage(sql: psycopg.Connection) -> None:
+def test_views_show_health_stuck_tasks_type_stats_and_usage(sql: psycopg.Connection[Any]) -> None:
     for _ in range(3):
         _enqueue(sql)
     _enqueue(sql, "sleep", run_at=None)
@@ -213,9 +214,9 @@ def test_views_show_health_stuck_tasks_type_stats_and_usage(sql: psycopg.Connect
                 "('w0', 'h', 2, 8)")
     sql.execute("UPDATE bgtasks_workers SET heartbeat_at = now() - interval '1 hour' WHERE worker_id = 'w0'")
     # One running task's worker went silent: its lease lapsed.
-    stuck_id = sql.execute("UPDATE background_tasks SET lease_expires_at = now() - interval '5 seconds', "
+    stuck_id = one(sql, "UPDATE background_tasks SET lease_expires_at = now() - interval '5 seconds', "
                            "worker_id = 'w0' WHERE id = (SELECT id FROM background_tasks WHERE status = "
-                           "'processing' LIMIT 1) RETURNING id").fetchone()["id"]  # type: ignore[index]
+                           "'processing' LIMIT 1) RETURNING id")["id"]  # type: ignore[index]
 
     health = sql.execute("SELECT * FROM queue_health").fetchone()
     assert health is not None
@@ -237,7 +238,7 @@ def test_views_show_health_stuck_tasks_type_stats_and_usage(sql: psycopg.Connect
                ('flaky', 'bob', 'error', now() - interval '10 s', now() - interval '9 s', now() - interval '8 s'),
                ('flaky', 'bob', 'completed', now() - interval '3 days', now() - interval '3 days',
                 now() - interval '3 days')""")
-    failed = sql.execute("SELECT id FROM background_tasks WHERE status = 'error'").fetchone()["id"]  # type: ignore[index]
+    failed = one(sql, "SELECT id FROM background_tasks WHERE status = 'error'")["id"]  # type: ignore[index]
     sql.execute("INSERT INTO task_attempt_errors (task_id, attempt, error_type, error_message, outcome) VALUES "
                 "(%s, 1, 'RuntimeError', 'x', 'retried'), (%s, 2, 'RuntimeError', 'x', 'failed')",
                 (failed, failed))
@@ -267,7 +268,7 @@ def test_views_show_health_stuck_tasks_type_stats_and_usage(sql: psycopg.Connect
     assert sum(r["total"] for r in counts.values()) == sum(_counts(sql).values()) == 9
 
 
-def test_purge_finished_tasks_deletes_old_finished_rows_in_batches(sql: psycopg.Connection,
+def test_purge_finished_tasks_deletes_old_finished_rows_in_batches(sql: psycopg.Connection[Any],
                                                                    listener: Listener) -> None:
     sql.execute("""
         INSERT INTO background_tasks (task_type, user_id, status, completed_at)
@@ -294,10 +295,10 @@ def test_purge_finished_tasks_deletes_old_finished_rows_in_batches(sql: psycopg.
     assert _counts(sql) == {"pending": 1, "processing": 0, "completed": 1, "error": 0, "cancelled": 0}
 
 
-def test_purge_skips_rows_another_transaction_holds(database_url: str, sql: psycopg.Connection) -> None:
+def test_purge_skips_rows_another_transaction_holds(database_url: str, sql: psycopg.Connection[Any]) -> None:
     sql.execute("INSERT INTO background_tasks (task_type, user_id, status, completed_at) "
                 "SELECT 'noop', 'u', 'error', now() - interval '10 days' FROM generate_series(1, 3)")
-    held = sql.execute("SELECT id FROM background_tasks LIMIT 1").fetchone()["id"]  # type: ignore[index]
+    held = one(sql, "SELECT id FROM background_tasks LIMIT 1")["id"]  # type: ignore[index]
     with db.sync_connect(database_url) as other:
         with other.transaction():
             other.execute("SELECT 1 FROM background_tasks WHERE id = %s FOR UPDATE", (held,))
@@ -309,7 +310,7 @@ def test_purge_skips_rows_another_transaction_holds(database_url: str, sql: psyc
 def test_downgrade_drops_the_operations_objects_and_upgrade_restores_them(empty_database_url: str) -> None:
     from alembic import command
 
-    def present(conn: psycopg.Connection) -> set[str]:
+    def present(conn: psycopg.Connection[Any]) -> set[str]:
         rows = conn.execute("""
             SELECT viewname AS name FROM pg_views WHERE schemaname = 'public'
             UNION ALL SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

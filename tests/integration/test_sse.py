@@ -121,7 +121,7 @@ async def next_message(it: AsyncIterator[Sse], within_s: float = 5.0, skip_comme
     return await asyncio.wait_for(go(), within_s)
 
 
-def insert(sql: psycopg.Connection, user: str = "local", task_type: str = "noop", **cols: Any) -> str:
+def insert(sql: psycopg.Connection[Any], user: str = "local", task_type: str = "noop", **cols: Any) -> str:
     names = ["task_type", "user_id", *cols]
     row = sql.execute(
         f"INSERT INTO background_tasks ({', '.join(names)}) "
@@ -136,7 +136,7 @@ def insert(sql: psycopg.Connection, user: str = "local", task_type: str = "noop"
 
 
 async def test_subscribe_to_task_sends_current_state_updates_and_complete_then_closes(
-    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api()
     tid = insert(sql, description="queued")
@@ -178,7 +178,7 @@ async def test_subscribe_to_task_sends_current_state_updates_and_complete_then_c
 
 
 async def test_subscribe_to_finished_task_sends_terminal_message_at_once(
-    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api()
     failed = insert(sql)
@@ -201,7 +201,7 @@ async def test_subscribe_to_finished_task_sends_terminal_message_at_once(
 
 
 async def test_another_users_task_looks_exactly_like_a_missing_one(
-    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api()
     tid = insert(sql, user="alice")
@@ -220,7 +220,7 @@ async def test_another_users_task_looks_exactly_like_a_missing_one(
 
 
 async def test_subscription_times_out_with_seed_twos_message_and_sends_keepalives(
-    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api(bgtasks_sse_timeout_s=1.0, bgtasks_sse_keepalive_s=0.3)
     tid = insert(sql)
@@ -239,7 +239,7 @@ async def test_subscription_times_out_with_seed_twos_message_and_sends_keepalive
 
 
 async def test_events_stream_filters_by_owner_and_resumes_from_last_event_id(
-    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api()
     async with httpx.AsyncClient(base_url=api.base, timeout=10) as client:
@@ -274,7 +274,7 @@ async def test_events_stream_filters_by_owner_and_resumes_from_last_event_id(
 
 
 async def test_events_stream_status_filter_and_deletes_for_a_superuser(
-    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api()
     async with (
@@ -312,7 +312,7 @@ async def test_events_stream_rejects_a_bad_last_event_id(start_api: Callable[...
 
 
 async def test_websocket_carries_the_same_events(
-    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api()
     async with websockets.connect(f"ws://127.0.0.1:{api.port}/api/ws?type=sleep") as ws:
@@ -327,7 +327,7 @@ async def test_websocket_carries_the_same_events(
 
 
 async def test_two_hundred_subscribers_that_connect_and_drop_leave_nothing_in_the_hub(
-    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api(bgtasks_max_streams_per_user=200)  # all are the local user's
     tid = insert(sql)

@@ -28,6 +28,7 @@ from bgtasks.embedded import free_port
 from bgtasks.settings import load_settings
 from bgtasks.store import keys
 from tests.integration.test_sse import insert, next_message, read_events
+from tests.rows import one
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +100,7 @@ async def until_ready(events: AsyncIterator[dict[str, Any]]) -> None:
 
 
 async def test_revoking_a_key_ends_its_sse_and_websocket_streams_on_every_api_process(
-    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection[Any]
 ) -> None:
     # The periodic re-check is left at its default (60 s): within the deadline below only the NOTIFY can
     # end the streams.
@@ -154,7 +155,7 @@ async def test_revoking_a_key_ends_its_sse_and_websocket_streams_on_every_api_pr
 
 
 async def test_the_periodic_recheck_ends_a_stream_whose_revocation_was_never_notified(
-    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api(bgtasks_stream_recheck_s=0.2)
     key, key_id = await new_key(database_url, "bob")
@@ -176,7 +177,7 @@ async def test_the_periodic_recheck_ends_a_stream_whose_revocation_was_never_not
 
 
 async def test_one_stream_above_the_per_user_cap_gets_429_with_retry_after(
-    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api(bgtasks_max_streams_per_user=2)
     key, _ = await new_key(database_url, "carol")
@@ -216,7 +217,7 @@ async def test_one_stream_above_the_per_user_cap_gets_429_with_retry_after(
 
 
 async def test_a_large_result_goes_by_reference_on_the_all_task_stream_and_inline_to_seed_two(
-    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api(bgtasks_stream_inline_bytes=1000)
     key, _ = await new_key(database_url, "erin")
@@ -251,7 +252,7 @@ async def test_a_large_result_goes_by_reference_on_the_all_task_stream_and_inlin
 
 
 async def test_a_subscribe_token_reads_only_its_task_and_never_writes(
-    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api()
     key, _ = await new_key(database_url, "alice")
@@ -278,7 +279,7 @@ async def test_a_subscribe_token_reads_only_its_task_and_never_writes(
             refused = await client.request(method, path, params={"token": token}, json=body)
             assert refused.status_code == 401, (method, path, refused.text)
             assert "read token only reads" in refused.json()["error"]
-        assert sql.execute("SELECT status FROM background_tasks WHERE id = %s", (tid,)).fetchone()["status"] == "pending"
+        assert one(sql, "SELECT status FROM background_tasks WHERE id = %s", (tid,))["status"] == "pending"
         for bad in ("nope", token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb"), "x" * 9000):
             refused = await client.get(f"/api/tasks/{tid}", params={"token": bad})
             assert refused.status_code == 401 and refused.json()["field"] is None
@@ -300,13 +301,13 @@ async def test_a_subscribe_token_reads_only_its_task_and_never_writes(
             sql.execute("UPDATE background_tasks SET progress = 40 WHERE id = %s", (tid,))
             msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert msg["event"] == "task" and msg["data"]["id"] == tid and msg["data"]["progress"] == 40
-        with pytest.raises(websockets.InvalidStatus) as refused:
+        with pytest.raises(websockets.InvalidStatus) as forged:
             await websockets.connect(f"ws://127.0.0.1:{api.port}/api/ws?token=forged")
-        assert refused.value.response.status_code == 401
+        assert forged.value.response.status_code == 401
 
 
 async def test_post_tokens_mints_for_named_tasks_or_my_tasks_and_checks_what_it_names(
-    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api(bgtasks_read_token_max_ttl_s=1200)
     key, _ = await new_key(database_url, "alice")
@@ -353,7 +354,7 @@ class FakeClock:
 
 
 async def test_a_read_token_expires_and_dies_with_the_key_that_minted_it(
-    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+    start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection[Any]
 ) -> None:
     clock = FakeClock()
     api = await start_api(clock=clock, bgtasks_stream_recheck_s=0.2)

@@ -48,9 +48,9 @@ async def test_user_ids_compare_case_insensitively_and_read_as_utf8(database_url
         r = await api.client.get(f"/api/tasks/{task['id']}", headers={"x-user-email": "bob@example.com"})
         assert r.status_code == 404
         # UTF-8 on the wire (as a proxy sends it): José, not JosÃ©.
-        me = await api.client.get("/api/me", headers={"x-user-email": "José@example.com".encode()})
+        me = await api.client.get("/api/me", headers={b"x-user-email": "José@example.com".encode()})
         assert me.json()["userId"] == "josé@example.com"
-        bad = await api.client.get("/api/me", headers={"x-user-email": b"j\xe9@example.com"})  # latin-1 bytes
+        bad = await api.client.get("/api/me", headers={b"x-user-email": b"j\xe9@example.com"})  # latin-1 bytes
         assert bad.status_code == 401 and "UTF-8" in bad.json()["error"]
 
 

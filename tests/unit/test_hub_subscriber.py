@@ -1,5 +1,6 @@
 """A hub subscriber's waiting, without a database: a change wakes the reader at once, and the keep-alive
-wait (one timer per subscriber, re-armed only when it fires) still ends on time after earlier wakes."""
+wait (one timer per subscriber, re-armed only when it fires) still ends on time after earlier wakes. The
+waits run on a virtual clock (tests/virtual_clock.py), so their durations are exact, not measured."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from bgtasks.api.events import event_size
 from bgtasks.hub import Event, Holder, Hub, Subscriber, TaskFilter, TooManyStreams
+from tests.virtual_clock import on_virtual_clock
 
 
 def subscriber() -> Subscriber:
@@ -22,21 +24,24 @@ def event(seq: int, task_id: str = "task_1") -> Event:
 
 
 async def timed(waiter: Any) -> float:
+    """How long the waiter took to resolve, in the loop's (virtual) seconds."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     await asyncio.wait_for(waiter, 5)
     return loop.time() - started
 
 
+@on_virtual_clock
 async def test_an_offer_wakes_the_waiting_reader_at_once() -> None:
     sub = subscriber()
     waiter = sub.ready(10)
     sub.offer(event(1))
-    assert await timed(waiter) < 1
+    assert await timed(waiter) == 0
     assert [e.seq for e in sub.take()] == [1]
     assert sub.take() == []
 
 
+@on_virtual_clock
 async def test_a_wait_with_nothing_ends_after_its_own_interval_after_an_earlier_wake() -> None:
     sub = subscriber()
     first = sub.ready(0.3)  # arms the timer for 0.3 s from now
@@ -46,19 +51,21 @@ async def test_a_wait_with_nothing_ends_after_its_own_interval_after_an_earlier_
     sub.take()
     # The timer armed by the first wait fires 0.2 s into this one; it must not end it early.
     elapsed = await timed(sub.ready(0.3))
-    assert 0.28 <= elapsed < 1, elapsed
+    assert elapsed == pytest.approx(0.3), elapsed
     assert sub.take() == []
 
 
+@on_virtual_clock
 async def test_a_shorter_wait_than_the_armed_timer_ends_on_time() -> None:
     sub = subscriber()
     first = sub.ready(10)
     sub.offer(event(1))
     await first
     sub.take()
-    assert await timed(sub.ready(0.05)) < 1
+    assert await timed(sub.ready(0.05)) == pytest.approx(0.05)
 
 
+@on_virtual_clock
 async def test_a_wait_without_interval_is_not_ended_by_an_earlier_timer() -> None:
     sub = subscriber()
     first = sub.ready(0.05)
@@ -73,11 +80,12 @@ async def test_a_wait_without_interval_is_not_ended_by_an_earlier_timer() -> Non
     assert [e.seq for e in sub.take()] == [2]
 
 
+@on_virtual_clock
 async def test_closing_ends_the_wait_and_leaves_the_hub() -> None:
     sub = subscriber()
     waiter = sub.ready(10)
     sub.close("bye")
-    assert await timed(waiter) < 1
+    assert await timed(waiter) == 0
     assert sub.closed_reason == "bye" and sub.take() == []
     assert sub.hub.subscriber_count == 0 and sub.hub._streams == {}
 

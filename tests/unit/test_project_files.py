@@ -4,7 +4,6 @@ ignore-aware walk that picks what the model sees."""
 from __future__ import annotations
 
 import os
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -239,14 +238,12 @@ def test_ten_thousand_files_stay_within_budget_and_memory(tmp_path: Path) -> Non
     _write(tmp_path, "README.md", "# Big\n")
 
     tracemalloc.start()
-    started = time.monotonic()
     try:
         snapshot = collect_project_files(tmp_path, budget_chars=50_000)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
 
-    assert time.monotonic() - started < 30
     assert snapshot.total_files_seen == 10_001
     assert snapshot.content_chars <= 50_000
     assert snapshot.files[0].path == "README.md"
