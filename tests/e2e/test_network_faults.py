@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from tests.processes import Processes, peak_concurrency, wait_until
+from tests.rows import one
 from tests.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.slow
@@ -75,8 +76,8 @@ def test_a_worker_frozen_off_the_database_stops_its_actors_before_its_lease_runs
 
         wait_until(taken_over, 30, "the other worker to run both tasks once the frozen worker's leases ran out")
         proxy.thaw()
-        wait_until(lambda: sql.execute("SELECT bool_and(status = 'completed') AS ok FROM background_tasks")
-                   .fetchone()["ok"], 30, "both tasks to complete")
+        wait_until(lambda: one(sql, "SELECT bool_and(status = 'completed') AS ok FROM background_tasks")["ok"],
+                   30, "both tasks to complete")
         frozen.stop()
     lines = procs.journal_lines()
     ends = {ln["task"]: ln["t"] for ln in lines if ln["event"] == "end" and ln["pid"] == frozen.pid}
@@ -108,8 +109,8 @@ def test_a_worker_woken_from_sigstop_past_its_lease_stops_its_actors_first(
         os.kill(frozen.pid, signal.SIGCONT)
     wait_until(lambda: sum(1 for ln in procs.journal_lines() if ln["event"] == "end" and ln["pid"] == frozen.pid)
                == 2, 15, "the woken worker to stop both actors")
-    wait_until(lambda: sql.execute("SELECT bool_and(status = 'completed') AS ok FROM background_tasks")
-               .fetchone()["ok"], 30, "both tasks to complete")
+    wait_until(lambda: one(sql, "SELECT bool_and(status = 'completed') AS ok FROM background_tasks")["ok"],
+               30, "both tasks to complete")
     ends = [ln for ln in procs.journal_lines() if ln["event"] == "end" and ln["pid"] == frozen.pid]
     assert sorted(ln["task"] for ln in ends) == sorted(ids)
     assert all(ln.get("error") for ln in ends), ends  # stopped, not run to the end

@@ -20,6 +20,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.processes import Processes, wait_until
+from tests.rows import one
 
 BGTASKS = str(Path(sys.executable).parent / "bgtasks")
 
@@ -105,8 +106,8 @@ def test_every_waiting_reason_reads_the_same_at_psql_in_the_api_and_in_the_cli(s
     # One sleep of user 'busy' runs on the worker; the user's limit of 1 holds the next.
     s.sql.execute("INSERT INTO user_limits (user_id, max_running) VALUES ('busy', 1)")
     running = s.insert("sleep", "busy", payload={"seconds": 60, "steps": 60})
-    wait_until(lambda: s.sql.execute("SELECT status FROM background_tasks WHERE id = %s",
-                                     (running,)).fetchone()["status"] == "processing", 30, "the sleep to start")
+    wait_until(lambda: one(s.sql, "SELECT status FROM background_tasks WHERE id = %s",
+                                     (running,))["status"] == "processing", 30, "the sleep to start")
     held = s.insert("sleep", "busy", payload={"seconds": 0.1})
     s.expect(held, "user_limit", "held by the user's limit: 1/1 running")
 

@@ -9,6 +9,7 @@ import psycopg
 
 from bgtasks.worker import CLAIM_BATCH_PER_THREAD
 from tests.processes import Processes, wait_until
+from tests.rows import one
 
 
 def queue(sql: psycopg.Connection[Any], user: str, n: int, **cols: Any) -> list[str]:
@@ -91,12 +92,12 @@ def test_a_user_queueing_behind_a_10000_task_backlog_starts_within_one_claim_bat
     wait_until(lambda: done(sql, "ann") >= 500, 60, "ann's backlog to be draining")
     [bob] = queue(sql, "bob", 1)
     wait_until(lambda: done(sql, "bob") == 1, 30, "bob's task to complete")
-    row = sql.execute(
+    row = one(sql,
         "SELECT count(*) FILTER (WHERE a.started_at > b.created_at AND a.started_at < b.started_at) AS before_bob,"
         " count(*) FILTER (WHERE a.status = 'pending') AS still_queued "
         "FROM background_tasks a, background_tasks b WHERE a.user_id = 'ann' AND b.id = %s",
         (bob,),
-    ).fetchone()
+    )
     # Claims that had begun before bob's task was committed could not see it: at most one batch of ann's.
     assert row["before_bob"] <= CLAIM_BATCH_PER_THREAD * concurrency, row
     assert row["still_queued"] > 0, "ann's backlog drained before bob's task was queued: the test saw nothing"
@@ -104,7 +105,7 @@ def test_a_user_queueing_behind_a_10000_task_backlog_starts_within_one_claim_bat
 
 def done(sql: psycopg.Connection[Any], user: str) -> int:
     return int(
-        sql.execute(
+        one(sql,
             "SELECT count(*) AS n FROM background_tasks WHERE user_id = %s AND status = 'completed'", (user,)
-        ).fetchone()["n"]
+        )["n"]
     )

@@ -16,6 +16,7 @@ import pytest
 
 from bgtasks import db, scheduler
 from tests.integration.apiclient import Api, running_api
+from tests.rows import one
 
 
 @pytest.fixture
@@ -153,16 +154,14 @@ def test_tasks_of_schedules_count_against_their_owners_rate(
         scheduler.run_due_schedules(conn)  # the first tick only computes next_run_at
         sql.execute(due)
         assert scheduler.run_due_schedules(conn) == 0
-        row = sql.execute(
-            "SELECT enabled, last_error, next_run_at > now() AS moved_on FROM task_schedules"
-        ).fetchone()
+        row = one(sql, "SELECT enabled, last_error, next_run_at > now() AS moved_on FROM task_schedules")
         assert row["enabled"] and row["moved_on"], row
         assert "rate limit" in row["last_error"], row
-        assert sql.execute("SELECT count(*) AS n FROM background_tasks").fetchone()["n"] == 3
+        assert one(sql, "SELECT count(*) AS n FROM background_tasks")["n"] == 3
         sql.execute("UPDATE user_limits SET max_created_per_minute = 10 WHERE user_id = 'ann'")
         sql.execute(due)
         assert scheduler.run_due_schedules(conn) >= 1  # the due time a second ago, and maybe now's
-        row = sql.execute("SELECT last_error FROM task_schedules").fetchone()
+        row = one(sql, "SELECT last_error FROM task_schedules")
         assert row["last_error"] is None
 
 

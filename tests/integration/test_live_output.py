@@ -26,6 +26,7 @@ from bgtasks.worker import Runtime
 from tests.fakes.openai_server import FakeOpenAI, streamed
 from tests.integration.test_sse import Api, insert, next_message, read_events
 from tests.integration.test_sse import start_api as start_api  # the fixture, shared
+from tests.rows import one
 
 WORDS = [f"w{i} " for i in range(200)]
 TEXT = "".join(WORDS)
@@ -80,7 +81,7 @@ def text_of(messages: list[dict[str, Any]]) -> str:
 
 
 async def test_streamed_output_reaches_subscribers_live_resumes_exactly_and_is_removed_at_the_end(
-    writer_type: None, start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+    writer_type: None, start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api()
     with FakeOpenAI() as fake:
@@ -138,13 +139,13 @@ async def test_streamed_output_reaches_subscribers_live_resumes_exactly_and_is_r
     assert seen + text_of(after) == TEXT, "the reconnect did not get exactly the rest"
     assert text_of(late_messages) == TEXT, "the late subscriber did not get the text so far and the rest"
     assert seed_types and set(seed_types) <= {"update", "complete"} and seed_types[-1] == "complete"
-    assert sql.execute("SELECT count(*) AS n FROM task_output").fetchone()["n"] == 0
+    assert one(sql, "SELECT count(*) AS n FROM task_output")["n"] == 0
     # Coalesced: 200 pieces in far fewer writes (at most about one per 0.1 s of a 4 s stream, plus the last).
     assert len(outputs) < 100
 
 
 async def test_the_python_client_and_watch_output_print_the_text_as_it_is_written(
-    writer_type: None, start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection
+    writer_type: None, start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection[Any]
 ) -> None:
     api = await start_api()
     with FakeOpenAI() as fake:

@@ -13,6 +13,7 @@ from bgtasks.broker import message_for
 from bgtasks.errors import TaskCancelled
 from bgtasks.settings import load_settings
 from bgtasks.worker import Runtime
+from tests.rows import one
 
 
 def test_progress_survives_a_terminated_pooled_connection(database_url: str,
@@ -56,7 +57,7 @@ def test_a_lease_that_cannot_be_renewed_in_time_is_fenced_and_handed_back(databa
         assert ctx.cancelled.is_set()
         with pytest.raises(TaskCancelled):
             ctx.progress_sync(50, "after the fence")
-        lease = sql.execute("SELECT lease_expires_at FROM background_tasks WHERE id = %s", (task_id,)).fetchone()
+        lease = one(sql, "SELECT lease_expires_at FROM background_tasks WHERE id = %s", (task_id,))
         with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
             runtime._beat(conn)  # the actor has not stopped yet: nothing handed back, the lease not extended
         assert sql.execute("SELECT status::text, lease_expires_at, progress FROM background_tasks "
@@ -71,7 +72,7 @@ def test_a_lease_that_cannot_be_renewed_in_time_is_fenced_and_handed_back(databa
         runtime.pool.close()
     assert sql.execute("SELECT status::text, retry_count, worker_id FROM background_tasks WHERE id = %s",
                        (task_id,)).fetchone() == {"status": "pending", "retry_count": 0, "worker_id": None}
-    assert sql.execute("SELECT count(*) AS n FROM task_attempt_errors").fetchone()["n"] == 0
+    assert one(sql, "SELECT count(*) AS n FROM task_attempt_errors")["n"] == 0
 
 
 def test_tasks_of_a_claim_whose_answer_was_lost_go_back_without_a_retry(database_url: str,
@@ -99,4 +100,4 @@ def test_tasks_of_a_claim_whose_answer_was_lost_go_back_without_a_retry(database
     assert again["id"] == ids[1]
     assert sql.execute("SELECT status::text, attempt, retry_count FROM background_tasks WHERE id = %s",
                        (ids[1],)).fetchone() == {"status": "processing", "attempt": 2, "retry_count": 0}
-    assert sql.execute("SELECT count(*) AS n FROM task_attempt_errors").fetchone()["n"] == 0
+    assert one(sql, "SELECT count(*) AS n FROM task_attempt_errors")["n"] == 0

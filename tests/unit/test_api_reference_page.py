@@ -4,6 +4,7 @@ and the page loads scripts only from the service (no I/O: the routes read no dat
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from bgtasks.settings import load_settings
 
 
 @pytest.fixture
-async def client() -> httpx.AsyncClient:
+async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(load_settings(database_url="postgresql://nobody@127.0.0.1:1/none", bgtasks_dev=False))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.example") as c:
         yield c

@@ -41,7 +41,7 @@ def _emitted_event_kinds() -> set[str]:
                 kinds.update(
                     k.value.value
                     for k in node.keywords
-                    if k.arg == "event" and isinstance(k.value, ast.Constant)
+                    if k.arg == "event" and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)
                 )
     return kinds | _dict_values(events, "event")
 
