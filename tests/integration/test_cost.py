@@ -21,6 +21,7 @@ from bgtasks.worker import Runtime
 from tests.fakes.openai_server import FakeOpenAI, answer, wrong_schema
 from tests.integration.test_sse import Api, insert
 from tests.integration.test_sse import start_api as start_api  # the fixture, shared
+from tests.rows import one
 
 SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"],
           "additionalProperties": False}
@@ -61,7 +62,7 @@ def run_attempt(database_url: str, base_url: str, task_id: str, finish: str) -> 
 
 
 async def test_cost_per_task_is_the_price_times_the_usage_over_retries_and_re_asks(
-    asker_type: None, start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection,
+    asker_type: None, start_api: Callable[..., Awaitable[Api]], database_url: str, sql: psycopg.Connection[Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     sql.execute("INSERT INTO model_prices (model, prompt_per_million, completion_per_million, "
@@ -94,16 +95,16 @@ async def test_cost_per_task_is_the_price_times_the_usage_over_retries_and_re_as
     assert code == 0 and f"${float(sum(expected)):,.4f}" in printed and "test-asker" in printed, printed
 
 
-def test_prices_match_the_longest_prefix_and_count_cached_prompt_tokens(sql: psycopg.Connection) -> None:
-    cost = sql.execute("SELECT model_call_cost('gpt-4o-mini-2024-07-18', 1000000, 400000, 1000000) AS c, "
+def test_prices_match_the_longest_prefix_and_count_cached_prompt_tokens(sql: psycopg.Connection[Any]) -> None:
+    cost = one(sql, "SELECT model_call_cost('gpt-4o-mini-2024-07-18', 1000000, 400000, 1000000) AS c, "
                        "model_call_cost('gpt-4o-2024-08-06', 1000000, 0, 0) AS d, "
-                       "model_call_cost('unknown-model', 10, 0, 10) AS e").fetchone()
+                       "model_call_cost('unknown-model', 10, 0, 10) AS e")
     # gpt-4o-mini, not gpt-4o: 600,000 x 0.15 + 400,000 x 0.075 + 1,000,000 x 0.60 per million
     assert cost["c"] == Decimal("0.72") and cost["d"] == Decimal("2.5") and cost["e"] is None
 
 
 async def test_a_user_over_the_daily_spending_cap_makes_no_new_model_call(
-    asker_type: None, database_url: str, sql: psycopg.Connection
+    asker_type: None, database_url: str, sql: psycopg.Connection[Any]
 ) -> None:
     sql.execute("INSERT INTO model_prices (model, prompt_per_million, completion_per_million, "
                 "cached_prompt_per_million) VALUES ('fake-model', 300, 1500, 30)")
@@ -116,5 +117,5 @@ async def test_a_user_over_the_daily_spending_cap_makes_no_new_model_call(
         with pytest.raises(SpendingCapReached, match=r"daily spending cap reached: user 'local'"):
             await asyncio.to_thread(run_attempt, database_url, fake.base_url, second, "complete")
         assert len(fake.requests) == 1, "a model call was made over the cap"
-    spent = sql.execute("SELECT * FROM user_spending_today('local')").fetchone()
+    spent = one(sql, "SELECT * FROM user_spending_today('local')")
     assert spent["cap_usd"] == Decimal("0.001") and spent["spent_usd"] > spent["cap_usd"]
