@@ -249,9 +249,10 @@ def test_the_stream_filters_the_code_reads_are_documented_parameters() -> None:
     """Every query filter `_filter_from` (service/api/events.py) reads is a parameter of /api/events and /api/ws
     in /openapi.json (an alias may instead be named in its parameter's description, as `taskType` is)."""
     function = next(n for n in ast.walk(_tree(events)) if isinstance(n, ast.FunctionDef) and n.name == "_filter_from")
-    read = set()
+    read: set[str] = set()
     for node in ast.walk(function):
-        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+        if (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)):
             callee = ast.unparse(node.func)
             if callee in ("split", "q.get", "q.getlist"):
                 read.add(node.args[0].value)
