@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
@@ -84,6 +85,10 @@ async def _measure(url: str) -> dict[str, float]:
     api = Child(["api", "--port", str(port)], _env(url, BGTASKS_DEV="1"), ready=None)
     try:
         return await _p50s(f"http://127.0.0.1:{port}")
+    except RuntimeError:
+        log = await asyncio.to_thread(Path(api.log.name).read_text, errors="replace")
+        print(log[-3000:], flush=True)  # the API's side of it
+        raise
     finally:
         api.stop()
 
