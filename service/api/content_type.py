@@ -1,9 +1,9 @@
 """State-changing requests carry JSON: anything else is refused with 415 before a handler reads it. A page on
 another site can send `text/plain` (or a typeless Blob) without a CORS preflight; JSON needs one.
 
-A request with an `Authorization` header is not checked: no page can add that header without a preflight,
-so it cannot be a cross-site form post, and `curl -H "Authorization: Bearer $KEY" -d '{…}'` (which sends
-`application/x-www-form-urlencoded`) works as the docs write it. Its body must still parse as JSON."""
+The rule holds in every mode and for every credential (issue 16: state-changing endpoints accept only JSON
+bodies), so a body is never read as JSON under another label: `curl -d` needs
+`-H 'Content-Type: application/json'` (or `curl --json`), as every sample in the docs writes it."""
 
 from __future__ import annotations
 
@@ -31,11 +31,7 @@ class JsonBodyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
-            headers = Headers(scope=scope)
-            if "authorization" in headers:
-                await self.app(scope, receive, send)
-                return
-            content_type = headers.get("content-type")
+            content_type = Headers(scope=scope).get("content-type")
             if content_type is not None and not _is_json(content_type):
                 await _refuse(send, f"content-type: expected application/json, got {content_type[:100]!r}")
                 return

@@ -116,18 +116,21 @@ async def test_revoked_key_is_refused(api: Api) -> None:
     assert (await api.client.get("/api/tasks", headers=headers)).status_code == 401
 
 
-async def test_a_key_holder_may_post_json_as_curl_sends_it(api: Api) -> None:
-    """docs/api.md's `curl -H "Authorization: Bearer $KEY" -d '{…}'`: curl labels the body form-urlencoded.
-    A request with an Authorization header cannot be a cross-site form post, so its type is not checked; the
-    body must still be JSON, and without a key the type is (the dev-mode test above)."""
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
+async def test_a_key_holder_must_label_json_as_json(api: Api) -> None:
+    """Every mode, every credential: a state-changing request labelled other than JSON is a 415 naming the
+    header (curl's `-d` default, form-urlencoded, included: the docs add `-H 'Content-Type: application/json'`),
+    and nothing is created; labelled JSON, the same body is accepted."""
     alice = await api.key("alice")
-    r = await api.client.post("/api/tasks", content=b'{"taskType": "noop"}', headers={**alice, **form})
+    before = (await api.client.get("/api/tasks", headers=alice)).json()
+    for label in ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"):
+        r = await api.client.post("/api/tasks", content=b'{"taskType": "noop"}',
+                                  headers={**alice, "Content-Type": label})
+        assert r.status_code == 415, (label, r.text)
+        assert r.json()["code"] == "unsupported_media_type" and r.json()["field"] == "content-type", r.text
+    assert (await api.client.get("/api/tasks", headers=alice)).json() == before
+    r = await api.client.post("/api/tasks", content=b'{"taskType": "noop"}',
+                              headers={**alice, "Content-Type": "application/json"})
     assert r.status_code == 201 and r.json()["task"]["userId"] == "alice", r.text
-    r = await api.client.post("/api/tasks", content=b"taskType=noop", headers={**alice, **form})
-    assert r.status_code == 400 and r.json()["code"] == "invalid_json", r.text
-    r = await api.client.post("/api/tasks", content=b'{"taskType": "noop"}', headers=form)
-    assert r.status_code in (401, 415), r.text
 
 
 def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
