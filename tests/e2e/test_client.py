@@ -104,6 +104,7 @@ class CuttableProxy:
         for s in self.open:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+            s.close()  # ours to close, not the garbage collector's (warnings are errors)
         self.open.clear()
 
     def close(self) -> None:
