@@ -160,7 +160,7 @@ async def authenticate(request: Request) -> Principal:
             raise AuthError("authorization: unknown or revoked API key")
         if owner.stale:
             await keys.touch_api_key(pool, owner.key_id)
-        return Principal(owner.user_id, owner.is_superuser, owner.key_id)
+        return Principal(owner.user_id.lower(), owner.is_superuser, owner.key_id)
     if settings.bgtasks_trusted_proxy:
         proxied = proxy_principal(request, settings)
         if proxied is not None:

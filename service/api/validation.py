@@ -282,7 +282,7 @@ def build_task_spec(
         raise Forbidden(f"{where}userId: only a superuser may create tasks for another user")
     return TaskSpec(
         task_type=task_type.name,
-        user_id=user_id or principal.user_id,
+        user_id=(user_id or principal.user_id).lower(),
         payload=payload,
         priority=priority if priority is not None else 0,
         max_retries=max_retries if max_retries is not None else task_type.max_retries,

@@ -40,10 +40,11 @@ class KeyOwner:
 async def create_api_key(
     conn: Executor, user_id: str, *, is_superuser: bool = False, label: str | None = None
 ) -> tuple[str, asyncpg.Record]:
-    """A new key for `user_id`: (the key itself, shown once; its row without the hash)."""
+    """A new key for `user_id`: (the key itself, shown once; its row without the hash). User ids compare
+    case-insensitively everywhere, so a key stores its user lower-cased, as the trusted proxy's users are."""
     key = new_key()
     row = await conn.fetchrow(
-        queries.get("create_api_key").sql, user_id, key[:_SHOWN_PREFIX], hash_key(key), is_superuser, label
+        queries.get("create_api_key").sql, user_id.lower(), key[:_SHOWN_PREFIX], hash_key(key), is_superuser, label
     )
     assert row is not None
     return key, row

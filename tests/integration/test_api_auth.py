@@ -133,6 +133,25 @@ async def test_a_key_holder_must_label_json_as_json(api: Api) -> None:
     assert r.status_code == 201 and r.json()["task"]["userId"] == "alice", r.text
 
 
+async def test_user_ids_from_keys_compare_case_insensitively(api: Api, database_url: str) -> None:
+    """`bgtasks keys create --user ALICE@Example.com` acts as alice@example.com (user ids are stored
+    lower-cased, as the trusted proxy's are); a superuser creating for "Bob@Example.com" gives bob the task."""
+    created = _cli(database_url, "create", "--user", "ALICE@Example.com")
+    assert created.returncode == 0, created.stderr
+    alice = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    me = await api.client.get("/api/me", headers=alice)
+    assert me.status_code == 200 and me.json()["userId"] == "alice@example.com", me.text
+    mine = await api.client.post("/api/tasks", json={"taskType": "noop"}, headers=alice)
+    assert mine.status_code == 201 and mine.json()["task"]["userId"] == "alice@example.com", mine.text
+    root = await api.key("root", superuser=True)
+    theirs = await api.client.post("/api/tasks", json={"taskType": "noop", "userId": "Bob@Example.com"},
+                                   headers=root)
+    assert theirs.status_code == 201 and theirs.json()["task"]["userId"] == "bob@example.com", theirs.text
+    bob = await api.key("bob@example.com")
+    seen = await api.client.get(f"/api/tasks/{theirs.json()['task']['id']}", headers=bob)
+    assert seen.status_code == 200, seen.text
+
+
 def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url}
     return subprocess.run([sys.executable, "-m", "bgtasks.cli", "keys", *args], env=env, text=True,
