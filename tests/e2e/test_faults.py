@@ -174,13 +174,14 @@ def test_nothing_is_lost_or_doubled_under_faults(pg_server: Any, database_url: s
                "every subscriber to see every completion")
     stop.set()
 
-    sql = psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row)  # the old one died
-    # The table's own accounting: every task completed, counted once.
-    rows = sql.execute("SELECT status::text, count(*) AS n FROM background_tasks GROUP BY 1").fetchall()
-    assert rows == [{"status": "completed", "n": TASKS}]
-    counted = one(sql, "SELECT sum(n) AS n FROM task_counts WHERE status = 'completed'")["n"]
-    assert counted == TASKS
-    ids = {r["id"] for r in sql.execute("SELECT id FROM background_tasks").fetchall()}
+    # A connection of its own (the fixture's died with the restart), closed here, not by the GC.
+    with psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row) as sql:
+        # The table's own accounting: every task completed, counted once.
+        rows = sql.execute("SELECT status::text, count(*) AS n FROM background_tasks GROUP BY 1").fetchall()
+        assert rows == [{"status": "completed", "n": TASKS}]
+        counted = one(sql, "SELECT sum(n) AS n FROM task_counts WHERE status = 'completed'")["n"]
+        assert counted == TASKS
+        ids = {r["id"] for r in sql.execute("SELECT id FROM background_tasks").fetchall()}
     for s in subscribers:
         assert s.completed >= ids
 
