@@ -92,9 +92,8 @@ def test_up_serves_healthz_and_sigint_leaves_no_process(tmp_path: Path, data_dir
             "def shout(task: bgtasks.Task, payload: dict) -> dict:\n"
             "    return {'text': str(payload.get('text', '')).upper()}\n")
         worker_log = tmp_path / "worker.log"
-        worker = subprocess.Popen([sys.executable, "-m", "bgtasks.cli", "worker", "--app", "myapp.tasks"],
-                                  cwd=project, env={**clean, "BGTASKS_DATA_DIR": str(data_dir)},
-                                  stdout=worker_log.open("wb"), stderr=subprocess.STDOUT)
+        worker = spawn([sys.executable, "-m", "bgtasks.cli", "worker", "--app", "myapp.tasks"], worker_log,
+                       cwd=project, env={**clean, "BGTASKS_DATA_DIR": str(data_dir)})
         try:
             _wait_published(url.group(1), "shout", worker, worker_log)
             created = httpx.post(f"http://127.0.0.1:{port}/api/tasks",
