@@ -117,6 +117,9 @@ def test_nothing_is_lost_or_doubled_under_faults(pg_server: Any, database_url: s
         pytest.skip("restarting PostgreSQL needs the embedded test server")
     env = {"BGTASKS_LEASE_S": "4", "BGTASKS_HEARTBEAT_S": "0.5", "BGTASKS_REAP_INTERVAL_S": "0.5"}
     sql.execute("UPDATE task_queue_settings SET max_concurrent_tasks = %s, retry_base_delay_ms = 100", (LIMIT,))
+    # Thousands of tasks a minute from one user: over the default creation rate of 1,000 a minute.
+    sql.execute("INSERT INTO user_limits (user_id, max_created_per_minute) VALUES ('local', 100000) "
+                "ON CONFLICT (user_id) DO UPDATE SET max_created_per_minute = EXCLUDED.max_created_per_minute")
     workers = [procs.worker(concurrency=4, **env) for _ in range(3)]
     bases = [procs.api(None, **env)[1] for _ in range(2)]
     stop = threading.Event()

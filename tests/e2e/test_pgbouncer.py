@@ -35,6 +35,9 @@ def test_without_a_direct_url_every_process_refuses_with_one_line(database_url: 
 def test_api_and_workers_work_through_pgbouncer_in_transaction_mode(
         database_url: str, sql: psycopg.Connection[Any], procs: Processes) -> None:
     require_binary()
+    # 1,000 tasks and one more from one user: over the default creation rate of 1,000 a minute.
+    sql.execute("INSERT INTO user_limits (user_id, max_created_per_minute) VALUES ('local', 100000) "
+                "ON CONFLICT (user_id) DO UPDATE SET max_created_per_minute = EXCLUDED.max_created_per_minute")
     with pgbouncer(database_url, "transaction", pool_size=10) as pooled:
         env = {"DATABASE_URL": pooled, "BGTASKS_DIRECT_DATABASE_URL": database_url}
         workers = [procs.worker(concurrency=4, **env) for _ in range(2)]

@@ -227,6 +227,7 @@ def static_site(html: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+        server.server_close()  # the listening socket (a ResourceWarning, an error under the strict configuration)
 
 
 @pytest.mark.browser
