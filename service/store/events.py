@@ -19,6 +19,30 @@ async def tasks_by_ids(conn: Executor, ids: Sequence[str]) -> list[asyncpg.Recor
     return await conn.fetch(queries.get("tasks_by_ids").sql, list(ids))
 
 
+async def _changed_since(
+    conn: Executor,
+    query: str,
+    seq: int,
+    user_id: str | None,
+    statuses: Sequence[str] | None,
+    task_types: Sequence[str] | None,
+    project_id: str | None,
+    task_ids: Sequence[str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """One named query of changes after `seq`, with the list endpoint's filters (and `task_ids`)."""
+    return await conn.fetch(
+        queries.get(query).sql,
+        seq,
+        user_id,
+        list(statuses) if statuses else None,
+        list(task_types) if task_types else None,
+        project_id,
+        limit,
+        list(task_ids) if task_ids is not None else None,
+    )
+
+
 async def tasks_changed_since(
     conn: Executor,
     seq: int,
@@ -31,15 +55,8 @@ async def tasks_changed_since(
     limit: int = 1000,
 ) -> list[asyncpg.Record]:
     """Rows changed after `seq` (oldest change first), filtered like the list endpoint (and to `task_ids`)."""
-    return await conn.fetch(
-        queries.get("tasks_changed_since").sql,
-        seq,
-        user_id,
-        list(statuses) if statuses else None,
-        list(task_types) if task_types else None,
-        project_id,
-        limit,
-        list(task_ids) if task_ids is not None else None,
+    return await _changed_since(
+        conn, "tasks_changed_since", seq, user_id, statuses, task_types, project_id, task_ids, limit
     )
 
 
@@ -64,15 +81,8 @@ async def task_output_since(
     limit: int = 1000,
 ) -> list[asyncpg.Record]:
     """Live output written after `seq` (oldest first), filtered like `tasks_changed_since`."""
-    return await conn.fetch(
-        queries.get("task_output_since").sql,
-        seq,
-        user_id,
-        list(statuses) if statuses else None,
-        list(task_types) if task_types else None,
-        project_id,
-        limit,
-        list(task_ids) if task_ids is not None else None,
+    return await _changed_since(
+        conn, "task_output_since", seq, user_id, statuses, task_types, project_id, task_ids, limit
     )
 
 
