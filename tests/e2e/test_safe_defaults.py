@@ -138,8 +138,15 @@ def tcp_proxy(target_port: int) -> Iterator[int]:
             await server.serve_forever()
 
     def run() -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            loop.run_until_complete(main())
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(main())
+        finally:  # the connections' tasks end too, then the loop is closed (an unclosed loop is an error here)
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
