@@ -12,10 +12,10 @@ from tests.processes import Processes, wait_until
 from tests.rows import one
 
 
-def queue(sql: psycopg.Connection[Any], user: str, n: int, **cols: Any) -> list[str]:
-    """n noop tasks of `user` in one INSERT (as fast as a bulk load gets)."""
+def queue(sql: psycopg.Connection[Any], user: str, n: int, task_type: str = "noop", **cols: Any) -> list[str]:
+    """n tasks of `user` (noop unless told) in one INSERT (as fast as a bulk load gets)."""
     names = ["task_type", "user_id", *cols]
-    values = ["noop", user, *cols.values()]
+    values = [task_type, user, *cols.values()]
     rows = sql.execute(
         f"INSERT INTO background_tasks ({', '.join(names)}) "
         f"SELECT {', '.join(['%s'] * len(values))} FROM generate_series(1, %s) RETURNING id",
@@ -72,6 +72,22 @@ def test_fair_claim_keeps_the_per_user_and_global_limits(sql: psycopg.Connection
     sql.execute("UPDATE task_queue_settings SET max_concurrent_tasks = NULL")
     more = claim(sql, 10)
     assert [r["user_id"] for r in more] == ["bob"] * 10
+
+
+def test_a_type_at_its_limit_leaves_no_slot_of_the_claim_empty(sql: psycopg.Connection[Any]) -> None:
+    # The top of the queue is one type limited to 3; the claim for 4 slots takes 3 of it and fills the 4th
+    # with another type at once (0008 locked 4 of the limited type, kept 3 and left the 4th slot empty).
+    sql.execute("INSERT INTO task_type_limits (task_type, max_running) VALUES ('sleep', 3)")
+    sleeps = set(queue(sql, "ann", 15, task_type="sleep", priority=5))
+    noops = set(queue(sql, "ann", 20))
+    got = [r["id"] for r in claim(sql, 4)]
+    assert len(got) == 4
+    assert len(sleeps & set(got)) == 3 and len(noops & set(got)) == 1
+    # The next claimer finds the type full and takes only the other type; the limit holds.
+    again = [r["id"] for r in claim(sql, 4, "w2")]
+    assert len(again) == 4 and noops.issuperset(again)
+    assert one(sql, "SELECT count(*) AS n FROM background_tasks WHERE status = 'processing' "
+                    "AND task_type = 'sleep'")["n"] == 3
 
 
 def test_other_claimers_skip_what_one_holds(sql: psycopg.Connection[Any], database_url: str) -> None:
