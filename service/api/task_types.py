@@ -14,8 +14,9 @@ from .auth import authenticate
 from .serialize import iso, ok
 
 
-def task_type_json(t: TaskType, row: Any | None) -> dict[str, Any]:
-    return {
+def task_type_json(t: TaskType, row: Any | None, *, superuser: bool) -> dict[str, Any]:
+    """A superuser also sees which workers serve the type (their ids name hosts and pids); a user, how many."""
+    found = {
         "name": t.name, "description": t.description, "payloadSchema": t.payload_schema,
         "resultSchema": t.result_schema, "maxRetries": t.max_retries, "timeLimitS": t.time_limit_s,
         "needsProject": t.needs_project, "diagnostic": t.diagnostic, "published": row is not None,
@@ -24,11 +25,15 @@ def task_type_json(t: TaskType, row: Any | None) -> dict[str, Any]:
         "publishedBy": row["published_by"] if row is not None else None,
         "publishedAt": iso(row["published_at"]) if row is not None else None,
     }
+    if not superuser:
+        del found["workers"], found["publishedBy"]
+    return found
 
 
 async def list_task_types(request: Request) -> JSONResponse:
-    await authenticate(request)
+    caller = await authenticate(request)
     rows = {r["name"]: r for r in await CATALOG.refresh(request.app.state.pool)}
-    return ok({"taskTypes": [task_type_json(t, rows.get(t.name)) for t in CATALOG.all()]})
+    return ok({"taskTypes": [task_type_json(t, rows.get(t.name), superuser=caller.is_superuser)
+                             for t in CATALOG.all()]})
 
 

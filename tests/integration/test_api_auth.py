@@ -192,3 +192,22 @@ async def test_dev_mode_refuses_proxied_rebound_and_cross_origin_requests(databa
                            base_url="http://127.0.0.1:8000") as api:
         assert (await api.client.get("/api/tasks")).status_code == 401
         assert (await api.client.get("/healthz")).status_code == 200
+
+
+async def test_only_a_superuser_sees_which_workers_serve_a_type(api: Api, database_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO bgtasks_workers (worker_id, hostname, pid, concurrency) "
+                     "VALUES ('build-host-7:4242', 'build-host-7', 4242, 2)")
+        conn.execute("""SELECT publish_task_types('build-host-7:4242', '[{"name": "noop", "description": "",
+                     "payload_schema": {"type": "object"}, "result_schema": null, "max_retries": 0,
+                     "time_limit_s": 60, "needs_project": false, "diagnostic": true, "handler": "noop"}]')""")
+    as_user = (await api.client.get("/api/task-types", headers=await api.key("alice"))).json()["taskTypes"]
+    as_admin = (await api.client.get("/api/task-types", headers=await api.key("root", superuser=True))).json()
+    [mine] = [t for t in as_user if t["name"] == "noop"]
+    [theirs] = [t for t in as_admin["taskTypes"] if t["name"] == "noop"]
+    assert mine["liveWorkers"] == theirs["liveWorkers"] == 1
+    assert "workers" not in mine and "publishedBy" not in mine
+    assert "build-host-7" not in str(as_user)
+    assert theirs["workers"] == ["build-host-7:4242"] and theirs["publishedBy"] == "build-host-7:4242"
