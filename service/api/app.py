@@ -58,6 +58,62 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": "ok"})
 
 
+ROUTES = [  # the contract of each handler: @operation on it (service/api/contract.py)
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),  # Prometheus (service/metrics.py)
+    Route("/api/subscribeToTask", events.subscribe_to_task, methods=["GET"]),
+    Route("/api/events", events.events, methods=["GET"]),
+    WebSocketRoute("/api/ws", events.events_ws),
+    Route("/", dashboard.index, methods=["GET"]),
+    Mount("/static", app=dashboard.static_files(), name="static"),
+    # The resource API (docs/api.md). Fixed paths before /api/tasks/{task_id}.
+    Route("/api/tasks", tasks.list_tasks, methods=["GET"]),
+    Route("/api/tasks", tasks.create_task, methods=["POST"]),
+    Route("/api/tasks/batch", tasks.create_batch, methods=["POST"]),
+    Route("/api/tasks/counts", tasks.task_counts, methods=["GET"]),
+    Route("/api/tasks/bulk/{action}", tasks.bulk_action, methods=["POST"]),
+    Route("/api/tasks/{task_id}", tasks.get_task, methods=["GET"]),
+    Route("/api/tasks/{task_id}", tasks.patch_task, methods=["PATCH"]),
+    Route("/api/tasks/{task_id}", tasks.delete_task, methods=["DELETE"]),
+    Route("/api/tasks/{task_id}/cancel", tasks.cancel_task, methods=["POST"]),
+    Route("/api/tasks/{task_id}/retry", tasks.retry_task, methods=["POST"]),
+    Route("/api/tokens", tokens.create_token, methods=["POST"]),  # read tokens for browsers
+    Route("/api/questions", questions.list_questions, methods=["GET"]),  # quiz questions (seed two's)
+    Route("/api/questions/{question_id}", questions.get_question, methods=["GET"]),
+    Route("/api/questions/{question_id}", questions.delete_question, methods=["DELETE"]),
+    Route("/api/me", tasks.me, methods=["GET"]),
+    Route("/api/task-types", task_types.list_task_types, methods=["GET"]),
+    Route("/api/usage", tasks.usage, methods=["GET"]),
+    Route("/api/queue", queue.get_queue, methods=["GET"]),
+    Route("/api/queue", queue.patch_queue, methods=["PATCH"]),
+    Route("/api/queue/start", queue.start_queue, methods=["POST"]),
+    Route("/api/queue/stop", queue.stop_queue, methods=["POST"]),
+    Route("/api/schedules", workflows.list_schedules, methods=["GET"]),
+    Route("/api/schedules", workflows.create_schedule, methods=["POST"]),
+    Route("/api/schedules/{name}", workflows.get_schedule, methods=["GET"]),
+    Route("/api/schedules/{name}", workflows.patch_schedule, methods=["PATCH"]),
+    Route("/api/schedules/{name}", workflows.delete_schedule, methods=["DELETE"]),
+    Route("/api/analytics", workflows.analytics, methods=["GET"]),
+    Route("/api/limits", limits.list_limits, methods=["GET"]),
+    Route("/api/limits/{user_id}", limits.get_limits, methods=["GET"]),
+    Route("/api/limits/{user_id}", limits.put_limits, methods=["PUT"]),
+    Route("/api/limits/{user_id}", limits.delete_limits, methods=["DELETE"]),
+    # Seed one (docs/seeds.md).
+    Route("/api/kiro/background-tasks", seeds.kiro_list, methods=["GET"]),
+    Route("/api/kiro/background-tasks", seeds.kiro_create, methods=["POST"]),
+    Route("/api/kiro/background-tasks", seeds.kiro_update, methods=["PUT"]),
+    Route("/api/kiro/background-tasks", seeds.kiro_delete, methods=["DELETE"]),
+    Route("/api/kiro/background-tasks/queue", seeds.kiro_queue_status, methods=["GET"]),
+    Route("/api/kiro/background-tasks/queue", seeds.kiro_queue_action, methods=["POST"]),
+    # Seed two (its SSE endpoint, /api/subscribeToTask, is above).
+    Route("/api/generateAIQuestions", seeds.generate_ai_questions, methods=["POST"]),
+    Route("/api/getBackgroundTasks", seeds.get_background_tasks, methods=["GET"]),
+    Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+    Route("/docs", reference.page, methods=["GET"]),  # the API reference (no credential, like the above)
+    Mount("/docs/assets", routes=[Route("/{name}", reference.asset, methods=["GET"])]),  # Swagger UI's files
+]
+
+
 def create_app(
     settings: Settings, connections: Connections | None = None, *, clock: Callable[[], float] = time.time
 ) -> Starlette:
@@ -92,62 +148,8 @@ def create_app(
             await app.state.hub.stop()
             await app.state.pool.close()
 
-    routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),  # Prometheus (service/metrics.py)
-        Route("/api/subscribeToTask", events.subscribe_to_task, methods=["GET"]),
-        Route("/api/events", events.events, methods=["GET"]),
-        WebSocketRoute("/api/ws", events.events_ws),
-        Route("/", dashboard.index, methods=["GET"]),
-        Mount("/static", app=dashboard.static_files(), name="static"),
-        # The resource API (docs/api.md). Fixed paths before /api/tasks/{task_id}.
-        Route("/api/tasks", tasks.list_tasks, methods=["GET"]),
-        Route("/api/tasks", tasks.create_task, methods=["POST"]),
-        Route("/api/tasks/batch", tasks.create_batch, methods=["POST"]),
-        Route("/api/tasks/counts", tasks.task_counts, methods=["GET"]),
-        Route("/api/tasks/bulk/{action}", tasks.bulk_action, methods=["POST"]),
-        Route("/api/tasks/{task_id}", tasks.get_task, methods=["GET"]),
-        Route("/api/tasks/{task_id}", tasks.patch_task, methods=["PATCH"]),
-        Route("/api/tasks/{task_id}", tasks.delete_task, methods=["DELETE"]),
-        Route("/api/tasks/{task_id}/cancel", tasks.cancel_task, methods=["POST"]),
-        Route("/api/tasks/{task_id}/retry", tasks.retry_task, methods=["POST"]),
-        Route("/api/tokens", tokens.create_token, methods=["POST"]),  # read tokens for browsers
-        Route("/api/questions", questions.list_questions, methods=["GET"]),  # quiz questions (seed two's)
-        Route("/api/questions/{question_id}", questions.get_question, methods=["GET"]),
-        Route("/api/questions/{question_id}", questions.delete_question, methods=["DELETE"]),
-        Route("/api/me", tasks.me, methods=["GET"]),
-        Route("/api/task-types", task_types.list_task_types, methods=["GET"]),
-        Route("/api/usage", tasks.usage, methods=["GET"]),
-        Route("/api/queue", queue.get_queue, methods=["GET"]),
-        Route("/api/queue", queue.patch_queue, methods=["PATCH"]),
-        Route("/api/queue/start", queue.start_queue, methods=["POST"]),
-        Route("/api/queue/stop", queue.stop_queue, methods=["POST"]),
-        Route("/api/schedules", workflows.list_schedules, methods=["GET"]),
-        Route("/api/schedules", workflows.create_schedule, methods=["POST"]),
-        Route("/api/schedules/{name}", workflows.get_schedule, methods=["GET"]),
-        Route("/api/schedules/{name}", workflows.patch_schedule, methods=["PATCH"]),
-        Route("/api/schedules/{name}", workflows.delete_schedule, methods=["DELETE"]),
-        Route("/api/analytics", workflows.analytics, methods=["GET"]),
-        Route("/api/limits", limits.list_limits, methods=["GET"]),
-        Route("/api/limits/{user_id}", limits.get_limits, methods=["GET"]),
-        Route("/api/limits/{user_id}", limits.put_limits, methods=["PUT"]),
-        Route("/api/limits/{user_id}", limits.delete_limits, methods=["DELETE"]),
-        # Seed one (docs/seeds.md).
-        Route("/api/kiro/background-tasks", seeds.kiro_list, methods=["GET"]),
-        Route("/api/kiro/background-tasks", seeds.kiro_create, methods=["POST"]),
-        Route("/api/kiro/background-tasks", seeds.kiro_update, methods=["PUT"]),
-        Route("/api/kiro/background-tasks", seeds.kiro_delete, methods=["DELETE"]),
-        Route("/api/kiro/background-tasks/queue", seeds.kiro_queue_status, methods=["GET"]),
-        Route("/api/kiro/background-tasks/queue", seeds.kiro_queue_action, methods=["POST"]),
-        # Seed two (its SSE endpoint, /api/subscribeToTask, is above).
-        Route("/api/generateAIQuestions", seeds.generate_ai_questions, methods=["POST"]),
-        Route("/api/getBackgroundTasks", seeds.get_background_tasks, methods=["GET"]),
-        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
-        Route("/docs", reference.page, methods=["GET"]),  # the API reference (no credential, like the above)
-        Mount("/docs/assets", routes=[Route("/{name}", reference.asset, methods=["GET"])]),  # Swagger UI's files
-    ]
     middleware = [Middleware(NulTextMiddleware),
                   Middleware(BodyLimitMiddleware, max_bytes=settings.bgtasks_max_body_bytes),
                   Middleware(JsonBodyMiddleware)]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
+    return Starlette(routes=ROUTES, lifespan=lifespan, middleware=middleware,
                      exception_handlers=EXCEPTION_HANDLERS)

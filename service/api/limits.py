@@ -5,7 +5,7 @@ create, on every process: the limits live in the database."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,6 +14,9 @@ from ..errors import Forbidden, NotFound
 from ..store import limits as store
 from . import validation as v
 from .auth import Principal, authenticate
+from .contract import operation
+from .fields import Body, Int, read_body
+from .replies import AllLimits, UserLimits
 from .serialize import iso, ok
 from .tasks import pool
 
@@ -26,6 +29,17 @@ FIELDS = {
     "maxStreams": ("max_streams", 0),
 }
 _MAX = 1_000_000_000
+USER = {"user_id": {"description": "a user id, or * for the defaults"}}
+
+
+class LimitsChange(Body):
+    """null: back to the default (for '*': no limit); a field left out keeps its value."""
+
+    max_running: Annotated[int | None, Int(0, _MAX, nullable=True)] = None
+    max_created_per_minute: Annotated[int | None, Int(0, _MAX, nullable=True)] = None
+    max_schedules: Annotated[int | None, Int(0, _MAX, nullable=True)] = None
+    min_schedule_period_seconds: Annotated[int | None, Int(1, _MAX, nullable=True)] = None
+    max_streams: Annotated[int | None, Int(0, _MAX, nullable=True)] = None
 
 
 def _values(row: Mapping[str, Any] | None) -> dict[str, int | None] | None:
@@ -57,6 +71,8 @@ def _superuser(principal: Principal, what: str) -> None:
         raise Forbidden(f"limits: only a superuser may {what}")
 
 
+@operation("Per-user limits: a superuser sees every row (the defaults, user '*', first); others their own",
+           "limits", AllLimits)
 async def list_limits(request: Request) -> JSONResponse:
     """GET /api/limits: a superuser sees every row (the defaults first); anyone else, their own limits."""
     principal = await authenticate(request)
@@ -66,6 +82,7 @@ async def list_limits(request: Request) -> JSONResponse:
     return ok({"limits": [await _view(request, r["user_id"]) for r in rows]})
 
 
+@operation("The limits that apply to a user (own; superusers: anyone)", "limits", UserLimits, path=USER)
 async def get_limits(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     user = _user(request)
@@ -74,23 +91,25 @@ async def get_limits(request: Request) -> JSONResponse:
     return ok(await _view(request, user))
 
 
+@operation("Set a user's limits (superusers); null: back to the default", "limits", UserLimits, path=USER,
+           body=LimitsChange)
 async def put_limits(request: Request) -> JSONResponse:
     """PUT /api/limits/{user} (superusers): set the given limits; null puts one back to the default (for '*':
     no limit). Fields left out keep their value."""
     principal = await authenticate(request)
     _superuser(principal, "change limits")
     user = _user(request)
-    body = await v.read_json_object(request)
-    v.only_fields(body, set(FIELDS))
-    if not body:
+    body = await read_body(request, LimitsChange)
+    given = body.given()
+    if not given:
         raise v.fail("body", f"send at least one of {', '.join(FIELDS)}")
-    changes = {
-        column: v.get_int(body, name, lo, _MAX) for name, (column, lo) in FIELDS.items() if name in body
-    }
+    values = body.model_dump(by_alias=True)
+    changes = {column: values[name] for name, (column, _) in FIELDS.items() if name in given}
     await store.set_limits(pool(request), user, changes)
     return ok(await _view(request, user))
 
 
+@operation("Remove a user's own limits (superusers): the defaults apply", "limits", UserLimits, path=USER)
 async def delete_limits(request: Request) -> JSONResponse:
     """DELETE /api/limits/{user} (superusers): the defaults apply to that user again."""
     principal = await authenticate(request)

@@ -3,16 +3,19 @@ return (tests/integration/test_api_fuzz.py runs schemathesis over it against the
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
 
 from bgtasks.actors import payloads
 
 from ..states import Status
 from ..store.tasks import SORTS
-from ..tokens import MAX_TASKS
+from . import contract, replies
 from . import validation as v
 from .events import BY_REFERENCE_NAMES
 
@@ -236,35 +239,7 @@ SCHEDULE_BODY: S = {"type": "object", "properties": {
     "maxRetries": {"type": "integer", "minimum": 0, "maximum": 100}, "label": {"type": "string", "maxLength": 200},
     "userId": {"type": "string", "maxLength": 200}},
     "required": ["name", "taskType", "cron"], "additionalProperties": False}
-TOKEN_BODY: S = {"type": "object", "additionalProperties": False, "properties": {
-    "taskIds": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_TASKS,
-                "description": "the tasks the token reads (give this or scope)"},
-    "scope": {"const": "my-tasks", "description": "every task of the caller (give this or taskIds)"},
-    "ttl": {"type": "integer", "minimum": 1, "description": "lifetime in seconds (default 900; at most "
-            "BGTASKS_READ_TOKEN_MAX_TTL_S, 3600)"}}}
-TOKEN_OK = _success({"token": {"type": "string"}, "expiresAt": {"type": "string", "format": "date-time"},
-                     "ttl": {"type": "integer"}, "scope": {"enum": ["tasks", "my-tasks"]},
-                     "taskIds": {"type": ["array", "null"], "items": {"type": "string"}},
-                     "userId": {"type": "string"}}, ["token", "expiresAt", "ttl", "scope", "taskIds"])
 READ_TOKEN = _q("token", {"type": "string"}, "a read token (POST /api/tokens, or subscribeToken) instead of a key")
-_LIMIT_FIELDS: S = {
-    "maxRunning": _nullable("integer"), "maxCreatedPerMinute": _nullable("integer"),
-    "maxSchedules": _nullable("integer"), "minSchedulePeriodSeconds": _nullable("integer"),
-    "maxStreams": _nullable("integer"),
-}
-LIMITS: S = {"type": "object", "properties": _LIMIT_FIELDS}
-LIMITS_VIEW: S = {"type": "object", "properties": {
-    "userId": {"type": "string"}, "limits": LIMITS, "own": {**LIMITS, "type": ["object", "null"]},
-    "updatedAt": _nullable("string", format="date-time")}, "required": ["userId", "limits", "own"]}
-LIMITS_OK = _success({"userId": {"type": "string"}, "limits": LIMITS, "own": {**LIMITS, "type": ["object", "null"]}},
-                     ["userId", "limits", "own"])
-LIMITS_BODY: S = {"type": "object", "properties": {
-    "maxRunning": _nullable("integer", minimum=0, maximum=1_000_000_000),
-    "maxCreatedPerMinute": _nullable("integer", minimum=0, maximum=1_000_000_000),
-    "maxSchedules": _nullable("integer", minimum=0, maximum=1_000_000_000),
-    "minSchedulePeriodSeconds": _nullable("integer", minimum=1, maximum=1_000_000_000),
-    "maxStreams": _nullable("integer", minimum=0, maximum=1_000_000_000)},
-    "minProperties": 1, "additionalProperties": False}
 QUEUE_OK = _success({"queueSettings": QUEUE, "message": {"type": "string"}}, ["queueSettings"])
 QUEUE_STATE = _success({"queueSettings": QUEUE, "taskCounts": _counts()}, ["queueSettings", "taskCounts"])
 
@@ -439,7 +414,13 @@ def stream_paths() -> S:
     }
 
 
-def build() -> S:
+def build(routes: Sequence[BaseRoute]) -> S:
+    """The document: each route whose handler declares its contract (@operation) is derived from it; the
+    others are described by hand below until they do."""
+    operations = [(r.path, method.lower(), op) for r in routes if isinstance(r, Route)
+                  for method in sorted(r.methods or ()) if method != "HEAD"
+                  if (op := contract.operation_of(r.endpoint)) is not None]
+    refs, components = contract.schemas([op for *_, op in operations], [replies.Error])
     paths: S = {
         "/api/tasks": {
             "get": _op("List tasks (filters, search, sort, cursor) with counts by status", "tasks",
@@ -514,21 +495,6 @@ def build() -> S:
                 _q("until", {"type": "string", "format": "date-time"}),
                 _q("groupBy", {"enum": ["user", "type"]}),
                 _q("userId", {"type": "string", "maxLength": 200}, "superusers only")])},
-        "/api/tokens": {"post": _op(
-            "Mint a read token for a browser: reads the named tasks (or my-tasks) on GET /api/tasks/{id}, "
-            "/api/subscribeToTask, /api/events and /api/ws (?token=), never writes", "accounts", TOKEN_OK,
-            status="201", body=TOKEN_BODY)},
-        "/api/limits": {"get": _op(
-            "Per-user limits: a superuser sees every row (the defaults, user '*', first); others their own",
-            "limits", _success({"limits": {"type": "array", "items": LIMITS_VIEW}}, ["limits"]))},
-        "/api/limits/{user_id}": {
-            "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"},
-                            "description": "a user id, or * for the defaults"}],
-            "get": _op("The limits that apply to a user (own; superusers: anyone)", "limits", LIMITS_OK),
-            "put": _op("Set a user's limits (superusers); null: back to the default", "limits", LIMITS_OK,
-                       body=LIMITS_BODY),
-            "delete": _op("Remove a user's own limits (superusers): the defaults apply", "limits", LIMITS_OK),
-        },
         "/api/me": {"get": _op("Who the caller is", "accounts", _success(
             {"userId": {"type": "string"}, "isSuperuser": {"type": "boolean"}}, ["userId", "isSuperuser"]))},
         "/api/usage": {"get": _op("Model usage totals per user and task type", "usage", _success(
@@ -537,12 +503,6 @@ def build() -> S:
                 _q("type", {"type": "string", "maxLength": 40}),
                 _q("since", {"type": "string", "format": "date-time"}),
                 _q("until", {"type": "string", "format": "date-time"})])},
-        "/api/queue": {
-            "get": _op("Queue settings and counts", "queue", QUEUE_STATE),
-            "patch": _op("Change queue settings (superusers)", "queue", QUEUE_OK, body=QUEUE_PATCH),
-        },
-        "/api/queue/start": {"post": _op("Start the queue (superusers)", "queue", QUEUE_OK)},
-        "/api/queue/stop": {"post": _op("Stop the queue (superusers)", "queue", QUEUE_OK)},
         "/api/questions": {"get": _op(
             "Quiz questions of the caller (a superuser's: everyone's), newest first", "questions",
             _success({"questions": {"type": "array", "items": QUESTION}, "nextCursor": _nullable("string")},
@@ -598,6 +558,8 @@ def build() -> S:
             params=[_q("userId", {"type": "string", "maxLength": 200}), LIMIT])},
         **stream_paths(),
     }
+    for path, method, op in operations:
+        paths.setdefault(path, {})[method] = contract.path_item(path, op, refs)
     return {
         "openapi": "3.1.0",
         "info": {"title": "bgtasks", "version": "1",
@@ -607,7 +569,7 @@ def build() -> S:
         "components": {
             "schemas": {"Task": _task_schema(False, resource=True), "SeedTwoTask": _task_schema(True),
                         "SeedOneTask": {**_task_schema(False), "description": "Task plus seed one's column names"},
-                        "Error": ERROR, **stream_schemas()},
+                        **components, **stream_schemas()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "an API key from `bgtasks keys create`"}},
         },
@@ -615,8 +577,18 @@ def build() -> S:
     }
 
 
-DOCUMENT = build()
+@functools.cache
+def document() -> S:
+    from .app import ROUTES  # the routes table imports this module's handler
+
+    return build(ROUTES)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DOCUMENT":  # built on first use: the routes table is defined after this module
+        return document()
+    raise AttributeError(name)
 
 
 async def openapi_json(request: Request) -> JSONResponse:
-    return JSONResponse(DOCUMENT)
+    return JSONResponse(document())

@@ -4,7 +4,7 @@ endpoint hands back a `subscribeToken` for the task it made (service/tokens.py s
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -15,6 +15,9 @@ from ..store import tasks as store
 from ..tokens import MAX_TASKS, mint
 from . import validation as v
 from .auth import Principal, authenticate
+from .contract import operation
+from .fields import Body, Int, OneOf, StrList, read_body
+from .replies import Token
 from .serialize import ok
 
 MY_TASKS = "my-tasks"
@@ -37,27 +40,34 @@ def with_subscribe_token(request: Request, principal: Principal, task: dict[str,
     return {**task, "subscribeToken": subscribe_token(request, principal, task["id"])}
 
 
+class TokenRequest(Body):
+    task_ids: Annotated[list[str] | None, StrList(f"between 1 and {MAX_TASKS} task ids", min_items=1,
+                                                  max_items=MAX_TASKS, unique=True,
+                                                  description="the tasks the token reads (give this or scope)")] = None
+    scope: Annotated[str | None, OneOf(MY_TASKS, message=f"expected '{MY_TASKS}'",
+                                      description="every task of the caller (give this or taskIds)")] = None
+    ttl: Annotated[int | None, Int(1, 2**31 - 1, description="lifetime in seconds (default 900; at most "
+                                   "BGTASKS_READ_TOKEN_MAX_TTL_S, 3600)")] = None
+
+
+@operation("Mint a read token for a browser: reads the named tasks (or my-tasks) on GET /api/tasks/{id}, "
+           "/api/subscribeToTask, /api/events and /api/ws (?token=), never writes", "accounts", Token,
+           status=201, body=TokenRequest)
 async def create_token(request: Request) -> JSONResponse:
     """POST {taskIds: [...]} or {scope: "my-tasks"}, optional ttl (seconds): a read token (201)."""
     principal = await authenticate(request)  # a read token cannot mint another: only real credentials
-    body = await v.read_json_object(request)
-    v.only_fields(body, {"taskIds", "scope", "ttl"})
+    body = await read_body(request, TokenRequest)
     settings: Settings = request.app.state.settings
-    ttl = v.get_int(body, "ttl", 1, settings.bgtasks_read_token_max_ttl_s)
+    ttl = body.ttl
+    if ttl is not None and ttl > settings.bgtasks_read_token_max_ttl_s:  # a bound of this deployment
+        raise v.fail("ttl", f"must be between 1 and {settings.bgtasks_read_token_max_ttl_s}")
     ttl = settings.bgtasks_read_token_ttl_s if ttl is None else ttl
-    raw_ids, scope = body.get("taskIds"), body.get("scope")
+    raw_ids, scope = body.task_ids, body.scope
     if (raw_ids is None) == (scope is None):
         raise v.fail("taskIds", f"give taskIds (an array of 1 to {MAX_TASKS} task ids) or scope: '{MY_TASKS}'")
     task_ids: list[str] | None = None
-    if scope is not None:
-        if scope != MY_TASKS:
-            raise v.fail("scope", f"expected '{MY_TASKS}'")
-    else:
-        if not isinstance(raw_ids, list) or not all(isinstance(i, str) for i in raw_ids):
-            raise v.fail("taskIds", "expected an array of task id strings")
-        task_ids = list(dict.fromkeys(raw_ids))
-        if not 1 <= len(task_ids) <= MAX_TASKS:
-            raise v.fail("taskIds", f"between 1 and {MAX_TASKS} task ids")
+    if raw_ids is not None:
+        task_ids = raw_ids
         for task_id in task_ids:
             v.check_task_id(task_id)
         visible = await store.visible_task_ids(request.app.state.pool, task_ids, principal.owner)

@@ -83,7 +83,7 @@ def parse_json_object(raw: bytes, field: str = "body") -> dict[str, Any]:
     except ValueError as exc:
         raise BadRequest(field, f"not valid JSON ({str(exc).splitlines()[0][:200]})", code="invalid_json") from None
     if not isinstance(value, dict):
-        raise BadRequest(field, f"expected a JSON object, got {_json_type(value)}", code="invalid_json")
+        raise BadRequest(field, f"expected a JSON object, got {json_type(value)}", code="invalid_json")
     try:
         for key, item in value.items():  # top-level fields are named by themselves: "label", "payload.k"
             check_text(key, field)
@@ -98,7 +98,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     return parse_json_object(await request.body())
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -140,7 +140,7 @@ def get_str(
             raise fail(field, "required")
         return None
     if not isinstance(value, str):
-        raise fail(field, f"expected a string, got {_json_type(value)}")
+        raise fail(field, f"expected a string, got {json_type(value)}")
     check_text(value, field)
     limit = max_len or LENGTHS.get(name, 10_000)
     if len(value) > limit:
@@ -162,7 +162,7 @@ def get_int(
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise fail(field, f"expected an integer, got {_json_type(value)}")
+        raise fail(field, f"expected an integer, got {json_type(value)}")
     if not lo <= value <= hi:
         raise fail(field, f"must be between {lo} and {hi}")
     return value
@@ -173,14 +173,14 @@ def get_bool(body: Mapping[str, Any], name: str) -> bool | None:
     if value is None:
         return None
     if not isinstance(value, bool):
-        raise fail(name, f"expected true or false, got {_json_type(value)}")
+        raise fail(name, f"expected true or false, got {json_type(value)}")
     return value
 
 
 def parse_time(value: Any, field: str) -> datetime:
     """An ISO 8601 time; without an offset it is UTC."""
     if not isinstance(value, str):
-        raise fail(field, f"expected an ISO 8601 time string, got {_json_type(value)}")
+        raise fail(field, f"expected an ISO 8601 time string, got {json_type(value)}")
     check_text(value, field)
     try:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
@@ -197,7 +197,7 @@ def parse_time(value: Any, field: str) -> datetime:
 
 def parse_status_value(value: Any, field: str = "status") -> Status:
     if not isinstance(value, str):
-        raise fail(field, f"expected a status string, got {_json_type(value)}")
+        raise fail(field, f"expected a status string, got {json_type(value)}")
     try:
         return parse_status(value)
     except ValueError as exc:
@@ -214,7 +214,7 @@ def check_task_id(value: str) -> str:
 def check_task_type(value: Any, field: str = "taskType") -> actors.TaskType:
     """A type a worker published (or one defined in this process); catalog.ready() re-reads the table first."""
     if not isinstance(value, str):
-        raise fail(field, f"expected a task type string, got {_json_type(value)}")
+        raise fail(field, f"expected a task type string, got {json_type(value)}")
     task_type = CATALOG.get(value)
     if task_type is None:
         names = CATALOG.names()
@@ -228,7 +228,7 @@ def check_payload(task_type: actors.TaskType, payload: Any, field: str = "payloa
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
-        raise fail(field, f"expected a JSON object, got {_json_type(payload)}")
+        raise fail(field, f"expected a JSON object, got {json_type(payload)}")
     validator = jsonschema.Draft202012Validator(task_type.payload_schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
     if error is not None:
