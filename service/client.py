@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -51,6 +52,10 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.api = HttpClient(self.base_url, api_key=api_key, timeout=timeout)
         self.api.http.headers["user-agent"] = "bgtasks-cli"
+
+    def task_link(self, task_id: str) -> str:
+        """The task's permalink: the dashboard this service serves, with the task's detail open."""
+        return f"{self.base_url}/?task={quote(task_id, safe='')}"
 
     def close(self) -> None:
         self.api.close()

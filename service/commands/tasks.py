@@ -92,6 +92,8 @@ def submit(args: argparse.Namespace) -> int:
             print_json(task)
         else:
             print(task["id"], flush=True)
+            # The link on stderr: stdout stays the id alone, for `ID=$(bgtasks submit …)`.
+            print(f"dashboard: {client.task_link(task['id'])}", file=sys.stderr, flush=True)
         if args.wait:
             return follow(client, task["id"], out=sys.stderr if args.json else sys.stdout)
         return OK
@@ -160,16 +162,17 @@ def show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(task)
         return OK
-    print(_detail(detail))
+    print(_detail(detail, client.task_link(task["id"])))
     return OK
 
 
-def _detail(detail: dict[str, Any]) -> str:
-    """A task for people: its fields, why it waits, its links, then each failed attempt with its traceback."""
+def _detail(detail: dict[str, Any], link: str) -> str:
+    """A task for people: its fields, why it waits, its links (the dashboard's permalink first), then each
+    failed attempt with its traceback."""
     task = dict(detail["task"])
     waiting = task.pop("waitingFor", None)
     width = max(len(k) for k in task)
-    lines = []
+    lines = [f"{'dashboard'.ljust(width)}  {link}"]
     for key, value in task.items():
         if value is None or value == {} or value == []:
             continue

@@ -10,6 +10,7 @@ import {
 } from "./format.js";
 import { LiveStream } from "./live.js";
 import { renderResult } from "./results.js";
+import { readUrl, taskUrl, writeUrl } from "./urlstate.js";
 
 const $ = (id) => document.getElementById(id);
 const KNOWN_LIMIT = 20000; // statuses remembered for tasks off the page (to keep counts exact)
@@ -24,6 +25,7 @@ const state = {
   filters: { q: "", status: "", type: "", projectId: "", userId: "", sort: "-createdAt" },
   pageSize: 50,
   cursors: [null], // cursor of each page visited; the last is the current page's
+  pageBase: 0, // page number of cursors[0] minus 1: a link to page 5 opened afresh keeps only its own cursor
   nextCursor: null,
   selected: new Set(),
   loading: null, // the AbortController of the list request in flight
@@ -325,7 +327,7 @@ function renderRows() {
     prev = tr;
   }
   $("empty").hidden = state.page.length > 0;
-  const n = state.cursors.length;
+  const n = state.pageBase + state.cursors.length;
   $("prev-page").disabled = n <= 1;
   $("next-page").disabled = !state.nextCursor;
   $("page-info").textContent = state.page.length
@@ -530,6 +532,8 @@ function onEvent(name, data) {
     if (!state.live) {
       state.live = true;
       loadPage({ keepFocus: true });
+      if (taskFromUrl) openDetail(taskFromUrl, null);
+      taskFromUrl = null;
     }
   }
 }
@@ -549,7 +553,10 @@ function toast(message, kind = "info", { taskId } = {}) {
   const node = h("div", { class: `toast toast-${kind}` }, h("p", {}, message));
   const actions = h("div", { class: "toast-actions" });
   if (taskId) {
-    actions.append(h("button", { type: "button", onclick: () => {
+    // A link (the task's permalink, to copy or open in a new tab) that opens the detail here on a plain click.
+    actions.append(h("a", { href: taskUrl(taskId), class: "toast-link", onclick: (e) => {
+      if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
       openDetail(taskId, null);
       node.remove();
     } }, "Details"));
@@ -583,6 +590,7 @@ let detailOpener = null;
 async function openDetail(id, opener) {
   detailOpener = opener;
   state.detailId = id;
+  syncUrl();
   const dialog = $("detail");
   let task = state.tasks.get(id);
   $("detail-body").replaceChildren(h("p", { class: "muted" }, "Loading…"));
@@ -638,7 +646,7 @@ function renderDetail(task, full, attempts, links) {
     ...(output ? [detailOutput(output)] : []),
     h("div", { class: "actions detail-actions" }, actionButtons(task, { inDialog: true })),
     h("dl", { class: "fields meta" },
-      dlRow("Id", h("code", {}, task.id)), dlRow("Type", task.taskType), dlRow("User", task.userId),
+      dlRow("Id", [h("code", {}, task.id), " ", h("a", { href: taskUrl(task.id), class: "permalink" }, "Link")]), dlRow("Type", task.taskType), dlRow("User", task.userId),
       task.projectId ? dlRow("Project", `${task.projectName ?? ""} (${task.projectId})${task.projectPath ? ` ${task.projectPath}` : ""}`) : [],
       dlRow("Priority", String(task.priority ?? 0)),
       dlRow("Attempts", `${(task.retryCount ?? 0) + (task.status === "pending" && !task.startedAt ? 0 : 1)} (retries ${task.retryCount ?? 0} of ${task.maxRetries ?? 0})`),
@@ -686,6 +694,7 @@ function detailLive(task) {
 
 function closeDetail() {
   state.detailId = null;
+  syncUrl();
   if (detailOpener && document.contains(detailOpener)) detailOpener.focus();
   detailOpener = null;
 }
@@ -789,9 +798,31 @@ function setFilter(name, value) {
   const input = { status: "filter-status", type: "filter-type", projectId: "filter-project", userId: "filter-user", q: "q", sort: "sort" }[name];
   if (input && $(input).value !== value) $(input).value = value;
   state.cursors = [null];
+  state.pageBase = 0;
   state.selected.clear();
+  syncUrl();
   renderCounts();
   loadPage({ keepFocus: true });
+}
+
+/** The address bar follows the view (urlstate.js): filters, sort, rows per page, page and the open task. */
+function syncUrl() {
+  writeUrl({ filters: state.filters, pageSize: state.pageSize, cursors: state.cursors, pageBase: state.pageBase,
+    task: state.detailId });
+}
+
+/** The view the address bar asks for, in the state and the filter inputs (before the first page loads). */
+function applyUrl() {
+  const view = readUrl();
+  Object.assign(state.filters, view.filters);
+  state.pageSize = view.pageSize;
+  state.cursors = view.cursors;
+  state.pageBase = view.pageBase;
+  const inputs = { status: "filter-status", type: "filter-type", projectId: "filter-project", userId: "filter-user",
+    q: "q", sort: "sort" };
+  for (const [name, id] of Object.entries(inputs)) $(id).value = state.filters[name];
+  $("page-size").value = String(state.pageSize);
+  return view;
 }
 
 function setupFilters() {
@@ -818,16 +849,22 @@ function setupFilters() {
   });
   $("prev-page").addEventListener("click", () => {
     if (state.cursors.length > 1) state.cursors.pop();
+    // cursors[0] is the first page's (none): a link to page 5 that kept no earlier cursors goes back to page 1.
+    if (state.cursors.length === 1) state.pageBase = 0;
+    syncUrl();
     loadPage();
   });
   $("next-page").addEventListener("click", () => {
     if (!state.nextCursor) return;
     state.cursors.push(state.nextCursor);
+    syncUrl();
     loadPage();
   });
   $("page-size").addEventListener("change", (e) => {
     state.pageSize = Number(e.target.value);
     state.cursors = [null];
+    state.pageBase = 0;
+    syncUrl();
     loadPage({ keepFocus: true });
   });
   $("select-page").addEventListener("change", (e) => {
@@ -863,8 +900,11 @@ async function start() {
   stream.start();
 }
 
+let taskFromUrl = null; // a permalink's task: its detail opens once the stream is live
+
 function init() {
   setupFilters();
+  taskFromUrl = applyUrl().task;
   renderCounts();
   typeOptions(state.types, $("f-taskType"));
   const firstDiagnostic = state.types.find((t) => t.name === "sleep");
@@ -928,6 +968,7 @@ function restart() {
   state.page = [];
   state.selected.clear();
   state.cursors = [null];
+  state.pageBase = 0;
   renderRows();
   if (stream) stream.stop();
   stream = null;
