@@ -13,11 +13,16 @@
 and re-running the same prompt with nothing changed repeats the same paid calls (issue 17 counted eight).
 ``RateLimited`` does not spend ``max_retries``: the worker reschedules the task after ``retry_after`` (or its
 own backoff) until the task has waited ``BGTASKS_RATE_LIMIT_MAX_WAIT_S`` in all, then 429s count as failures.
+
+Each is registered with the worker's error classification (``register_error``, service/middleware/outcome.py)
+below its definition: that registry, not a class name, tells the broker what the error means.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from bgtasks.middleware.outcome import ErrorKind, register_error
 
 if TYPE_CHECKING:
     from bgtasks.actors.model import ModelUsage
@@ -65,9 +70,7 @@ class RetryableModelError(ModelError):
 
 class RateLimited(RetryableModelError):
     """The provider rate-limited the call (429 other than out of quota). Waiting helps; the task is
-    rescheduled without spending a retry (``rate_limited = True`` is what the worker looks for)."""
-
-    rate_limited = True
+    rescheduled without spending a retry (registered as ``rate_limited``)."""
 
 
 class InvalidModelOutput(PermanentModelError):
@@ -88,6 +91,12 @@ class InvalidModelOutput(PermanentModelError):
         super().__init__(message, usage=usage)
         self.problems = problems
         self.attempts = attempts
+
+
+# Model errors are worded for the user (no class-name prefix in error_message).
+register_error(ModelError, ErrorKind(worded=True))
+register_error(PermanentModelError, ErrorKind(permanent=True, worded=True))
+register_error(RateLimited, ErrorKind(rate_limited=True, worded=True))
 
 
 class ProjectPathError(ValueError):

@@ -2,6 +2,9 @@
 
 A file holds blocks that start with `-- name: NAME` and a `-- One line that says what it does.`; the SQL
 uses asyncpg's $1, $2 placeholders. The psycopg form is derived here, so each query is written once.
+
+A condition several queries share (the list filter) is a `-- fragment: NAME` block, written once and placed
+into a query, at load, where it says `{{NAME}}`; a fragment is text, not a query, and cannot be run alone.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-_NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.M)
+_NAME = re.compile(r"^--\s*(name|fragment):\s*([a-z_][a-z0-9_]*)\s*$", re.M)
 _PARAM = re.compile(r"\$(\d+)")
+_USE = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}")
 
 
 @dataclass(frozen=True)
@@ -30,30 +34,44 @@ class Query:
         return {f"p{i}": a for i, a in enumerate(args, start=1)}
 
 
-def parse(text: str) -> dict[str, Query]:
-    queries: dict[str, Query] = {}
+def _blocks(text: str) -> list[tuple[str, str, str, str]]:
+    """(kind, name, description, sql) of each `-- name:` or `-- fragment:` block of a file."""
     parts = _NAME.split(text)
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+    out = []
+    for kind, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
         lines = body.strip("\n").splitlines()
         doc = [ln.lstrip("-").strip() for ln in lines if ln.startswith("--")]
         sql = "\n".join(ln for ln in lines if not ln.startswith("--")).strip().rstrip(";")
-        if name in queries:
-            raise ValueError(f"query {name!r} is defined twice")
-        queries[name] = Query(name, " ".join(doc), sql)
-    return queries
+        out.append((kind, name, " ".join(doc), sql))
+    return out
+
+
+def parse(*texts: str) -> dict[str, Query]:
+    """The queries of the given files' texts (names unique across them); `{{NAME}}` takes any file's fragment."""
+    found: dict[str, dict[str, tuple[str, str]]] = {"name": {}, "fragment": {}}
+    for text in texts:
+        for kind, name, doc, sql in _blocks(text):
+            if name in found["name"] or name in found["fragment"]:
+                raise ValueError(f"{kind} {name!r} is defined twice")
+            found[kind][name] = (doc, sql)
+    shared = {name: sql for name, (_, sql) in found["fragment"].items()}
+
+    def expand(name: str, sql: str) -> str:
+        def use(m: re.Match[str]) -> str:
+            if m.group(1) not in shared:
+                raise ValueError(f"query {name!r} uses the unknown fragment {m.group(1)!r}")
+            return shared[m.group(1)]
+
+        return _USE.sub(use, sql)
+
+    return {name: Query(name, doc, expand(name, sql)) for name, (doc, sql) in found["name"].items()}
 
 
 @cache
 def load() -> dict[str, Query]:
     """Every query of every file in service/sql, by name (names are unique across files)."""
-    out: dict[str, Query] = {}
-    for entry in sorted(resources.files("bgtasks.sql").iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".sql"):
-            for name, q in parse(entry.read_text()).items():
-                if name in out:
-                    raise ValueError(f"query {name!r} is defined twice")
-                out[name] = q
-    return out
+    files = sorted(resources.files("bgtasks.sql").iterdir(), key=lambda e: e.name)
+    return parse(*(e.read_text() for e in files if e.name.endswith(".sql")))
 
 
 def get(name: str) -> Query:

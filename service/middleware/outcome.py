@@ -44,24 +44,59 @@ def bounded_traceback(exc: BaseException, limit: int = TRACEBACK_CHARS) -> str:
     return f"{text[:_TRACEBACK_HEAD]}\n  … {cut:,} characters of the traceback left out …\n{text[-tail:]}"
 
 
+@dataclass(frozen=True)
+class ErrorKind:
+    """What an exception of a registered type means for its task (`register_error`)."""
+
+    write: bool = True  # False: the task is no longer ours (cancelled, interrupted, lease lost): write nothing
+    permanent: bool = False  # retrying cannot help: fail the task at once
+    rate_limited: bool = False  # the provider said 429: reschedule without spending a retry (bounded wait)
+    worded: bool = False  # its message is already a sentence for the user: no class-name prefix
+
+
+# Exception type -> its kind; the most derived registered class of an exception decides. bgtasks' own errors
+# are registered below; the actors register theirs where they define them (actors/errors.py), so this module
+# imports no actor code and no class is recognised by its name.
+_KINDS: dict[type[BaseException], ErrorKind] = {}
+
+
+def register_error(exc_type: type[BaseException], kind: ErrorKind) -> None:
+    """Classify `exc_type` and its subclasses (unless a subclass is registered itself) as `kind`."""
+    _KINDS[exc_type] = kind
+
+
+def error_kind(exc: BaseException) -> ErrorKind:
+    """The kind of the most derived registered class of `exc`; an unregistered error is a plain retryable one."""
+    for cls in type(exc).__mro__:
+        if cls in _KINDS:
+            return _KINDS[cls]
+    return ErrorKind()
+
+
+for _gone in (TaskInterrupted, TaskCancelled, LeaseLost):
+    register_error(_gone, ErrorKind(write=False))
+register_error(PermanentTaskError, ErrorKind(permanent=True))
+
+
 def classify(exc: BaseException, time_limit_s: float | None = None) -> Failure:
     name = type(exc).__name__
     text = str(exc) or name
-    if isinstance(exc, (TaskInterrupted, TaskCancelled, LeaseLost)):
+    kind = error_kind(exc)
+    if not kind.write:
         return Failure(name, text, write=False)
     if isinstance(exc, TimeLimitExceeded):
         limit = f" of {time_limit_s:g}s" if time_limit_s else ""
         return Failure("TimeLimitExceeded", f"task exceeded its time limit{limit}")
-    if isinstance(exc, PermanentTaskError) or getattr(exc, "permanent", False) or _is_named(exc, "PermanentModelError"):
+    if kind.permanent:
         return Failure(name, text, permanent=True)
-    retry_after = getattr(exc, "retry_after", None)
+    retry_after = getattr(exc, "retry_after", None)  # the server's hint, when the error carries one
     if not (isinstance(retry_after, (int, float)) and math.isfinite(retry_after) and retry_after >= 0):
         retry_after = None
-    if getattr(exc, "rate_limited", False):
+    if kind.rate_limited:
         return Failure(name, text, retry_after_s=retry_after, rate_limited=True)
     if retry_after is not None:
         return Failure(name, text, retry_after_s=float(retry_after))
-    if _is_named(exc, "ModelError"):  # already worded for the user (actors/model.py); no class-name prefix
+    if kind.worded:
         return Failure(name, text)
     return Failure(name, f"{name}: {text}" if text != name else name)
 
@@ -72,10 +107,6 @@ def describe(failure: Failure) -> str:
     if failure.message == failure.error_type or failure.message.startswith(f"{failure.error_type}: "):
         return failure.message
     return f"{failure.error_type}: {failure.message}"
-
-
-def _is_named(exc: BaseException, name: str) -> bool:
-    return any(c.__name__ == name for c in type(exc).__mro__)
 
 
 def json_result(result: Any) -> Any:

@@ -1,9 +1,33 @@
 -- Tasks as the API and the Python client see them: create, read, list, change, delete, count.
 --
--- The list queries share one filter: owner $1 (NULL: everyone's), statuses $2, types $3, project $4,
--- created at or after $5 and before $6, label or description ILIKE $7; then the cursor ($8 sort key, $9 id,
--- both NULL for the first page) and the page size $10. One query per sort order, so each can use its index.
+-- The list queries share one filter, the fragment task_filter ($1-$7, written once below and placed where a
+-- query says {{task_filter}}), and one row shape, task_page ($11); then the cursor ($8 sort key, $9 id, both
+-- NULL for the first page) and the page size $10. One query per sort order, so each can use its index.
 -- Bulk operations take the same filter ($1-$7), optional ids $8 (NULL: every match), at most $9 rows per call.
+
+-- fragment: task_filter
+-- The list filter (follows WHERE; the task is t): owner $1 (NULL: everyone's), statuses $2, types $3,
+-- project $4, created at or after $5 and before $6, label or description ILIKE $7 (NULL: no condition).
+($1::text IS NULL OR t.user_id = $1)
+  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
+  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
+  AND ($4::text IS NULL OR t.project_id = $4)
+  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
+  AND ($6::timestamptz IS NULL OR t.created_at < $6)
+  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+
+-- fragment: task_page
+-- A listed task (t): results larger than $11 bytes as JSON are replaced by task_result_preview() and flagged
+-- result_truncated (NULL: whole results); pending rows carry task_waiting_reason() as waiting_reason.
+SELECT r.*, s.result_truncated,
+       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
+FROM background_tasks t
+CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
+                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
+                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
+CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
+CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
+    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
 
 -- name: create_tasks
 -- Create tasks from a JSON array of specs ($1) in one statement; a repeated idempotency key returns the first
@@ -40,145 +64,49 @@ WHERE s.idempotency_key IS NOT NULL AND NOT EXISTS (SELECT FROM inserted i WHERE
 SELECT * FROM background_tasks WHERE id = $1;
 
 -- name: list_tasks_created_desc
--- A page of the visible tasks matching the filter, newest first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
--- rows carry task_waiting_reason() as waiting_reason.
-SELECT r.*, s.result_truncated,
-       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
-FROM background_tasks t
-CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
-                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
-                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
-CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
-CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
-    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
-WHERE ($1::text IS NULL OR t.user_id = $1)
-  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
-  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
-  AND ($4::text IS NULL OR t.project_id = $4)
-  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
-  AND ($6::timestamptz IS NULL OR t.created_at < $6)
-  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+-- A page of the visible tasks matching the filter, newest first (ties by id), after the cursor. Rows as task_page.
+{{task_page}}
+WHERE {{task_filter}}
   AND ($8::timestamptz IS NULL OR (t.created_at, t.id) < ($8::timestamptz, $9::text))
 ORDER BY t.created_at DESC, t.id DESC
 LIMIT $10;
 
 -- name: list_tasks_created_asc
--- A page of the visible tasks matching the filter, oldest first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
--- rows carry task_waiting_reason() as waiting_reason.
-SELECT r.*, s.result_truncated,
-       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
-FROM background_tasks t
-CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
-                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
-                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
-CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
-CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
-    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
-WHERE ($1::text IS NULL OR t.user_id = $1)
-  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
-  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
-  AND ($4::text IS NULL OR t.project_id = $4)
-  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
-  AND ($6::timestamptz IS NULL OR t.created_at < $6)
-  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+-- A page of the visible tasks matching the filter, oldest first (ties by id), after the cursor. Rows as task_page.
+{{task_page}}
+WHERE {{task_filter}}
   AND ($8::timestamptz IS NULL OR (t.created_at, t.id) > ($8::timestamptz, $9::text))
 ORDER BY t.created_at ASC, t.id ASC
 LIMIT $10;
 
 -- name: list_tasks_updated_desc
--- A page of the visible tasks matching the filter, most recently changed first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
--- rows carry task_waiting_reason() as waiting_reason.
-SELECT r.*, s.result_truncated,
-       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
-FROM background_tasks t
-CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
-                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
-                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
-CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
-CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
-    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
-WHERE ($1::text IS NULL OR t.user_id = $1)
-  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
-  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
-  AND ($4::text IS NULL OR t.project_id = $4)
-  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
-  AND ($6::timestamptz IS NULL OR t.created_at < $6)
-  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+-- A page of the visible tasks matching the filter, most recently changed first (ties by id), after the cursor. Rows as task_page.
+{{task_page}}
+WHERE {{task_filter}}
   AND ($8::timestamptz IS NULL OR (t.updated_at, t.id) < ($8::timestamptz, $9::text))
 ORDER BY t.updated_at DESC, t.id DESC
 LIMIT $10;
 
 -- name: list_tasks_updated_asc
--- A page of the visible tasks matching the filter, least recently changed first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
--- rows carry task_waiting_reason() as waiting_reason.
-SELECT r.*, s.result_truncated,
-       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
-FROM background_tasks t
-CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
-                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
-                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
-CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
-CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
-    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
-WHERE ($1::text IS NULL OR t.user_id = $1)
-  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
-  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
-  AND ($4::text IS NULL OR t.project_id = $4)
-  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
-  AND ($6::timestamptz IS NULL OR t.created_at < $6)
-  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+-- A page of the visible tasks matching the filter, least recently changed first (ties by id), after the cursor. Rows as task_page.
+{{task_page}}
+WHERE {{task_filter}}
   AND ($8::timestamptz IS NULL OR (t.updated_at, t.id) > ($8::timestamptz, $9::text))
 ORDER BY t.updated_at ASC, t.id ASC
 LIMIT $10;
 
 -- name: list_tasks_priority_desc
--- A page of the visible tasks matching the filter, highest priority first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
--- rows carry task_waiting_reason() as waiting_reason.
-SELECT r.*, s.result_truncated,
-       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
-FROM background_tasks t
-CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
-                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
-                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
-CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
-CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
-    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
-WHERE ($1::text IS NULL OR t.user_id = $1)
-  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
-  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
-  AND ($4::text IS NULL OR t.project_id = $4)
-  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
-  AND ($6::timestamptz IS NULL OR t.created_at < $6)
-  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+-- A page of the visible tasks matching the filter, highest priority first (ties by id), after the cursor. Rows as task_page.
+{{task_page}}
+WHERE {{task_filter}}
   AND ($8::integer IS NULL OR (t.priority, t.id) < ($8::integer, $9::text))
 ORDER BY t.priority DESC, t.id DESC
 LIMIT $10;
 
 -- name: list_tasks_priority_asc
--- A page of the visible tasks matching the filter, lowest priority first (ties by id), after the cursor. $11: results larger than this many bytes
--- as JSON are replaced by task_result_preview() and flagged result_truncated (NULL: whole results); pending
--- rows carry task_waiting_reason() as waiting_reason.
-SELECT r.*, s.result_truncated,
-       CASE WHEN t.status = 'pending' THEN task_waiting_reason(t) END AS waiting_reason  -- pending rows only
-FROM background_tasks t
-CROSS JOIN LATERAL (SELECT $11::integer IS NOT NULL AND t.result_data IS NOT NULL
-                           AND CASE WHEN pg_column_size(t.result_data) > $11 THEN true
-                                    ELSE octet_length(t.result_data::text) > $11 END AS result_truncated) s
-CROSS JOIN LATERAL (SELECT CASE WHEN s.result_truncated THEN task_result_preview(t.result_data) END AS preview) p
-CROSS JOIN LATERAL jsonb_populate_record(t, CASE WHEN s.result_truncated
-    THEN jsonb_build_object('result_data', p.preview, 'result', p.preview) ELSE '{}'::jsonb END) r
-WHERE ($1::text IS NULL OR t.user_id = $1)
-  AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
-  AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
-  AND ($4::text IS NULL OR t.project_id = $4)
-  AND ($5::timestamptz IS NULL OR t.created_at >= $5)
-  AND ($6::timestamptz IS NULL OR t.created_at < $6)
-  AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+-- A page of the visible tasks matching the filter, lowest priority first (ties by id), after the cursor. Rows as task_page.
+{{task_page}}
+WHERE {{task_filter}}
   AND ($8::integer IS NULL OR (t.priority, t.id) > ($8::integer, $9::text))
 ORDER BY t.priority ASC, t.id ASC
 LIMIT $10;
@@ -190,13 +118,7 @@ UPDATE background_tasks b SET status = 'cancelled', cancel_reason = $10,
                               error_message = coalesce(b.error_message, $10)
 FROM (
     SELECT t.id FROM background_tasks t
-    WHERE ($1::text IS NULL OR t.user_id = $1)
-      AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
-      AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
-      AND ($4::text IS NULL OR t.project_id = $4)
-      AND ($5::timestamptz IS NULL OR t.created_at >= $5)
-      AND ($6::timestamptz IS NULL OR t.created_at < $6)
-      AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+    WHERE {{task_filter}}
       AND ($8::text[] IS NULL OR t.id = ANY ($8::text[]))
       AND t.status IN ('pending', 'processing')
     ORDER BY t.id LIMIT $9
@@ -211,13 +133,7 @@ UPDATE background_tasks b SET status = 'pending', retry_count = 0, run_at = now(
                               error_message = NULL, cancel_reason = NULL, result_data = NULL, worker_id = NULL
 FROM (
     SELECT t.id FROM background_tasks t
-    WHERE ($1::text IS NULL OR t.user_id = $1)
-      AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
-      AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
-      AND ($4::text IS NULL OR t.project_id = $4)
-      AND ($5::timestamptz IS NULL OR t.created_at >= $5)
-      AND ($6::timestamptz IS NULL OR t.created_at < $6)
-      AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+    WHERE {{task_filter}}
       AND ($8::text[] IS NULL OR t.id = ANY ($8::text[]))
       AND t.status IN ('error', 'cancelled')
     ORDER BY t.id LIMIT $9
@@ -231,13 +147,7 @@ RETURNING b.id;
 DELETE FROM background_tasks b
 USING (
     SELECT t.id FROM background_tasks t
-    WHERE ($1::text IS NULL OR t.user_id = $1)
-      AND ($2::task_status[] IS NULL OR t.status = ANY ($2::task_status[]))
-      AND ($3::text[] IS NULL OR t.task_type = ANY ($3::text[]))
-      AND ($4::text IS NULL OR t.project_id = $4)
-      AND ($5::timestamptz IS NULL OR t.created_at >= $5)
-      AND ($6::timestamptz IS NULL OR t.created_at < $6)
-      AND ($7::text IS NULL OR t.label ILIKE $7 OR t.description ILIKE $7)
+    WHERE {{task_filter}}
       AND ($8::text[] IS NULL OR t.id = ANY ($8::text[]))
     ORDER BY t.id LIMIT $9
     FOR UPDATE

@@ -9,17 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import psycopg
 from psycopg.types.json import Jsonb
 
 from .. import queries
-
-Conn = psycopg.Connection[Any]
-
-
-def _run(conn: Conn, name: str, *args: object) -> psycopg.Cursor[Any]:
-    q = queries.get(name)
-    return conn.execute(q.psycopg_sql, q.psycopg_params(*args))
+from .driver import Conn, run
 
 
 def insert_questions(conn: Conn, task_id: str, attempt: int, user_id: str, category: str, age_group: str,
@@ -28,26 +21,26 @@ def insert_questions(conn: Conn, task_id: str, attempt: int, user_id: str, categ
     earlier attempt of the task stored; returns the stored rows in the given order (empty if the attempt no
     longer holds the task)."""
     with conn.transaction():
-        rows = _run(conn, "insert_questions", task_id, attempt, user_id, category, age_group,
-                    Jsonb(list(questions)), difficulty).fetchall()
+        rows = run(conn, "insert_questions", task_id, attempt, user_id, category, age_group,
+                   Jsonb(list(questions)), difficulty).fetchall()
     return sorted((dict(r) for r in rows), key=lambda r: r["id"])
 
 
 def load_questions(conn: Conn, user_id: str, ids: Sequence[int]) -> list[dict[str, Any]]:
     """User ``user_id``'s questions among ``ids``, by id; another user's ids are simply not returned."""
-    return [dict(r) for r in _run(conn, "load_questions", user_id, list(ids)).fetchall()]
+    return [dict(r) for r in run(conn, "load_questions", user_id, list(ids)).fetchall()]
 
 
 def record_verdicts(conn: Conn, task_id: str, attempt: int, user_id: str,
                     verdicts: Sequence[dict[str, Any]]) -> set[int]:
     """Verdicts as {id, verdict, reason}; returns the ids updated."""
-    return {r["id"] for r in _run(conn, "record_verdicts", task_id, attempt, user_id,
-                                  Jsonb(list(verdicts))).fetchall()}
+    return {r["id"] for r in run(conn, "record_verdicts", task_id, attempt, user_id,
+                                 Jsonb(list(verdicts))).fetchall()}
 
 
 def update_emoji(conn: Conn, task_id: str, attempt: int, user_id: str, emoji: Sequence[dict[str, Any]]) -> set[int]:
     """New emoji as {id, emoji}; returns the ids updated."""
-    return {r["id"] for r in _run(conn, "update_emoji", task_id, attempt, user_id, Jsonb(list(emoji))).fetchall()}
+    return {r["id"] for r in run(conn, "update_emoji", task_id, attempt, user_id, Jsonb(list(emoji))).fetchall()}
 
 
 # ---------------------------------------------------------------- the API's (asyncpg)

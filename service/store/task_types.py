@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
-import psycopg
 
 from .. import queries
 from ..actors import TaskType
+from .driver import Conn, run, value
 
 
 def definition(t: TaskType) -> dict[str, Any]:
@@ -20,11 +20,8 @@ def definition(t: TaskType) -> dict[str, Any]:
             "needs_project": t.needs_project, "diagnostic": t.diagnostic, "handler": t.handler}
 
 
-def publish_task_types(conn: psycopg.Connection[Any], worker_id: str, types: Iterable[TaskType]) -> int:
-    q = queries.get("publish_task_types")
-    payload = json.dumps([definition(t) for t in types])
-    row = conn.execute(q.psycopg_sql, q.psycopg_params(worker_id, payload)).fetchone()
-    return int(row["n"] if isinstance(row, dict) else row[0]) if row else 0
+def publish_task_types(conn: Conn, worker_id: str, types: Iterable[TaskType]) -> int:
+    return int(value(run(conn, "publish_task_types", worker_id, json.dumps([definition(t) for t in types]))) or 0)
 
 
 def from_row(row: Any) -> TaskType:

@@ -6,106 +6,91 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
-from .. import queries
-
-Conn = psycopg.Connection[Any]
-
-
-def _run(conn: Conn, name: str, *args: object) -> psycopg.Cursor[Any]:
-    q = queries.get(name)
-    # Prepared on the server (a hot path) unless the connection may not keep prepared statements: one
-    # made with prepare_threshold=None, through a transaction pooler (service/connections.py).
-    return conn.execute(q.psycopg_sql, q.psycopg_params(*args), prepare=conn.prepare_threshold is not None)
+from .driver import Conn, run, value
 
 
 def complete_tasks(conn: Conn, items: Sequence[tuple[str, int, Any]]) -> set[str]:
     ids = [i for i, _, _ in items]
     attempts = [a for _, a, _ in items]
     results = [Jsonb(r) for _, _, r in items]
-    return {row["id"] for row in _run(conn, "complete_tasks", ids, attempts, results).fetchall()}
+    return {row["id"] for row in run(conn, "complete_tasks", ids, attempts, results).fetchall()}
 
 
 def fail_task(conn: Conn, task_id: str, attempt: int, error_type: str, message: str, permanent: bool,
               retry_after_s: float | None) -> str | None:
-    row = _run(conn, "fail_task", task_id, attempt, error_type, message, permanent, retry_after_s).fetchone()
-    return None if row is None else next(iter(row.values()))
+    return value(run(conn, "fail_task", task_id, attempt, error_type, message, permanent, retry_after_s))
 
 
 def record_attempt_traceback(conn: Conn, task_id: str, attempt: int, traceback: str) -> bool:
-    row = _run(conn, "record_attempt_traceback", task_id, attempt, traceback).fetchone()
-    return bool(row and next(iter(row.values())))
+    return bool(value(run(conn, "record_attempt_traceback", task_id, attempt, traceback)))
 
 
 def postpone_rate_limited(conn: Conn, task_id: str, attempt: int, error_type: str, message: str,
                           retry_after_s: float | None, max_wait_s: float) -> str | None:
-    row = _run(conn, "postpone_rate_limited", task_id, attempt, error_type, message, retry_after_s,
-               max_wait_s).fetchone()
-    return None if row is None else next(iter(row.values()))
+    return value(run(conn, "postpone_rate_limited", task_id, attempt, error_type, message, retry_after_s,
+                     max_wait_s))
 
 
 def release_task(conn: Conn, task_id: str, attempt: int) -> bool:
-    row = _run(conn, "release_task", task_id, attempt).fetchone()
-    return bool(row and next(iter(row.values())))
+    return bool(value(run(conn, "release_task", task_id, attempt)))
 
 
 def extend_leases(conn: Conn, worker_id: str, task_ids: Sequence[str], lease_s: float) -> set[str]:
-    return {row["id"] for row in _run(conn, "extend_leases", worker_id, list(task_ids), lease_s).fetchall()}
+    return {row["id"] for row in run(conn, "extend_leases", worker_id, list(task_ids), lease_s).fetchall()}
 
 
 def reap_expired_leases(conn: Conn, grace_s: float, limit: int = 100) -> int:
-    row = _run(conn, "reap_expired_leases", limit, grace_s).fetchone()
-    return int(next(iter(row.values()))) if row else 0
+    return int(value(run(conn, "reap_expired_leases", limit, grace_s)) or 0)
 
 
 def report_progress(conn: Conn, task_id: str, attempt: int, percent: int, description: str | None) -> bool:
-    return _run(conn, "report_progress", task_id, attempt, percent, description).fetchone() is not None
+    return run(conn, "report_progress", task_id, attempt, percent, description).fetchone() is not None
 
 
 def user_spending_today(conn: Conn, user_id: str) -> tuple[Any, Any]:
-    row = _run(conn, "user_spending_today", user_id).fetchone()
+    row = run(conn, "user_spending_today", user_id).fetchone()
     return (row["cap_usd"], row["spent_usd"]) if row else (None, None)
 
 
 def append_task_output(conn: Conn, task_id: str, attempt: int, text: str, max_chars: int) -> int | None:
-    row = _run(conn, "append_task_output", task_id, attempt, text, max_chars).fetchone()
+    row = run(conn, "append_task_output", task_id, attempt, text, max_chars).fetchone()
     return None if row is None else row["seq"]
 
 
 def task_status(conn: Conn, task_id: str) -> str | None:
-    row = _run(conn, "task_status", task_id).fetchone()
+    row = run(conn, "task_status", task_id).fetchone()
     return None if row is None else row["status"]
 
 
 def register_worker(conn: Conn, worker_id: str, hostname: str, pid: int, concurrency: int) -> None:
-    _run(conn, "register_worker", worker_id, hostname, pid, concurrency)
+    run(conn, "register_worker", worker_id, hostname, pid, concurrency)
 
 
 def worker_heartbeat(conn: Conn, worker_id: str, outage_s: float) -> None:
-    _run(conn, "worker_heartbeat", worker_id, outage_s)
+    run(conn, "worker_heartbeat", worker_id, outage_s)
 
 
 def worker_stopped(conn: Conn, worker_id: str) -> None:
-    _run(conn, "worker_stopped", worker_id)
+    run(conn, "worker_stopped", worker_id)
 
 
 def queue_settings(conn: Conn) -> dict[str, Any]:
-    row = _run(conn, "queue_settings").fetchone()
+    row = run(conn, "queue_settings").fetchone()
     assert row is not None, "task_queue_settings has no row: run `bgtasks migrate`"
     return dict(row)
 
 
 def mark_polled(conn: Conn, every_ms: int) -> None:
-    _run(conn, "mark_polled", every_ms)
+    run(conn, "mark_polled", every_ms)
 
 
 def record_model_call(conn: Conn, task_id: str, attempt: int, model: str, prompt_tokens: int,
                       completion_tokens: int, total_tokens: int, duration_ms: int,
                       cached_prompt_tokens: int = 0) -> None:
-    _run(conn, "record_model_call", task_id, attempt, model, prompt_tokens, completion_tokens, total_tokens,
-         duration_ms, cached_prompt_tokens)
+    run(conn, "record_model_call", task_id, attempt, model, prompt_tokens, completion_tokens, total_tokens,
+        duration_ms, cached_prompt_tokens)
 
 
 def complete_and_claim(conn: Conn, items: Sequence[tuple[str, int, Any]], worker_id: str, limit: int,
@@ -115,20 +100,20 @@ def complete_and_claim(conn: Conn, items: Sequence[tuple[str, int, Any]], worker
     ids = [i for i, _, _ in items]
     attempts = [a for _, a, _ in items]
     results = [Jsonb(r) for _, _, r in items]
-    out = _run(conn, "complete_and_claim", ids, attempts, results, worker_id, limit, lease_s).fetchall()
+    out = run(conn, "complete_and_claim", ids, attempts, results, worker_id, limit, lease_s).fetchall()
     wait = out[0]["wait"] if out else None
     return [r for r in out if r["id"] is not None], None if wait is None else float(wait)
 
 
 def release_lost_claims(conn: Conn, worker_id: str, claimed_after: datetime) -> list[str]:
-    return [r["id"] for r in _run(conn, "release_lost_claims", worker_id, claimed_after).fetchall()]
+    return [r["id"] for r in run(conn, "release_lost_claims", worker_id, claimed_after).fetchall()]
 
 
 def task_statuses(conn: Conn, task_ids: Sequence[str]) -> dict[str, str]:
-    return {r["id"]: r["status"] for r in _run(conn, "task_statuses", list(task_ids)).fetchall()}
+    return {r["id"]: r["status"] for r in run(conn, "task_statuses", list(task_ids)).fetchall()}
 
 
 def enqueue_task(conn: Conn, task_type: str, user_id: str, payload: dict[str, Any], delay_s: float) -> str:
-    row = _run(conn, "enqueue_task", task_type, user_id, Jsonb(payload), delay_s).fetchone()
+    row = run(conn, "enqueue_task", task_type, user_id, Jsonb(payload), delay_s).fetchone()
     assert row is not None
     return str(row["id"])

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from bgtasks.actors.errors import InvalidModelOutput, RateLimited, RetryableModelError
+from bgtasks.actors.errors import InvalidModelOutput, ModelError, RateLimited, RetryableModelError
+from bgtasks.errors import PermanentTaskError, TaskCancelled
 from bgtasks.middleware.outcome import (
+    _KINDS,
     TRACEBACK_CHARS,
+    ErrorKind,
     Failure,
     bounded_traceback,
     classify,
     describe,
+    error_kind,
     oversized_result,
+    register_error,
 )
 
 
@@ -59,3 +64,34 @@ def test_the_error_type_is_written_once() -> None:
     assert describe(classify(RuntimeError("boom"))) == "RuntimeError: boom"
     assert describe(Failure("ModelError", "the model said no")) == "ModelError: the model said no"
     assert describe(Failure("Skipped", "Skipped")) == "Skipped"
+
+
+def test_errors_are_classified_by_their_registered_type_not_their_name() -> None:
+    class ModelError(Exception):  # a stranger that shares an actor error's name is a plain error
+        pass
+
+    assert describe(classify(ModelError("the same name"))) == "ModelError: the same name"
+    assert not classify(ModelError("x")).permanent
+
+    class Hopeless(Exception):
+        pass
+
+    class Hinted(Hopeless):
+        retry_after = 3.0
+
+    register_error(Hopeless, ErrorKind(permanent=True, worded=True))
+    try:
+        assert classify(Hopeless("give up")) == Failure("Hopeless", "give up", permanent=True)
+        assert classify(Hinted("still")).permanent  # a subclass takes its nearest registered class's kind
+        assert error_kind(RuntimeError("x")) == ErrorKind()
+    finally:
+        _KINDS.pop(Hopeless)
+    assert classify(Hopeless("again")) == Failure("Hopeless", "Hopeless: again")
+
+
+def test_the_actors_register_their_errors() -> None:
+    assert error_kind(InvalidModelOutput("bad", problems=[], attempts=1)).permanent
+    assert error_kind(RateLimited("429")).rate_limited
+    assert classify(ModelError("the model said no")) == Failure("ModelError", "the model said no")
+    assert classify(PermanentTaskError("fix it")).permanent
+    assert not classify(TaskCancelled("gone")).write
