@@ -40,11 +40,11 @@ def _run_tasks(url: str, base_url: str, n: int) -> None:
     settings = load_settings(database_url=url, openai_api_key="bench-key", openai_base_url=base_url)
     runtime = Runtime(settings, concurrency=n)
     try:
-        rows = runtime.claim_if_due()
+        rows = runtime.claimer.claim_if_due()
         assert len(rows) == n, f"claimed {len(rows)} of {n}"
 
         def one(row: dict[str, Any]) -> None:
-            ctx = runtime.begin(row["id"], row["attempt"])
+            ctx = runtime.in_flight.begin(row["id"], row["attempt"])
             result = asyncio.run(actors.TASK_TYPES[TYPE].load()(ctx))
             with runtime.pool.connection() as conn:
                 worker_store.complete_tasks(conn, [(row["id"], row["attempt"], result)])
@@ -55,7 +55,7 @@ def _run_tasks(url: str, base_url: str, n: int) -> None:
         for t in threads:
             t.join()
     finally:
-        runtime._drop_claim_connection()
+        runtime.claimer.drop_connection()
         runtime.pool.close()
 
 

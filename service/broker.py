@@ -2,8 +2,8 @@
 
 consume = claim rows (only as many as the process has free threads), ack = complete (batched, conditional
 on the attempt that claimed it), nack = fail (retry with backoff or error), requeue = hand back to pending.
-No delay queues: a delay is `run_at` on the row. The worker process (service/worker.py) owns the connections
-and threads this broker uses.
+No delay queues: a delay is `run_at` on the row. The worker's parts (service/worker/) do the claiming
+(`consumer`) and write the outcomes (`outcomes`); the broker is handed them, not the whole runtime.
 """
 
 from __future__ import annotations
@@ -11,14 +11,18 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from dramatiq.broker import Consumer, MessageProxy
 
 if TYPE_CHECKING:
-    from .worker import Runtime
+    from .worker.consumer import Claimer
+    from .worker.in_flight import InFlightTable
+    from .worker.outcomes import Outcomes
+
+Enqueue = Callable[..., str]  # (task_type, payload, *, delay_ms, user_id) -> task id
 
 QUEUE = "bgtasks"
 log = logging.getLogger("bgtasks.broker")
@@ -35,15 +39,19 @@ def message_for(row: dict[str, Any]) -> dramatiq.Message[Any]:
 
 
 class PostgresBroker(dramatiq.Broker):
-    def __init__(self, runtime: Runtime, middleware: list[dramatiq.Middleware]) -> None:
+    def __init__(self, claimer: Claimer, outcomes: Outcomes, in_flight: InFlightTable, enqueue: Enqueue,
+                 middleware: list[dramatiq.Middleware]) -> None:
         super().__init__(middleware=middleware)
-        self.runtime = runtime
+        self.claimer = claimer
+        self.outcomes = outcomes
+        self.in_flight = in_flight
+        self._enqueue = enqueue
         self.queues: set[str] = set()
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> Consumer:
         # `prefetch` is ignored on purpose: Dramatiq's default (2 x threads) would park claimed rows in
-        # `processing` behind busy threads. The runtime claims only for free threads.
-        return PostgresConsumer(self.runtime, timeout_ms=timeout)
+        # `processing` behind busy threads. The claimer claims only for free slots.
+        return PostgresConsumer(self.claimer, self.outcomes, timeout_ms=timeout)
 
     def declare_queue(self, queue_name: str) -> None:
         if queue_name not in self.queues:
@@ -53,7 +61,7 @@ class PostgresBroker(dramatiq.Broker):
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
         """`actor.send(**payload)` from Python: a task row of the actor's type, owned by user "system"."""
-        task_id = self.runtime.enqueue(message.actor_name, dict(message.kwargs), delay_ms=delay,
+        task_id = self._enqueue(message.actor_name, dict(message.kwargs), delay_ms=delay,
                                        user_id=str(message.options.get("user_id", "system")))
         return message.copy(message_id=task_id)
 
@@ -70,14 +78,15 @@ class PostgresBroker(dramatiq.Broker):
         raise NotImplementedError("delete tasks with SQL or the API; the table is the queue")
 
     def join(self, queue_name: str, *, timeout: int | None = None) -> None:
-        self.runtime.wait_idle(timeout_s=None if timeout is None else timeout / 1000)
+        self.in_flight.wait_idle(timeout_s=None if timeout is None else timeout / 1000)
 
 
 class PostgresConsumer(Consumer):
-    """Runs on Dramatiq's consumer thread; ack and nack run on worker threads (the runtime is thread-safe)."""
+    """Runs on Dramatiq's consumer thread; ack and nack run on worker threads (the outcomes are thread-safe)."""
 
-    def __init__(self, runtime: Runtime, timeout_ms: int) -> None:
-        self.runtime = runtime
+    def __init__(self, claimer: Claimer, outcomes: Outcomes, timeout_ms: int) -> None:
+        self.claimer = claimer
+        self.outcomes = outcomes
         self.timeout_s = timeout_ms / 1000
         self.buffer: collections.deque[MessageProxy] = collections.deque()
 
@@ -87,25 +96,25 @@ class PostgresConsumer(Consumer):
     def __next__(self) -> MessageProxy | None:
         if self.buffer:
             return self.buffer.popleft()
-        rows = self.runtime.claim_if_due()
+        rows = self.claimer.claim_if_due()
         if rows:
             self.buffer.extend(MessageProxy(message_for(r)) for r in rows)
             return self.buffer.popleft()
-        self.runtime.wait_for_work(self.timeout_s)  # returns within the worker timeout: shutdown never hangs
+        self.claimer.wait_for_work(self.timeout_s)  # returns within the worker timeout: shutdown never hangs
         return None
 
     def ack(self, message: MessageProxy) -> None:
-        self.runtime.finish_ok(message)
+        self.outcomes.finish_ok(message)
 
     def nack(self, message: MessageProxy) -> None:
-        self.runtime.finish_failed(message)
+        self.outcomes.finish_failed(message)
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         for message in messages:
-            self.runtime.release(message.message_id, int(message.options["attempt"]))
+            self.outcomes.release(message.message_id, int(message.options["attempt"]))
 
     def close(self) -> None:
         while self.buffer:
             m = self.buffer.popleft()
-            self.runtime.release(m.message_id, int(m.options["attempt"]))
+            self.outcomes.release(m.message_id, int(m.options["attempt"]))
         time.sleep(0)

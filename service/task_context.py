@@ -7,18 +7,34 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import LeaseLost, SpendingCapReached, TaskCancelled
 from .live_output import OutputCoalescer
 from .store import worker as store
 
 if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
     from bgtasks.actors.model import ModelConfig
 
-    from .worker import Runtime
+    from .settings import Settings
 
 T = TypeVar("T")
+
+
+class TaskIO(Protocol):
+    """What a context needs of its worker (service/worker/task_io.py): the fence, progress and output
+    writes, the shared pool, the settings."""
+
+    settings: Settings
+    pool: ConnectionPool[Any]
+
+    def fence_overdue(self) -> Any: ...
+
+    def report_progress(self, ctx: TaskContext, percent: int, description: str | None) -> str | None: ...
+
+    def write_output(self, ctx: TaskContext, text: str) -> None: ...
 
 
 @dataclass
@@ -33,7 +49,7 @@ class TaskContext:
     project_path: str | None
     retry_count: int
     max_retries: int
-    runtime: Runtime = field(repr=False)
+    io: TaskIO = field(repr=False)
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_reason: str = ""
 
@@ -41,17 +57,17 @@ class TaskContext:
     def check_cancelled(self) -> None:
         """Raise TaskCancelled if the task was cancelled (or is no longer ours: its lease could not be renewed
         in time, checked here too, so an actor woken from SIGSTOP stops at its next check)."""
-        self.runtime.fence_overdue()
+        self.io.fence_overdue()
         if self.cancelled.is_set():
             raise TaskCancelled(self.cancel_reason or f"task {self.id} was cancelled")
 
     def progress_sync(self, percent: int, description: str | None = None) -> None:
         """Report progress (0-100) and what is happening; raises TaskCancelled if the task was cancelled.
-        Best effort (Runtime.report_progress): a database outage or a dead connection drops the report, it
+        Best effort (TaskIO.report_progress): a database outage or a dead connection drops the report, it
         never fails the actor."""
         self.check_cancelled()
         percent = max(0, min(100, int(percent)))
-        status = self.runtime.report_progress(self, percent, self.attempt_note(description))
+        status = self.io.report_progress(self, percent, self.attempt_note(description))
         if status in ("ok", "dropped"):
             return
         if status in ("cancelled", None):
@@ -73,7 +89,7 @@ class TaskContext:
         """Run `fn(connection, *args)` with a pooled psycopg connection, off the event loop."""
 
         def call() -> T:
-            with self.runtime.pool.connection() as conn:
+            with self.io.pool.connection() as conn:
                 return fn(conn, *args)
 
         return await asyncio.to_thread(call)
@@ -82,19 +98,19 @@ class TaskContext:
         """Results of the tasks this one depends on, {"task id": result}: how a chain passes results on."""
         from .store import scheduler as workflow_store
 
-        with self.runtime.pool.connection() as conn:
+        with self.io.pool.connection() as conn:
             return workflow_store.task_upstream_results(conn, self.id)
 
     @property
     def settings(self) -> Any:
-        return self.runtime.settings
+        return self.io.settings
 
     def model_config(self) -> ModelConfig:
         """What this task's model calls use: the settings, with the task type's own output limits."""
         from bgtasks.actors import get_task_type
         from bgtasks.actors.model import ModelConfig
 
-        s = self.runtime.settings
+        s = self.io.settings
         kind = get_task_type(self.task_type)
         limit = (kind.max_output_tokens if kind else None) or s.bgtasks_model_max_output_tokens
         cap = (kind.max_output_tokens_cap if kind else None) or s.bgtasks_model_max_output_tokens_cap
@@ -174,9 +190,9 @@ class TaskContext:
         """Where a streaming call's text goes: the task's live output, coalesced (service/live_output.py)."""
 
         async def write(text: str) -> None:
-            await asyncio.to_thread(self.runtime.write_output, self, text)
+            await asyncio.to_thread(self.io.write_output, self, text)
 
-        return OutputCoalescer(write, self.runtime.settings.bgtasks_output_interval_s)
+        return OutputCoalescer(write, self.io.settings.bgtasks_output_interval_s)
 
     async def _record_usage(self, usages: Any) -> None:
         for u in usages:

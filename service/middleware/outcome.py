@@ -134,7 +134,7 @@ def oversized_result(result: Any, max_bytes: int, task_type: str) -> Failure | N
 
 # Exceptions that end an actor on an expected path: the task is no longer ours (cancelled, interrupted,
 # fenced off: its lease lost) or failed on purpose. Declared as each actor's `throws`, Dramatiq logs them
-# without a traceback; the worker logs the one line that says what happened (service/worker.py).
+# without a traceback; the worker logs the one line that says what happened (service/worker/outcomes.py).
 EXPECTED: tuple[type[BaseException], ...] = (TaskInterrupted, TaskCancelled, LeaseLost, PermanentTaskError)
 
 

@@ -21,7 +21,7 @@ def test_send_creates_a_task_row_and_a_delay_becomes_run_at(database_url: str,
                                                              sql: psycopg.Connection[Any]) -> None:
     runtime = Runtime(load_settings(database_url=database_url), concurrency=1)
     try:
-        broker = PostgresBroker(runtime, middleware=[])
+        broker = PostgresBroker(runtime.claimer, runtime.outcomes, runtime.in_flight, runtime.enqueue, middleware=[])
         message: dramatiq.Message[Any] = dramatiq.Message(queue_name=QUEUE, actor_name="sleep", args=(), kwargs={"seconds": 1},
                                    options={})
         sent = broker.enqueue(message, delay=60_000)
@@ -44,18 +44,18 @@ def test_a_message_of_an_earlier_attempt_neither_runs_nor_drops_the_current_one(
         "INSERT INTO background_tasks (task_type, user_id) VALUES ('noop', 'tester') RETURNING id").fetchall()]
     runtime = Runtime(load_settings(database_url=database_url), concurrency=2)
     try:
-        rows = runtime.claim_if_due()
+        rows = runtime.claimer.claim_if_due()
         assert [(r["id"], r["attempt"]) for r in rows] == [(task_id, 1)]
         with pytest.raises(TaskCancelled):
-            runtime.begin(task_id, 0)
+            runtime.in_flight.begin(task_id, 0)
         old = MessageProxy(dramatiq.Message(queue_name=QUEUE, actor_name="noop", args=(task_id, 0), kwargs={},
                                             options={"attempt": 0}, message_id=task_id))
         old.options["bgtasks_failure"] = classify(TaskCancelled("handed back"))
-        runtime.finish_failed(old)
-        assert runtime.in_flight[task_id].attempt == 1
-        assert runtime.begin(task_id, 1).id == task_id
+        runtime.outcomes.finish_failed(old)
+        assert runtime.in_flight.records[task_id].attempt == 1
+        assert runtime.in_flight.begin(task_id, 1).id == task_id
     finally:
-        runtime._drop_claim_connection()
+        runtime.claimer.drop_connection()
         runtime.pool.close()
     assert sql.execute("SELECT status::text FROM background_tasks WHERE id = %s", (task_id,)).fetchone() == {
         "status": "processing"}

@@ -47,8 +47,8 @@ def run_attempt(database_url: str, base_url: str, task_id: str, finish: str) -> 
                              bgtasks_model="fake-model")
     runtime = Runtime(settings, concurrency=1)
     try:
-        [row] = runtime.claim_if_due()
-        ctx = runtime.begin(task_id, row["attempt"])
+        [row] = runtime.claimer.claim_if_due()
+        ctx = runtime.in_flight.begin(task_id, row["attempt"])
         result = asyncio.run(actors.TASK_TYPES["test-asker"].load()(ctx))
         with runtime.pool.connection() as conn:
             if finish == "complete":
@@ -57,7 +57,7 @@ def run_attempt(database_url: str, base_url: str, task_id: str, finish: str) -> 
                 worker_store.fail_task(conn, task_id, row["attempt"], "Test", "fails once", False, 0)
                 conn.execute("UPDATE background_tasks SET run_at = now() WHERE id = %s", (task_id,))
     finally:
-        runtime._drop_claim_connection()
+        runtime.claimer.drop_connection()
         runtime.pool.close()
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from bgtasks.worker import CLAIM_BATCH_PER_THREAD
+from bgtasks.worker.claim_policy import CLAIM_BATCH_PER_THREAD
 from tests.processes import Processes, wait_until
 from tests.rows import one
 

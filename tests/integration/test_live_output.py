@@ -50,14 +50,14 @@ def run_task(database_url: str, base_url: str, task_id: str, done: threading.Eve
     settings = load_settings(database_url=database_url, openai_api_key="test-key", openai_base_url=base_url)
     runtime = Runtime(settings, concurrency=1)
     try:
-        [row] = runtime.claim_if_due()
-        ctx = runtime.begin(task_id, row["attempt"])
+        [row] = runtime.claimer.claim_if_due()
+        ctx = runtime.in_flight.begin(task_id, row["attempt"])
         result = asyncio.run(actors.TASK_TYPES["test-writer"].load()(ctx))
         with runtime.pool.connection() as conn:
             assert worker_store.complete_tasks(conn, [(task_id, row["attempt"], result)]) == {task_id}
     finally:
         done.set()
-        runtime._drop_claim_connection()
+        runtime.claimer.drop_connection()
         runtime.pool.close()
 
 

@@ -65,12 +65,12 @@ def test_async_and_sync_functions_run_with_a_task_and_report_progress(
         (name, payload)).fetchall()]
     runtime = Runtime(load_settings(database_url=database_url), concurrency=1)
     try:
-        [row] = runtime.claim_if_due()
-        ctx = runtime.begin(task_id, row["attempt"])
+        [row] = runtime.claimer.claim_if_due()
+        ctx = runtime.in_flight.begin(task_id, row["attempt"])
         handler = actors.TASK_TYPES[name].load()
         result = asyncio.run(handler(ctx)) if asyncio.iscoroutinefunction(handler) else handler(ctx)
     finally:
-        runtime._drop_claim_connection()
+        runtime.claimer.drop_connection()
         runtime.pool.close()
     assert {k: v for k, v in result.items() if k != "id"} == expected
     assert one(sql, "SELECT progress FROM background_tasks WHERE id = %s", (task_id,))[

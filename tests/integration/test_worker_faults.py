@@ -22,14 +22,14 @@ def test_progress_survives_a_terminated_pooled_connection(database_url: str,
         "INSERT INTO background_tasks (task_type, user_id) VALUES ('sleep', 'tester') RETURNING id").fetchall()]
     runtime = Runtime(load_settings(database_url=database_url), concurrency=1)
     try:
-        [row] = runtime.claim_if_due()
-        ctx = runtime.begin(task_id, row["attempt"])
+        [row] = runtime.claimer.claim_if_due()
+        ctx = runtime.in_flight.begin(task_id, row["attempt"])
         ctx.progress_sync(10, "warming up")
         sql.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
         ctx.progress_sync(50, "half way")  # the pooled connection is dead: retried, never raised
     finally:
-        runtime._drop_claim_connection()
+        runtime.claimer.drop_connection()
         runtime.pool.close()
     assert sql.execute("SELECT progress, description FROM background_tasks WHERE id = %s",
                        (task_id,)).fetchone() == {"progress": 50, "description": "half way"}
@@ -43,32 +43,31 @@ def test_a_lease_that_cannot_be_renewed_in_time_is_fenced_and_handed_back(databa
     [task_id] = [r["id"] for r in sql.execute(
         "INSERT INTO background_tasks (task_type, user_id) VALUES ('sleep', 'tester') RETURNING id").fetchall()]
     settings = load_settings(database_url=database_url, bgtasks_lease_s=3, bgtasks_heartbeat_s=0.5)
-    runtime = Runtime(settings, concurrency=1)
     now = [1000.0]
-    runtime.clock = lambda: now[0]
+    runtime = Runtime(settings, concurrency=1, clock=lambda: now[0])
     try:
-        [row] = runtime.claim_if_due()
-        ctx = runtime.in_flight[task_id].context
+        [row] = runtime.claimer.claim_if_due()
+        ctx = runtime.in_flight.records[task_id].context
         assert ctx is not None
-        now[0] += 3 - runtime.fence_margin_s - 0.01
-        assert runtime.fence_overdue() == []  # the lease still has more than the margin left
+        now[0] += 3 - runtime.leases.fence_margin_s - 0.01
+        assert runtime.leases.fence_overdue() == []  # the lease still has more than the margin left
         now[0] += 0.02
-        assert runtime.fence_overdue() == [task_id]
+        assert runtime.leases.fence_overdue() == [task_id]
         assert ctx.cancelled.is_set()
         with pytest.raises(TaskCancelled):
             ctx.progress_sync(50, "after the fence")
         lease = one(sql, "SELECT lease_expires_at FROM background_tasks WHERE id = %s", (task_id,))
         with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-            runtime._beat(conn)  # the actor has not stopped yet: nothing handed back, the lease not extended
+            runtime.leases.beat(conn)  # the actor has not stopped yet: nothing handed back, the lease not extended
         assert sql.execute("SELECT status::text, lease_expires_at, progress FROM background_tasks "
                            "WHERE id = %s", (task_id,)).fetchone() == {
             "status": "processing", "lease_expires_at": lease["lease_expires_at"], "progress": 0}
-        runtime.finish_ok(message_for(row))  # the actor ended (as if it had finished): no completion
-        assert runtime.completions.empty()
+        runtime.outcomes.finish_ok(message_for(row))  # the actor ended (as if it had finished): no completion
+        assert runtime.completer.empty()
         with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-            runtime._beat(conn)
+            runtime.leases.beat(conn)
     finally:
-        runtime._drop_claim_connection()
+        runtime.claimer.drop_connection()
         runtime.pool.close()
     assert sql.execute("SELECT status::text, retry_count, worker_id FROM background_tasks WHERE id = %s",
                        (task_id,)).fetchone() == {"status": "pending", "retry_count": 0, "worker_id": None}
@@ -84,18 +83,18 @@ def test_tasks_of_a_claim_whose_answer_was_lost_go_back_without_a_retry(database
         "('sleep', 'tester', 0) RETURNING id").fetchall()]
     runtime = Runtime(load_settings(database_url=database_url), concurrency=1)
     try:
-        [known] = runtime.claim_if_due()  # answered: the worker holds it
+        [known] = runtime.claimer.claim_if_due()  # answered: the worker holds it
         assert known["id"] == ids[0]
         # The next claim commits but its answer never arrives (done here on another connection).
         sql.execute("SELECT id FROM complete_and_claim(NULL, NULL, NULL, %s, 1, 30)", (runtime.worker_id,))
-        runtime.claim_answer_lost = True
+        runtime.claimer.claim_answer_lost = True
         runtime.wake.set()
-        with runtime.lock:
-            runtime.in_flight.clear()  # its one thread is free again (the first task finished elsewhere)
+        with runtime.in_flight.lock:
+            runtime.in_flight.records.clear()  # its one thread is free again (the first task finished elsewhere)
         sql.execute("UPDATE background_tasks SET status = 'completed' WHERE id = %s", (ids[0],))
-        [again] = runtime.claim_if_due()
+        [again] = runtime.claimer.claim_if_due()
     finally:
-        runtime._drop_claim_connection()
+        runtime.claimer.drop_connection()
         runtime.pool.close()
     assert again["id"] == ids[1]
     assert sql.execute("SELECT status::text, attempt, retry_count FROM background_tasks WHERE id = %s",
