@@ -494,6 +494,8 @@ def build(routes: Sequence[BaseRoute]) -> S:
                 _q("since", {"type": "string", "format": "date-time"}),
                 _q("until", {"type": "string", "format": "date-time"}),
                 _q("groupBy", {"enum": ["user", "type"]}),
+                _q("bucket", {"enum": ["minute", "hour"]},
+                   "adds `series`: tasks finished per minute or hour (completed, failed, cancelled)"),
                 _q("userId", {"type": "string", "maxLength": 200}, "superusers only")])},
         "/api/me": {"get": _op("Who the caller is", "accounts", _success(
             {"userId": {"type": "string"}, "isSuperuser": {"type": "boolean"}}, ["userId", "isSuperuser"]))},

@@ -92,3 +92,25 @@ UPDATE task_schedules SET enabled = false, last_error = $2, next_run_at = NULL W
 -- name: task_analytics
 -- Per user or type ($3) over tasks created in [$1, $2), of user $4 (NULL: everyone's).
 SELECT * FROM task_analytics($1, $2, $3, $4);
+
+-- name: task_throughput
+-- Tasks that finished in [$1, $2) per bucket ($3: 'minute' or 'hour', UTC), of user $4 (NULL: everyone's):
+-- completed, failed (error) and cancelled, by completed_at; every bucket, an empty one as zeros. Reads
+-- background_tasks_finished_idx (finished rows of the period only).
+WITH buckets AS (
+    SELECT generate_series(date_trunc($3, $1::timestamptz, 'UTC'), $2::timestamptz - interval '1 microsecond',
+                           ('1 ' || $3)::interval) AS start
+), finished AS (
+    SELECT date_trunc($3, b.completed_at, 'UTC') AS start,
+           count(*) FILTER (WHERE b.status = 'completed') AS completed,
+           count(*) FILTER (WHERE b.status = 'error') AS failed,
+           count(*) FILTER (WHERE b.status = 'cancelled') AS cancelled
+    FROM background_tasks b
+    WHERE b.status IN ('completed', 'error', 'cancelled') AND b.completed_at >= $1 AND b.completed_at < $2
+      AND ($4::text IS NULL OR b.user_id = $4)
+    GROUP BY 1
+)
+SELECT buckets.start, coalesce(f.completed, 0) AS completed, coalesce(f.failed, 0) AS failed,
+       coalesce(f.cancelled, 0) AS cancelled
+FROM buckets LEFT JOIN finished f ON f.start = buckets.start
+ORDER BY buckets.start;

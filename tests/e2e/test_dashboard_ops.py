@@ -1,0 +1,117 @@
+"""The dashboard's operations panels in Chromium against real API and worker processes: the overview agrees
+with /api/analytics and /api/usage for the window it shows. Every page here fails its test on a console
+error or on a request to anywhere but 127.0.0.1."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from tests.e2e.test_dashboard import Page, api, browser, create, expect, open_page, service  # noqa: F401  (fixtures)
+from tests.processes import wait_until
+
+pytestmark = [pytest.mark.browser]
+
+
+def watched(p: Page) -> Page:
+    """`p`, failing its test also on a console error and on a request to anywhere but 127.0.0.1."""
+
+    def console(message: Any) -> None:
+        if message.type == "error":
+            p.errors.append(f"console: {message.text}")
+
+    def request(req: Any) -> None:
+        url = urlsplit(req.url)
+        if url.scheme not in ("data", "blob") and url.hostname != "127.0.0.1":
+            p.errors.append(f"request left 127.0.0.1: {req.url}")
+
+    p.page.on("console", console)
+    p.page.on("request", request)
+    return p
+
+
+@pytest.fixture
+def ops_page(open_page: Any) -> Any:  # noqa: F811
+    return lambda base, **kw: watched(open_page(base, **kw))
+
+
+def seconds(value: float | None) -> str:
+    """As overview.js prints seconds."""
+    if value is None:
+        return "—"
+    return f"{value:.{2 if value < 10 else 1 if value < 100 else 0}f} s"
+
+
+def usd(value: float | None) -> str:
+    return "—" if value is None else f"${value:.4f}"
+
+
+READ_OVERVIEW = """() => {
+  const s = document.getElementById('overview');
+  const rows = (id) => [...document.querySelectorAll(`#${id} tr`)].map((tr) => ({
+    key: tr.dataset.key, cells: [...tr.querySelectorAll('td.num')].map((td) => [td.dataset.value, td.textContent]),
+  }));
+  const text = (id) => document.getElementById(id).textContent;
+  return { since: s.dataset.since, until: s.dataset.until, latency: rows('ov-latency-rows'),
+           usage: rows('ov-usage-rows'), completed: text('ov-completed'), failed: text('ov-failed'),
+           cancelled: text('ov-cancelled'), tokens: text('ov-tokens'), cost: text('ov-cost'),
+           bars: document.querySelectorAll('#ov-chart canvas').length };
+}"""
+
+
+def test_the_overview_agrees_with_the_analytics_api_for_the_window_it_shows(
+        procs: Any, service: str, ops_page: Any) -> None:  # noqa: F811
+    done = [create(service, "noop", label=f"ok {i}") for i in range(3)]
+    bad = [create(service, "flaky", {"failures": 9, "permanent": True, "message": "no"}, maxRetries=0)
+           for _ in range(2)]
+    wait_until(lambda: all(api(service, "GET", f"/api/tasks/{t['id']}")["task"]["status"] in ("completed", "error")
+                           for t in done + bad), 30, "five tasks finished")
+    with psycopg.connect(procs.database_url, autocommit=True) as sql:  # model calls, as a worker records them
+        for task, tokens in ((done[0], 1200), (done[1], 300), (bad[0], 50)):
+            sql.execute("INSERT INTO task_model_calls (task_id, user_id, task_type, attempt, model, prompt_tokens, "
+                        "completion_tokens, total_tokens, duration_ms, cost_usd) SELECT id, user_id, task_type, 1, "
+                        "'m-test', %s, %s, %s, 10, %s / 100000.0 FROM background_tasks WHERE id = %s",
+                        (tokens, tokens // 2, tokens + tokens // 2, tokens, task["id"]))
+
+    p = ops_page(service)
+    page = p.open()
+    overview = page.locator("#overview")
+    expect(overview).to_have_attribute("data-until", re.compile(r"^\d{4}-"))
+    expect(page.locator("#ov-latency-rows tr")).to_have_count(2)
+    seen = page.evaluate(READ_OVERVIEW)
+    window = {"since": seen["since"], "until": seen["until"]}
+    stats = api(service, "GET", "/api/analytics", params={**window, "groupBy": "type", "bucket": "minute"})
+    usage = api(service, "GET", "/api/usage", params=window)["usage"]
+
+    points = stats["series"]["points"]
+    assert len(points) == 60 and stats["series"]["bucket"] == "minute"
+    assert seen["completed"] == str(sum(pt["completed"] for pt in points)) == "3"
+    assert seen["failed"] == str(sum(pt["failed"] for pt in points)) == "2"
+    assert seen["cancelled"] == "0" and seen["bars"] >= 1
+    expected_latency = [{"key": g["key"], "cells": [
+        [str(g[k]), str(g[k])] for k in ("total", "completed", "failed")] + [
+        ["" if x is None else str(x), seconds(x)] for x in (
+            g["durationSeconds"]["p50"], g["durationSeconds"]["p95"],
+            g["queueWaitSeconds"]["p50"], g["queueWaitSeconds"]["p95"])]} for g in stats["groups"]]
+    assert [g["key"] for g in stats["groups"]] == ["flaky", "noop"]
+    assert _numbers(seen["latency"]) == _numbers(expected_latency)
+    assert [[c[1] for c in r["cells"]] for r in seen["latency"]] == [
+        [c[1] for c in r["cells"]] for r in expected_latency]
+
+    expected_usage = [{"key": f"{u['userId']} {u['taskType']}", "cells": [
+        [str(u[k]), str(u[k])] for k in ("tasks", "calls", "totalTokens")] + [[str(u["costUsd"]), usd(u["costUsd"])]]}
+        for u in usage]
+    assert len(usage) == 2 and sum(u["totalTokens"] for u in usage) == 2325
+    assert _numbers(seen["usage"]) == _numbers(expected_usage)
+    assert seen["tokens"] == "2325"
+    assert seen["cost"] == usd(sum(u["costUsd"] for u in usage))
+    p.shot("overview", widths=(1280, 390))
+
+
+def _numbers(rows: list[dict[str, Any]]) -> list[tuple[str, list[float | None]]]:
+    """Rows as (key, raw numbers): data-value strings and the API's numbers compared as numbers."""
+    return [(r["key"], [None if c[0] in ("", "None") else float(c[0]) for c in r["cells"]]) for r in rows]
