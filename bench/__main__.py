@@ -16,6 +16,8 @@ import subprocess
 from bench import bgtasks_bench
 from bench.common import (
     DRAIN,
+    ENQUEUE_BATCH,
+    ENQUEUE_ONE,
     PICKUP,
     BenchResult,
     create_database,
@@ -39,6 +41,13 @@ def goals(results: list[BenchResult], fanout: dict[str, float] | None) -> list[s
         shown = "n/a" if value is None else f"{value:.2f}"
         out.append(f"{name:<74} {shown:>8}  target {target:<8} {'' if met is None else ('met' if met else 'NOT met')}")
 
+    for scenario in (ENQUEUE_ONE, ENQUEUE_BATCH):
+        mine, theirs = _value(results, "bgtasks", scenario), _value(results, "pgqueuer", scenario)
+        r0 = mine / theirs if mine and theirs else None
+        line(f"{scenario}: bgtasks / pgqueuer", r0, ">= 1.0", None if r0 is None else r0 >= 1.0)
+    c1, c32 = (_value(results, "bgtasks", bgtasks_bench.HTTP_CREATE.format(c)) for c in bgtasks_bench.HTTP_CLIENTS)
+    rh = c32 / c1 if c1 and c32 else None
+    line("HTTP create: c=32 / c=1", rh, ">= 1.0", None if rh is None else rh >= 1.0)
     ours = _value(results, "bgtasks", DRAIN.format(10))
     pgq = _value(results, "pgqueuer", DRAIN.format(10))
     floor = _value(results, "raw SQL", "drain batch=100")

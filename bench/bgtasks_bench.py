@@ -44,7 +44,8 @@ SYSTEM = "bgtasks"
 DATABASE = "bench_bgtasks"
 DRAIN_LIMITED = "drain c=10, limit 10"  # the limit equals the threads: no room to claim ahead
 DRAIN_LIMITED_HIGH = "drain c=10, limit 100"  # the limit is set and checked on every claim, but not reached
-HTTP_CREATE = "HTTP create (1 API process)"
+HTTP_CREATE = "HTTP create (1 API process) c={}"  # .format(concurrent clients)
+HTTP_CLIENTS = (1, 32)
 
 
 def _env(url: str, **extra: str) -> dict[str, str]:
@@ -225,9 +226,9 @@ async def run(url: str, n: int = 10_000, samples: int = LATENCY_SAMPLES) -> list
             BenchResult(SYSTEM, DRAIN_LIMITED_HIGH, await _drain(bench_url, pool, n, 10, 100), "jobs/s")
         )
         results += Stats.of(await _pickup(bench_url, pool, samples)).results(SYSTEM, PICKUP, "ms")
-        results.append(
-            BenchResult(SYSTEM, HTTP_CREATE, await _http_create(bench_url, pool, min(n, 3000)), "req/s")
-        )
+        for clients in HTTP_CLIENTS:
+            value = await _http_create(bench_url, pool, min(n, 3000), clients)
+            results.append(BenchResult(SYSTEM, HTTP_CREATE.format(clients), value, "req/s"))
         return results
     finally:
         await pool.close()

@@ -84,19 +84,22 @@ CONNECT_TIMEOUT_S = 5.0
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Release without asyncpg's reset query: behind a transaction pooler it would run on whichever server
-    session comes next (another client's), and our pooled connections leave no session state to reset."""
+    """Release without asyncpg's reset query: our pooled connections leave no session state to reset (no
+    SET, LISTEN or session lock: those use connections of their own), and behind a transaction pooler it would
+    run on whichever server session comes next (another client's)."""
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, prepare: bool = True,
                       name: str = "bgtasks") -> asyncpg.Pool:
-    """The API's pool. `prepare=False` (a transaction pooler): no statement cache, so asyncpg prepares only
-    unnamed statements, parsed again in the same round trip as each execution, and no reset query."""
+    """The API's pool. No reset query on release (asyncpg's default sends one, a second round trip for every
+    pooled statement; an open transaction is still rolled back). `prepare=False` (a transaction pooler): no
+    statement cache, so asyncpg prepares only unnamed statements, parsed again in the same round trip as each
+    execution."""
     quiet_driver_pools()
-    extra: dict[str, Any] = {} if prepare else {"statement_cache_size": 0, "reset": _keep_session}
+    extra: dict[str, Any] = {} if prepare else {"statement_cache_size": 0}
     pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_asyncpg,
                                      timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": name},
-                                     **extra)
+                                     reset=_keep_session, **extra)
     assert pool is not None
     return pool
 

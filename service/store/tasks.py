@@ -4,7 +4,7 @@ cursors, change (through the SQL functions and guarded UPDATEs), delete, count b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -34,11 +34,16 @@ class TaskSpec:
     scheduled_for: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        # Field by field, not dataclasses.asdict(): that deep-copies the payload, and was 40% of the Python
+        # time of creating a batch.
+        out = {f.name: getattr(self, f.name) for f in _SPEC_FIELDS}
         for key in ("run_at", "scheduled_for"):
             if out[key] is not None:
                 out[key] = out[key].isoformat()
         return out
+
+
+_SPEC_FIELDS = fields(TaskSpec)
 
 
 Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool

@@ -196,3 +196,26 @@ def test_limits_command_sets_shows_and_resets(database_url: str) -> None:
     assert run("reset", "ann").returncode == 0
     assert run("reset", "ann").returncode == 3
     assert run("reset", "*").returncode == 2
+
+
+def test_the_creation_window_is_kept_in_per_second_counters_that_stay_small(sql: psycopg.Connection[Any]) -> None:
+    # Every writer counts (a psql INSERT too), by the second it created in; the check sums those counters
+    # instead of counting the user's tasks of the last minute.
+    sql.execute("INSERT INTO user_limits (user_id, max_created_per_minute) VALUES ('ann', 5)")
+    sql.execute("INSERT INTO background_tasks (task_type, user_id) SELECT 'noop', 'ann' FROM generate_series(1, 3)")
+    assert one(sql, "SELECT sum(n) AS n FROM task_creation_counts WHERE user_id = 'ann'")["n"] == 3
+    with pytest.raises(psycopg.Error, match="rate limit"):
+        sql.execute("SELECT check_creation_rate('ann', 3)")
+    # Rows created with an old created_at (an import) are outside every window: not counted.
+    sql.execute("INSERT INTO background_tasks (task_type, user_id, created_at) "
+                "SELECT 'noop', 'ann', now() - interval '1 day' FROM generate_series(1, 1000)")
+    assert one(sql, "SELECT sum(n) AS n FROM task_creation_counts WHERE user_id = 'ann'")["n"] == 3
+    # Seconds that left the window are dropped as the user creates more: the table stays about a minute long.
+    sql.execute("UPDATE task_creation_counts SET second = second - interval '61 seconds'")
+    sql.execute("SELECT check_creation_rate('ann', 5)")  # the three aged out
+    sql.execute("INSERT INTO background_tasks (task_type, user_id) VALUES ('noop', 'ann')")
+    assert one(sql, "SELECT count(*) AS rows, sum(n) AS n FROM task_creation_counts WHERE user_id = 'ann'") == {
+        "rows": 1, "n": 1}
+    # TRUNCATE forgets the window with the tasks.
+    sql.execute("TRUNCATE background_tasks CASCADE")
+    assert one(sql, "SELECT count(*) AS n FROM task_creation_counts")["n"] == 0
