@@ -32,4 +32,8 @@ def downgrade() -> None:
         "ALTER TABLE task_attempt_errors ADD CONSTRAINT task_attempt_errors_outcome_check "
         "CHECK (outcome IN ('retried', 'failed', 'lease_expired'))"
     )
+    op.execute(
+        "COMMENT ON COLUMN task_attempt_errors.outcome IS 'retried (back to pending after backoff), failed (task "
+        "ended in error), lease_expired (worker lost; retried or failed).'"
+    )
     op.execute("ALTER TABLE background_tasks DROP COLUMN provider_wait_seconds")
