@@ -259,13 +259,22 @@ $$;
 CREATE FUNCTION public.background_tasks_after_insert() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
+DECLARE
+    since timestamptz := clock_timestamp() - interval '60 seconds';
 BEGIN
     PERFORM notify_in_chunks('bgtasks_tasks', ARRAY(
-        SELECT jsonb_build_object('id', id, 'status', status, 'seq', change_seq)::text FROM new_rows));
+        SELECT format('{"id":%s,"status":"%s","seq":%s}', to_json(id), status, change_seq) FROM new_rows));
     INSERT INTO task_counts AS c (user_id, task_type, status, shard, n)
     SELECT user_id, task_type, status, pg_backend_pid() % 16, count(*) FROM new_rows
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (user_id, task_type, status, shard) DO UPDATE SET n = c.n + excluded.n;
+    INSERT INTO task_creation_counts AS c (user_id, second, shard, n)
+    SELECT user_id, date_trunc('second', created_at), pg_backend_pid() % 4, count(*) FROM new_rows
+    WHERE created_at > since
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (user_id, second, shard) DO UPDATE SET n = c.n + excluded.n;
+    DELETE FROM task_creation_counts c
+    WHERE c.user_id IN (SELECT DISTINCT user_id FROM new_rows) AND c.second <= since;
     RETURN NULL;
 END
 $$;
@@ -275,6 +284,7 @@ CREATE FUNCTION public.background_tasks_after_truncate() RETURNS trigger
     AS $$
 BEGIN
     DELETE FROM task_counts;
+    DELETE FROM task_creation_counts;
     PERFORM pg_notify('bgtasks_tasks', '[{"id":"*","status":"deleted","seq":0}]');
     RETURN NULL;
 END
@@ -460,18 +470,18 @@ BEGIN
         RAISE EXCEPTION 'creating % tasks at once is more than the % per minute allowed for user %', n_new, lim, who
             USING ERRCODE = 'BG429', DETAIL = '60';
     END IF;
-    -- One creator per user at a time, until its transaction ends: the count below then includes every task
-    -- the previous creator committed (each plpgsql statement takes a fresh snapshot).
     PERFORM pg_advisory_xact_lock(hashtext('bgtasks.rate:' || who));
     since := clock_timestamp() - interval '60 seconds';
-    SELECT count(*) INTO recent FROM background_tasks WHERE user_id = who AND created_at > since;
+    SELECT coalesce(sum(n), 0) INTO recent FROM task_creation_counts WHERE user_id = who AND second > since;
     over := recent + n_new - lim;
     IF over <= 0 THEN
         RETURN;
     END IF;
     -- Room for n_new comes when the `over` oldest tasks of the window have aged out of it.
-    SELECT created_at INTO oldest FROM background_tasks WHERE user_id = who AND created_at > since
-    ORDER BY created_at OFFSET over - 1 LIMIT 1;
+    SELECT s.second INTO oldest FROM (
+        SELECT c.second, sum(sum(c.n)) OVER (ORDER BY c.second) AS so_far
+        FROM task_creation_counts c WHERE c.user_id = who AND c.second > since GROUP BY c.second) s
+    WHERE s.so_far >= over ORDER BY s.second LIMIT 1;
     wait_s := greatest(1, ceil(extract(epoch FROM oldest + interval '60 seconds' - clock_timestamp()))::integer);
     RAISE EXCEPTION 'rate limit: user % created % tasks in the last minute (limit %); retry in % s',
         who, recent, lim, wait_s
@@ -479,7 +489,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION public.check_creation_rate(who text, n_new integer) IS 'Call before creating n_new tasks for a user, in the same transaction: raises SQLSTATE BG429 (DETAIL: seconds to wait, for Retry-After) when over user_limits.max_created_per_minute.';
+COMMENT ON FUNCTION public.check_creation_rate(who text, n_new integer) IS 'Call before creating n_new tasks for a user, in the same transaction: raises SQLSTATE BG429 (DETAIL: seconds to wait, for Retry-After) when over user_limits.max_created_per_minute (the sum of task_creation_counts over the last 60 seconds).';
 
 CREATE FUNCTION public.check_schedule_quota(who text) RETURNS void
     LANGUAGE plpgsql
@@ -891,8 +901,15 @@ CREATE FUNCTION public.notify_in_chunks(channel text, entries text[]) RETURNS vo
     AS $$
 DECLARE
     entry text;
-    chunk text := '';
+    chunk text := array_to_string(entries, ',');
 BEGIN
+    IF length(chunk) <= 7000 THEN
+        IF chunk <> '' THEN
+            PERFORM pg_notify(channel, '[' || chunk || ']');
+        END IF;
+        RETURN;
+    END IF;
+    chunk := '';
     FOREACH entry IN ARRAY entries LOOP
         IF length(chunk) + length(entry) > 7000 THEN
             PERFORM pg_notify(channel, '[' || chunk || ']');
@@ -1878,6 +1895,23 @@ ALTER TABLE public.task_attempt_errors ALTER COLUMN id ADD GENERATED ALWAYS AS I
     CACHE 1
 );
 
+CREATE TABLE public.task_creation_counts (
+    user_id text NOT NULL,
+    second timestamp with time zone NOT NULL,
+    shard smallint NOT NULL,
+    n integer NOT NULL
+);
+
+COMMENT ON TABLE public.task_creation_counts IS 'Tasks created per user and second over the last minute, kept by the insert trigger of background_tasks (every writer, psql included); check_creation_rate() sums them. Older seconds are deleted as the user creates more.';
+
+COMMENT ON COLUMN public.task_creation_counts.user_id IS 'Owner of the tasks created.';
+
+COMMENT ON COLUMN public.task_creation_counts.second IS 'The second they were created in (created_at truncated to the second).';
+
+COMMENT ON COLUMN public.task_creation_counts.shard IS 'Spreads concurrent inserting sessions over rows; sum over it.';
+
+COMMENT ON COLUMN public.task_creation_counts.n IS 'Tasks created in this second (this shard).';
+
 CREATE TABLE public.task_dependencies (
     task_id text NOT NULL,
     depends_on text NOT NULL,
@@ -2250,6 +2284,9 @@ ALTER TABLE ONLY public.task_attempt_errors
 ALTER TABLE ONLY public.task_counts
     ADD CONSTRAINT task_counts_pkey PRIMARY KEY (user_id, task_type, status, shard);
 
+ALTER TABLE ONLY public.task_creation_counts
+    ADD CONSTRAINT task_creation_counts_pkey PRIMARY KEY (user_id, second, shard);
+
 ALTER TABLE ONLY public.task_dependencies
     ADD CONSTRAINT task_dependencies_pkey PRIMARY KEY (task_id, depends_on);
 
@@ -2402,11 +2439,11 @@ COMMENT ON TRIGGER background_tasks_after_delete ON public.background_tasks IS '
 
 CREATE TRIGGER background_tasks_after_insert AFTER INSERT ON public.background_tasks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.background_tasks_after_insert();
 
-COMMENT ON TRIGGER background_tasks_after_insert ON public.background_tasks IS 'NOTIFY bgtasks_tasks (one per statement) and count.';
+COMMENT ON TRIGGER background_tasks_after_insert ON public.background_tasks IS 'NOTIFY bgtasks_tasks (one per statement), count (task_counts) and count the creations (task_creation_counts).';
 
 CREATE TRIGGER background_tasks_after_truncate AFTER TRUNCATE ON public.background_tasks FOR EACH STATEMENT EXECUTE FUNCTION public.background_tasks_after_truncate();
 
-COMMENT ON TRIGGER background_tasks_after_truncate ON public.background_tasks IS 'Reset task_counts.';
+COMMENT ON TRIGGER background_tasks_after_truncate ON public.background_tasks IS 'Reset task_counts and task_creation_counts.';
 
 CREATE TRIGGER background_tasks_after_update AFTER UPDATE ON public.background_tasks REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.background_tasks_after_update();
 
