@@ -181,6 +181,14 @@ FILTERS = [
     _q("createdUntil", {"type": "string", "format": "date-time"}),
     _q("q", {"type": "string", "maxLength": 200}, "text in label or description"),
 ]
+# The list's totals (api/tasks.py totals_for).
+TOTALS: S = {
+    "counts": {**_counts(), "description": "by status, under every filter but status (task_counts for the owner "
+               "and type scopes; a project, creation range or search counts at most 50,000 rows)"},
+    "matching": {"type": "integer", "minimum": 0, "description": "tasks matching every filter, status included"},
+    "countsCapped": {"type": "boolean", "description": "a search stopped counting at 50,000 rows: the figures "
+                     "are lower bounds"},
+}
 CREATE_PROPS: S = {
     "taskType": {"type": "string", "description": "a type a worker published (GET /api/task-types)"}, "payload": {"type": "object"},
     "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
@@ -425,7 +433,7 @@ def build(routes: Sequence[BaseRoute]) -> S:
         "/api/tasks": {
             "get": _op("List tasks (filters, search, sort, cursor) with counts by status", "tasks",
                        _success({"tasks": {"type": "array", "items": TASK}, "nextCursor": _nullable("string"),
-                                 "counts": _counts()}, ["tasks", "nextCursor", "counts"]),
+                                 **TOTALS}, ["tasks", "nextCursor", "counts"]),
                        params=[*FILTERS, _q("sort", {"enum": list(SORTS)}), _q("cursor", {"type": "string"}),
                                LIMIT]),
             "post": {**_op("Create a task (Idempotency-Key: a repeated key returns the first task, 200)",
@@ -443,8 +451,8 @@ def build(routes: Sequence[BaseRoute]) -> S:
                 "tasks": {"type": "array", "minItems": 1, "maxItems": v.MAX_BATCH, "items": {
                     **CREATE, "properties": {**CREATE_PROPS, "idempotencyKey": {"type": "string"}}}}}})},
         "/api/tasks/counts": {"get": _op(
-            "Counts by status (from the trigger-kept task_counts table)", "tasks",
-            _success({"counts": _counts()}, ["counts"]), params=[FILTERS[3], FILTERS[1]])},
+            "The list's totals without a page: counts by status and matching, under the list's filters", "tasks",
+            _success(TOTALS, ["counts", "matching", "countsCapped"]), params=FILTERS)},
         "/api/tasks/bulk/{action}": {"post": {**_op(
             "Cancel, retry or delete many tasks by ids and/or filter", "tasks",
             _success({"action": {"type": "string"}, "count": {"type": "integer"},

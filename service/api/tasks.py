@@ -25,6 +25,9 @@ from .serialize import counts_json, iso, ok, resource_task_json, task_json, wait
 from .tokens import with_subscribe_token
 
 BULK_LIMIT = 10_000  # rows one bulk call changes at most; `more: true` says call again
+# The totals of a search (project, creation range or text) count at most this many rows, then say so
+# (`countsCapped`); the owner and type scopes come from task_counts, which costs nothing.
+COUNT_CAP = 50_000
 # A listed task carries its result whole only up to this many bytes of JSON; larger ones are a preview
 # (`resultTruncated: true`) and GET /api/tasks/{id} has them whole: a page of 100 stays well under 1 MB.
 LIST_RESULT_BYTES = 1_000
@@ -158,6 +161,16 @@ async def counts_for(request: Request, principal: Principal, user_id: str | None
     return counts_json(counts, seed_two=seed_two)
 
 
+async def totals_for(request: Request, flt: store.TaskFilter, visible: bool) -> dict[str, Any]:
+    """The list's totals: `counts` by status under every filter but the status (each count is the number the
+    status filter would show), `matching` under every filter, and `countsCapped` when a search stopped
+    counting at COUNT_CAP rows (the figures are then at least that)."""
+    counts, capped = await store.count_tasks_matching(pool(request), flt, COUNT_CAP) if visible else ({}, False)
+    out = counts_json(counts)
+    matching = sum(out[s] for s in flt.statuses) if flt.statuses else out["total"]
+    return {"counts": out, "matching": matching, "countsCapped": capped}
+
+
 # ---------------------------------------------------------------- /api/tasks
 
 async def list_tasks(request: Request) -> JSONResponse:
@@ -174,8 +187,8 @@ async def list_tasks(request: Request) -> JSONResponse:
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = v.encode_cursor(sort, *store.cursor_key(rows[-1], sort))
-    counts = await counts_for(request, principal, flt.user_id, visible, list(flt.task_types or []) or None)
-    return ok({"tasks": [resource_task_json(r) for r in rows], "nextCursor": next_cursor, "counts": counts})
+    totals = await totals_for(request, flt, visible)
+    return ok({"tasks": [resource_task_json(r) for r in rows], "nextCursor": next_cursor, **totals})
 
 
 async def create_task(request: Request) -> JSONResponse:
@@ -229,11 +242,12 @@ async def create_batch(request: Request) -> JSONResponse:
 
 
 async def task_counts(request: Request) -> JSONResponse:
+    """GET /api/tasks/counts: the list's totals (totals_for) under the list's filters, without a page."""
     principal = await authenticate(request)
     params = request.query_params
     await types_ready(request, params.get("type"))
-    user_id, visible = owner_filter(principal, v.q_str(params, "userId"))
-    return ok({"counts": await counts_for(request, principal, user_id, visible, v.q_types(params))})
+    flt, visible = filter_from(params, principal)
+    return ok(await totals_for(request, flt, visible))
 
 
 async def bulk_action(request: Request) -> JSONResponse:

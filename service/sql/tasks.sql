@@ -219,6 +219,13 @@ SELECT status::text AS status, sum(n)::bigint AS n FROM task_counts
 WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text[] IS NULL OR task_type = ANY ($2::text[]))
 GROUP BY status;
 
+-- name: count_tasks_matching
+-- Tasks by status under the list filter ($1-$7; the store passes no statuses $2: the counts are per status),
+-- scanning at most $8 rows: the totals of a search, where task_counts (owner and types only) cannot answer.
+SELECT m.status::text AS status, count(*)::bigint AS n
+FROM (SELECT t.status FROM background_tasks t WHERE {{task_filter}} LIMIT $8) m
+GROUP BY m.status;
+
 -- name: task_attempts
 -- Every failed attempt of task $1, oldest first: error, its traceback, worker, what followed.
 SELECT attempt, worker_id, error_type, error_message, traceback, outcome, started_at, failed_at

@@ -28,6 +28,8 @@ const state = {
   pageBase: 0, // page number of cursors[0] minus 1: a link to page 5 opened afresh keeps only its own cursor
   nextCursor: null,
   selected: new Set(),
+  selectAll: false, // "select all N matching": the bulk actions go by the filters, not by ids
+  countsCapped: false, // a search's counts stopped at the server's cap: each figure is at least that
   loading: null, // the AbortController of the list request in flight
   bufferedDuringLoad: false,
   live: false,
@@ -117,8 +119,8 @@ function refreshCountsSoon() {
 async function refreshCounts() {
   try {
     const f = state.filters;
-    const res = await get(`/api/tasks/counts${query({ type: f.type, userId: f.userId })}`);
-    setCounts(res.counts);
+    const res = await get(`/api/tasks/counts${query({ q: f.q, type: f.type, projectId: f.projectId, userId: f.userId })}`);
+    setCounts(res.counts, res.countsCapped);
   } catch {
     /* the next page load corrects them */
   }
@@ -153,7 +155,7 @@ async function loadPage({ keepFocus = false } = {}) {
     if (state.detailId && keep.has(state.detailId)) state.tasks.set(state.detailId, keep.get(state.detailId));
     state.page = tasks.map((t) => t.id);
     state.nextCursor = res.nextCursor ?? null;
-    setCounts(res.counts);
+    setCounts(res.counts, res.countsCapped);
     if (state.bufferedDuringLoad) refreshCountsSoon();
     for (const id of [...state.selected]) if (!state.tasks.has(id)) state.selected.delete(id);
     renderRows();
@@ -186,10 +188,27 @@ function learnOptions(tasks) {
 
 // ------------------------------------------------------------------ counts
 
-function setCounts(counts) {
+function setCounts(counts, capped = false) {
   if (!counts) return;
   for (const s of STATUSES) state.counts[s] = Number(counts[s] ?? (s === "error" ? counts.failed : 0) ?? 0);
+  state.countsCapped = Boolean(capped);
   renderCounts();
+}
+
+/** A search or a project filter: the server counts those (task_counts cannot), so live events re-ask it. */
+function searching() {
+  return Boolean(state.filters.q || state.filters.projectId);
+}
+
+/** Tasks under the filters in these statuses (all of them when omitted), the status filter applied. */
+function countOf(statuses = STATUSES) {
+  const f = state.filters.status;
+  return statuses.filter((s) => !f || s === f).reduce((n, s) => n + state.counts[s], 0);
+}
+
+/** A count as the page shows it: "1,234", or "50,000+" when the server stopped counting a search. */
+function shown(n) {
+  return `${n.toLocaleString("en")}${state.countsCapped ? "+" : ""}`;
 }
 
 function bump(status, delta) {
@@ -208,10 +227,16 @@ function renderCounts() {
   }
   items.forEach(([status, label, n], i) => {
     const btn = list.children[i].firstElementChild;
-    btn.querySelector(".count-n").textContent = String(n);
+    btn.querySelector(".count-n").textContent = shown(n);
     btn.setAttribute("aria-pressed", String(state.filters.status === status));
-    btn.setAttribute("aria-label", `${label}: ${n}${status ? "" : " tasks"}. Show ${label.toLowerCase()}`);
+    btn.setAttribute("aria-label", `${label}: ${shown(n)}${status ? "" : " tasks"}. Show ${label.toLowerCase()}`);
   });
+  $("matching").textContent = `${shown(countOf())} matching`;
+  $("retry-failed").disabled = state.counts.error === 0;
+  $("clear-failed").disabled = state.counts.error + state.counts.cancelled === 0;
+  $("clear-completed").disabled = state.counts.completed === 0;
+  renderPageInfo();
+  renderSelection();
 }
 
 // ------------------------------------------------------------------ the table
@@ -273,7 +298,7 @@ function statusBadge(task) {
 function fillRow(tr, task) {
   const [, cTask, cStatus, cProgress, cDuration, cUser, cCreated, cActions] = tr.children;
   tr.className = `row status-${task.status}`;
-  tr.querySelector(".select-row").checked = state.selected.has(task.id);
+  tr.querySelector(".select-row").checked = state.selectAll || state.selected.has(task.id);
   const meta = [task.taskType, task.projectName || task.projectId, `#${shortId(task.id)}`].filter(Boolean).join(" · ");
   cTask.replaceChildren(h("span", { class: "task-title" }, taskTitle(task)), h("span", { class: "task-meta" }, meta));
   const retries = task.retryCount > 0 ? h("span", { class: "retries" }, `retry ${task.retryCount}/${task.maxRetries}`) : null;
@@ -330,10 +355,16 @@ function renderRows() {
   const n = state.pageBase + state.cursors.length;
   $("prev-page").disabled = n <= 1;
   $("next-page").disabled = !state.nextCursor;
-  $("page-info").textContent = state.page.length
-    ? `Page ${n}: ${state.page.length} task${state.page.length === 1 ? "" : "s"}${state.nextCursor ? ", more on the next page" : ""}`
-    : `Page ${n}: no tasks`;
+  renderPageInfo();
   renderSelection();
+}
+
+function renderPageInfo() {
+  const n = state.pageBase + state.cursors.length;
+  const first = (n - 1) * state.pageSize + 1;
+  $("page-info").textContent = state.page.length
+    ? `Page ${n}: ${first.toLocaleString("en")}–${(first + state.page.length - 1).toLocaleString("en")} of ${shown(countOf())} matching`
+    : `Page ${n}: no tasks`;
 }
 
 function updateRow(task) {
@@ -344,19 +375,37 @@ function updateRow(task) {
 // ------------------------------------------------------------------ selection and actions
 
 function toggleSelect(id, on) {
+  if (state.selectAll) {
+    // Unticking one row of "all matching" leaves the rest of this page selected, by id.
+    state.selectAll = false;
+    state.selected = new Set(state.page);
+  }
   if (on) state.selected.add(id);
   else state.selected.delete(id);
   renderSelection();
 }
 
 function renderSelection() {
-  const n = state.selected.size;
-  $("selected-count").textContent = `${n} selected`;
+  const matching = countOf();
+  const n = state.selectAll ? matching : state.selected.size;
+  $("selected-count").textContent = state.selectAll ? `All ${shown(n)} matching selected` : `${n} selected`;
   for (const id of ["bulk-cancel", "bulk-retry", "bulk-delete"]) $(id).disabled = n === 0;
   const all = $("select-page");
-  const onPage = state.page.filter((id) => state.selected.has(id)).length;
+  const onPage = state.selectAll ? state.page.length : state.page.filter((id) => state.selected.has(id)).length;
   all.checked = onPage > 0 && onPage === state.page.length;
   all.indeterminate = onPage > 0 && onPage < state.page.length;
+  // The whole page ticked and more match than it shows: offer them all (the bulk call goes by the filters).
+  const offer = $("select-matching");
+  offer.hidden = !state.selectAll && !(all.checked && matching > state.page.length);
+  offer.textContent = state.selectAll ? "Clear selection" : `Select all ${shown(matching)} matching`;
+}
+
+function toggleSelectMatching() {
+  state.selectAll = !state.selectAll;
+  state.selected.clear();
+  if (!state.selectAll) $("select-page").checked = false;
+  for (const [id, tr] of rows) tr.querySelector(".select-row").checked = state.selectAll || state.selected.has(id);
+  renderSelection();
 }
 
 const PAST = { cancel: "cancelled", retry: "queued again", delete: "deleted" };
@@ -378,6 +427,7 @@ async function act(id, action) {
 }
 
 async function bulk(action) {
+  if (state.selectAll) return bulkMatching(action);
   const ids = [...state.selected];
   if (!ids.length) return;
   if (action === "delete" && !confirm(`Delete ${ids.length} selected task(s)? This cannot be undone.`)) return;
@@ -392,22 +442,86 @@ async function bulk(action) {
   }
 }
 
-async function clearCompleted() {
-  const n = state.counts.completed;
-  if (!confirm(`Delete all ${n} completed task(s)${state.me.isSuperuser && !state.filters.userId ? " of every user" : ""}?`)) return;
+// ------------------------------------------------------------------ bulk by filter (the totals' actions)
+
+const ACTS_ON = { cancel: ["pending", "processing"], retry: ["error", "cancelled"], delete: STATUSES };
+const VERB = { cancel: "Cancel", retry: "Retry", delete: "Delete" };
+
+/** The bulk endpoint's filter for the current view; `status` replaces the status filter when given. */
+function viewFilter(status) {
+  const f = state.filters;
+  const out = {};
+  for (const k of ["q", "type", "projectId", "userId"]) if (f[k]) out[k] = f[k];
+  if (status ?? f.status) out.status = status ?? f.status;
+  return out;
+}
+
+/** Where a filter reaches, for a confirmation: "of every user", "matching the filters". */
+function scopeWords() {
+  const f = state.filters;
+  const words = [];
+  if (state.me.isSuperuser && !f.userId) words.push("of every user");
+  if (f.q || f.type || f.projectId || f.userId) words.push("matching the filters");
+  return words.length ? ` ${words.join(", ")}` : "";
+}
+
+/** One bulk action over everything `filter` matches: the API changes up to 10,000 rows a call and says
+ * `more`, so this calls again until it is done. Returns how many changed. */
+async function bulkByFilter(action, filter) {
   let total = 0;
-  try {
-    for (let round = 0; round < 100; round += 1) {
-      const filter = { status: "completed" };
-      if (state.filters.userId) filter.userId = state.filters.userId;
-      const res = await post("/api/tasks/bulk/delete", { filter });
-      total += res.count;
-      if (!res.more) break;
-    }
-    toast(`Cleared ${total} completed task(s)`, "info");
-  } catch (err) {
-    toast(`Could not clear completed tasks: ${err.message}`, "error");
+  for (let round = 0; round < 1000; round += 1) {
+    const res = await post(`/api/tasks/bulk/${action}`, { filter });
+    total += res.count;
+    if (!res.more || res.count === 0) break;
   }
+  refreshCountsSoon();
+  reloadSoon();
+  return total;
+}
+
+/** Confirm naming the number, then run the bulk action by filter; `done` words the toast. */
+async function confirmedBulk(action, filter, n, question, done) {
+  if (n === 0 || !confirm(question)) return;
+  try {
+    const total = await bulkByFilter(action, filter);
+    toast(`${done}: ${total.toLocaleString("en")} task${total === 1 ? "" : "s"}`, "info");
+  } catch (err) {
+    toast(`Could not ${action} the tasks: ${err.message}`, "error");
+  }
+}
+
+async function bulkMatching(action) {
+  const n = countOf(ACTS_ON[action]);
+  const which = action === "delete" ? "" : action === "cancel" ? " pending or running" : " failed or cancelled";
+  state.selectAll = false;
+  renderSelection();
+  if (n === 0) {
+    toast(`None of the matching tasks can be ${action === "retry" ? "retried" : "cancelled"}`, "info");
+    return;
+  }
+  await confirmedBulk(action, viewFilter(), n,
+    `${VERB[action]} all ${shown(n)}${which} matching task${n === 1 ? "" : "s"}${scopeWords()}?` +
+    (action === "delete" ? " This cannot be undone." : ""), `${VERB[action]} all matching`);
+}
+
+function retryAllFailed() {
+  const n = state.counts.error;
+  return confirmedBulk("retry", viewFilter("error"), n,
+    `Retry all ${shown(n)} failed task${n === 1 ? "" : "s"}${scopeWords()}?`, "Queued again");
+}
+
+function clearFailed() {
+  const n = state.counts.error + state.counts.cancelled;
+  return confirmedBulk("delete", viewFilter("error,cancelled"), n,
+    `Delete all ${shown(n)} failed and cancelled task${n === 1 ? "" : "s"}${scopeWords()}? This cannot be undone.`,
+    "Cleared failed and cancelled");
+}
+
+function clearCompleted() {
+  const n = state.counts.completed;
+  return confirmedBulk("delete", viewFilter("completed"), n,
+    `Delete all ${shown(n)} completed task${n === 1 ? "" : "s"}${scopeWords()}? This cannot be undone.`,
+    "Cleared completed");
 }
 
 // ------------------------------------------------------------------ live events
@@ -421,7 +535,8 @@ function applyTask(task, { quiet = false } = {}) {
 
   // Counts: exact when we know the previous status; a task we never saw is new if it was created after we
   // connected, otherwise ask the server once things settle.
-  if (counted(task)) {
+  if (searching()) refreshCountsSoon(); // the server knows what a search matches
+  else if (counted(task)) {
     if (prevStatus !== null) {
       if (prevStatus !== task.status) {
         bump(prevStatus, -1);
@@ -476,7 +591,8 @@ function applyTask(task, { quiet = false } = {}) {
 
 function applyDeleted(id) {
   const before = state.known.get(id);
-  if (before) {
+  if (searching()) refreshCountsSoon();
+  else if (before) {
     const task = state.tasks.get(id);
     if (!task || counted(task)) bump(before[0], -1);
     renderCounts();
@@ -800,6 +916,7 @@ function setFilter(name, value) {
   state.cursors = [null];
   state.pageBase = 0;
   state.selected.clear();
+  state.selectAll = false;
   syncUrl();
   renderCounts();
   loadPage({ keepFocus: true });
@@ -868,6 +985,10 @@ function setupFilters() {
     loadPage({ keepFocus: true });
   });
   $("select-page").addEventListener("change", (e) => {
+    if (state.selectAll) {
+      state.selectAll = false;
+      state.selected.clear();
+    }
     for (const id of state.page) {
       if (e.target.checked) state.selected.add(id);
       else state.selected.delete(id);
@@ -916,6 +1037,9 @@ function init() {
   $("bulk-retry").addEventListener("click", () => bulk("retry"));
   $("bulk-delete").addEventListener("click", () => bulk("delete"));
   $("clear-completed").addEventListener("click", clearCompleted);
+  $("retry-failed").addEventListener("click", retryAllFailed);
+  $("clear-failed").addEventListener("click", clearFailed);
+  $("select-matching").addEventListener("click", toggleSelectMatching);
   $("queue-start").addEventListener("click", () => changeQueue({ isActive: true }, "Queue started"));
   $("queue-stop").addEventListener("click", () => changeQueue({ isActive: false }, "Queue stopped"));
   $("queue-form").addEventListener("submit", (e) => {

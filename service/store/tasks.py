@@ -4,7 +4,7 @@ cursors, change (through the SQL functions and guarded UPDATEs), delete, count b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -156,6 +156,17 @@ async def count_tasks_by_status(
         queries.get("count_tasks_by_status").sql, user_id, list(task_types) if task_types else None
     )
     return {r["status"]: int(r["n"]) for r in rows}
+
+
+async def count_tasks_matching(conn: Executor, flt: TaskFilter, cap: int) -> tuple[dict[str, int], bool]:
+    """Tasks by status under every condition of `flt` but its statuses, and whether the count stopped at
+    `cap` rows (then each figure is a lower bound). Only the owner and types: task_counts, no scan; a
+    project, a creation range or a search: at most `cap` rows read."""
+    if flt.project_id is None and flt.created_since is None and flt.created_until is None and not flt.search:
+        return await count_tasks_by_status(conn, flt.user_id, flt.task_types), False
+    rows = await conn.fetch(queries.get("count_tasks_matching").sql, *replace(flt, statuses=None).params(), cap)
+    counts = {r["status"]: int(r["n"]) for r in rows}
+    return counts, sum(counts.values()) >= cap
 
 
 # ---------------------------------------------------------------- one visible task

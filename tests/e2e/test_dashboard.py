@@ -326,7 +326,8 @@ def test_five_thousand_tasks_are_paged_and_searched_by_the_server(procs: Process
     p.page.on("request", record)
     page = p.open()
     expect(page.locator("#rows tr")).to_have_count(50)
-    expect(page.locator("#counts .status-pending .count-n")).to_have_text("5000")
+    expect(page.locator("#counts .status-pending .count-n")).to_have_text("5,000")  # thousands grouped
+    expect(page.locator("#matching")).to_have_text("5,000 matching")
     page.get_by_role("button", name="Next page").click()
     expect(page.locator("#page-info")).to_contain_text("Page 2")
     expect(page.locator("#rows tr")).to_have_count(50)

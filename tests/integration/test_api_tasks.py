@@ -184,6 +184,39 @@ async def test_bulk_by_ids_and_by_filter(api: Api) -> None:
     assert r.status_code == 422 and r.json()["field"] == "ids"
 
 
+async def test_totals_follow_every_filter_and_a_search_stops_counting_at_the_cap(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgtasks.api import tasks as tasks_api
+
+    auth = await api.key("alice")
+    other = await api.key("bob")
+    r = await api.client.post("/api/tasks/batch", headers=auth, json={"tasks": [
+        {"taskType": "noop", "label": f"{'red' if i < 6 else 'blue'} {i}", "projectId": "p1" if i % 2 else "p2"}
+        for i in range(10)]})
+    ids = [t["id"] for t in r.json()["tasks"]]
+    await _new(api, other, label="red of bob's")
+    await api.client.post("/api/tasks/bulk/cancel", headers=auth, json={"ids": ids[:2]})  # red 0, red 1
+
+    page = (await api.client.get("/api/tasks?q=red&status=pending&limit=2", headers=auth)).json()
+    # Counts by status under the search (not the status filter); matching: the status filter too.
+    assert page["counts"] == {"pending": 4, "processing": 0, "completed": 0, "error": 0, "cancelled": 2,
+                              "total": 6}
+    assert page["matching"] == 4 and page["countsCapped"] is False and len(page["tasks"]) == 2
+    totals = (await api.client.get("/api/tasks/counts?q=red&projectId=p1&status=cancelled", headers=auth)).json()
+    assert totals == {"counts": {"pending": 2, "processing": 0, "completed": 0, "error": 0, "cancelled": 1,
+                                 "total": 3}, "matching": 1, "countsCapped": False, "success": True}  # red 1, 3, 5
+    plain = (await api.client.get("/api/tasks/counts?status=pending,cancelled", headers=auth)).json()
+    assert plain["counts"]["total"] == 10 and plain["matching"] == 10  # task_counts: alice's own
+
+    monkeypatch.setattr(tasks_api, "COUNT_CAP", 3)
+    capped = (await api.client.get("/api/tasks/counts?q=e", headers=auth)).json()
+    assert capped["countsCapped"] is True and capped["counts"]["total"] == 3
+    for query, field in (("createdSince=yesterday", "createdSince"), ("status=asleep", "status"),
+                         ("type=no-such-type", "type")):
+        r = await api.client.get(f"/api/tasks/counts?{query}", headers=auth)
+        assert 400 <= r.status_code < 500 and r.json()["field"] == field, (query, r.text)
+
+
 async def test_queue_resource(api: Api) -> None:
     root = await api.key("root", superuser=True)
     r = await api.client.patch("/api/queue", headers=root, json={"maxConcurrentTasks": 4, "pollInterval": 1000})

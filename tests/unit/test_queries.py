@@ -27,9 +27,10 @@ def test_an_unknown_or_repeated_fragment_is_refused_at_load() -> None:
         queries.parse("-- fragment: f\n-- F.\n1\n", "-- fragment: f\n-- F.\n2\n")
 
 
-def test_the_list_filter_is_written_once_and_used_by_every_list_and_bulk_query() -> None:
+def test_the_list_filter_is_written_once_and_used_by_every_list_bulk_and_totals_query() -> None:
     text = (resources.files("bgtasks.sql") / "tasks.sql").read_text()
     assert text.count("t.label ILIKE $7") == 1
     users = [q.name for q in queries.load().values() if "t.label ILIKE $7 OR t.description ILIKE $7" in q.sql]
     bulk = ["cancel_tasks_matching", "retry_tasks_matching", "delete_tasks_matching"]
-    assert sorted(users) == sorted([query for query, _ in SORTS.values()] + bulk)
+    totals = ["count_tasks_matching"]  # the list's counts under a search (api/tasks.py totals_for)
+    assert sorted(users) == sorted([query for query, _ in SORTS.values()] + bulk + totals)
