@@ -28,7 +28,7 @@ from . import validation as v
 
 S = dict[str, Any]
 M = TypeVar("M", bound="Body")
-Q = TypeVar("Q", bound="Query")
+QT = TypeVar("QT", bound="Query")
 
 
 def invalid(message: str, field: str = "") -> PydanticCustomError:
@@ -48,14 +48,25 @@ class Checked:
     def _run(self, value: Any) -> Any:
         try:
             return self.check(value)
-        except ValidationFailed as exc:
-            raise invalid(exc.message) from None
+        except ValidationFailed as exc:  # a nested model's failure keeps its field (relative to this one)
+            raise invalid(exc.message, exc.field) from None
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         return core_schema.no_info_plain_validator_function(self._run)
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> S:
         return {**self.schema, **({"description": self.description} if self.description else {})}
+
+
+@dataclass(frozen=True)
+class _ModelField(Checked):
+    """Checked whose schema is a model's (a $ref in /openapi.json)."""
+
+    model: type[BaseModel] | None = field(default=None, kw_only=True)
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> S:
+        assert self.model is not None
+        return handler(self.model.__pydantic_core_schema__)
 
 
 def _nullable(schema: S, nullable: bool) -> S:
@@ -151,9 +162,23 @@ def StrList(count: str, *, min_items: int = 0, max_items: int, unique: bool = Fa
     return Checked(check, schema, description=description)
 
 
-def OneOf(*allowed: str, message: str | None = None, description: str | None = None) -> Checked:
+def Nested(model: type[Body], not_an_object: str) -> Checked:
+    """An object field read as `model` (null: absent), its failures named below this field (`filter.q`)."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise invalid(not_an_object)
+        return model.parse(value)
+
+    return _ModelField(check, {}, model=model)
+
+
+def OneOf(*allowed: str, message: str | None = None, required: bool = False,
+          description: str | None = None) -> Checked:
     def check(value: Any) -> str | None:
-        if value is not None and value not in allowed:
+        if (value is not None or required) and value not in allowed:
             raise invalid(message or f"expected one of {', '.join(allowed)}")
         return value
 
@@ -167,9 +192,14 @@ def _last(values: list[str] | None) -> str | None:
     return values[-1] if values and values[-1] != "" else None
 
 
+def Q(body_field: Checked) -> Checked:
+    """A body field's check as a query parameter's: on its last value, "" being absent."""
+    return Checked(lambda values: body_field.check(_last(values)), body_field.schema,
+                   description=body_field.description)
+
+
 def QStr(max_len: int = 200, description: str | None = None, pattern: str | None = None) -> Checked:
-    inner = Str(max_len, allow_empty=True, pattern=pattern)
-    return Checked(lambda values: inner.check(_last(values)), inner.schema, description=description)
+    return Q(Str(max_len, allow_empty=True, pattern=pattern, description=description))
 
 
 def QInt(lo: int, hi: int, default: int, description: str | None = None) -> Checked:
@@ -201,7 +231,7 @@ def QList(each: Callable[[str], str], schema: S, description: str | None = None)
     return Checked(check, schema, description=description)
 
 
-Q_TIME = Checked(lambda values: _time(_last(values)), TIME.schema)
+Q_TIME = Q(TIME)
 
 
 # ---------------------------------------------------------------- models and reading them
@@ -222,7 +252,7 @@ def first_failure(exc: ValidationError, prefix: str = "") -> ValidationFailed:
     else:  # a plain type without a check of ours (a nested model's shell): pydantic's sentence
         message = error["msg"]
     field = prefix + _where(tuple(error["loc"]), str(ctx.get("field", "")))
-    return ValidationFailed(field or "body", message)
+    return ValidationFailed(field, message)
 
 
 class Body(BaseModel):
@@ -247,7 +277,8 @@ class Body(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise first_failure(exc, prefix) from None
+            failure = first_failure(exc, prefix)
+            raise (failure if failure.field else ValidationFailed("body", failure.message)) from None
 
     def given(self) -> set[str]:
         """The JSON names of the fields the request sent (null included)."""
@@ -260,7 +291,7 @@ class Query(Body):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
     @classmethod
-    def read(cls: type[Q], params: Mapping[str, str]) -> Q:
+    def read(cls: type[QT], params: Mapping[str, str]) -> QT:
         getlist = getattr(params, "getlist", None)
         return cls.parse({k: (getlist(k) if getlist else [params[k]]) for k in params})
 

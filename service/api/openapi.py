@@ -11,12 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from bgtasks.actors import payloads
-
 from ..states import Status
-from ..store.tasks import SORTS
 from . import contract, replies
-from . import validation as v
 from .events import BY_REFERENCE_NAMES
 
 S = dict[str, Any]
@@ -27,79 +23,6 @@ STATUS_INPUT = "a status, or several separated by commas: " + ", ".join([*STATUS
 
 def _nullable(type_: str, **extra: Any) -> S:
     return {"type": [type_, "null"], **extra}
-
-
-WAITING_REASONS = ["queue_stopped", "dependencies", "scheduled", "retry_backoff", "rate_limited", "no_worker",
-                   "user_limit", "type_limit", "global_limit", "ready"]
-WAITING_FOR: S = {
-    "type": ["object", "null"],
-    "description": "why a pending task is not running yet (SQL task_waiting_reason(), docs/waiting.md); null "
-                   "unless pending",
-    "required": ["reason", "text"],
-    "properties": {
-        "reason": {"enum": WAITING_REASONS}, "text": {"type": "string", "description": "the reason in words"},
-        "runAt": {"type": "string", "format": "date-time"}, "count": {"type": "integer"},
-        "taskIds": {"type": "array", "items": {"type": "string"}, "description": "dependencies not completed"},
-        "running": {"type": "integer"}, "limit": {"type": "integer"}, "retry": {"type": "integer"},
-        "maxRetries": {"type": "integer"}, "userId": {"type": "string"}, "taskType": {"type": "string"},
-    },
-}
-LINKED_TASK: S = {"type": "object", "properties": {
-    "id": {"type": "string"}, "status": {"enum": STATUSES}, "taskType": {"type": "string"},
-    "label": _nullable("string")}}
-ATTEMPT: S = {"type": "object", "properties": {
-    "attempt": {"type": "integer"}, "workerId": _nullable("string"), "errorType": {"type": "string"},
-    "errorMessage": {"type": "string"},
-    "traceback": _nullable("string", description="the Python traceback (at most 16,384 characters)"),
-    "outcome": {"enum": ["retried", "failed", "lease_expired", "rate_limited"]},
-    "startedAt": _nullable("string", format="date-time"), "failedAt": {"type": "string", "format": "date-time"}}}
-
-
-def _task_schema(seed_two: bool, resource: bool = False) -> S:
-    statuses = [("failed" if s == "error" else s) for s in STATUSES] if seed_two else STATUSES
-    time = _nullable("string", format="date-time")
-    props: S = {
-        "id": {"type": "string"}, "taskType": {"type": "string"}, "status": {"enum": statuses},
-        "priority": {"type": "integer"}, "userId": {"type": "string"},
-        "projectId": _nullable("string"), "projectName": _nullable("string"), "projectPath": _nullable("string"),
-        "label": _nullable("string"), "description": _nullable("string"), "payload": {"type": "object"},
-        "progress": {"type": "integer", "minimum": 0, "maximum": 100}, "total": {"type": "integer"},
-        "retryCount": {"type": "integer"}, "maxRetries": {"type": "integer"},
-        "errorMessage": _nullable("string"), "resultData": {}, "result": {},
-        "resultTruncated": {"type": "boolean", "description": "lists only: resultData/result is a preview "
-                            "({truncated, keys, counts, summary}) of a large result; GET /api/tasks/{id} has it"},
-        "runAt": {"type": "string", "format": "date-time"}, "attempt": {"type": "integer"},
-        "workerId": _nullable("string"),
-        "leaseExpiresAt": {**time, "description": "while processing: when its holder's lease runs out"},
-        "cancelReason": _nullable("string"),
-        "promptTokens": {"type": "integer"}, "completionTokens": {"type": "integer"},
-        "seq": {"type": "integer", "description": "change number (SSE event id)"},
-        "createdAt": {"type": "string", "format": "date-time"},
-        "updatedAt": {"type": "string", "format": "date-time"}, "startedAt": time, "completedAt": time,
-        "subscribeToken": {"type": "string", "description": "in create responses only: a read token for this "
-                           "task (15 minutes), for a browser's EventSource (?token=)"},
-    }
-    if resource:
-        props.update({
-            "waitingFor": WAITING_FOR,
-            "dependsOn": {"type": "array", "items": {"type": "string"},
-                          "description": "GET /api/tasks/{id}: the tasks it depends on"},
-            "dependents": {"type": "array", "items": {"type": "string"},
-                           "description": "GET /api/tasks/{id}: the tasks that depend on it"},
-        })
-    if seed_two:
-        props.update({
-            "user_id": {"type": "string"}, "task_type": {"type": "string"},
-            "created_at": {"type": "integer", "description": "epoch milliseconds"},
-            "updated_at": {"type": "integer"}, "completed_at": _nullable("integer"),
-        })
-    return {"type": "object", "properties": props, "required": ["id", "taskType", "status", "progress"]}
-
-
-def _counts(seed_two: bool = False) -> S:
-    names = [("failed" if s == "error" else s) for s in STATUSES] if seed_two else STATUSES
-    return {"type": "object", "properties": {n: {"type": "integer"} for n in [*names, "total"]},
-            "required": [*names, "total"]}
 
 
 QUESTION: S = {
@@ -128,24 +51,11 @@ QUEUE: S = {
     },
     "required": ["isActive", "pollInterval", "maxConcurrentTasks"],
 }
-ERROR: S = {
-    "type": "object",
-    "properties": {"success": {"const": False}, "error": {"type": "string"}, "field": _nullable("string"),
-                   "code": {"type": "string"}},
-    "required": ["success", "error", "code"],
-}
 TASK = {"$ref": "#/components/schemas/Task"}
 SEED_ONE_TASK = {"$ref": "#/components/schemas/SeedOneTask"}
 SEED_TWO_TASK = {"$ref": "#/components/schemas/SeedTwoTask"}
-_ERRORS = {
-    "400": "malformed body (not JSON, not an object)", "401": "no or bad credentials",
-    "403": "not allowed (queue settings, processing and progress need a superuser)", "404": "no such task (or not yours)",
-    "409": "the state machine refuses the change, or a per-user limit is reached (limit_reached)",
-    "413": "body too large",
-    "422": "a field is invalid (named in `field`)", "429": "over the creation rate limit (Retry-After)",
-}
-
-
+_ERRORS = contract.ERRORS
+ERROR = contract.ERROR_REF
 def _success(props: S, required: list[str]) -> S:
     return {"type": "object", "properties": {"success": {"const": True}, **props},
             "required": ["success", *required]}
@@ -170,71 +80,6 @@ def _q(name: str, schema: S, description: str = "") -> S:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
-LIMIT = _q("limit", {"type": "integer", "minimum": 1, "maximum": v.MAX_LIMIT}, "page size (default 100)")
-FILTERS = [
-    _q("status", {"type": "string"}, STATUS_INPUT),
-    _q("type", {"type": "string"}, "task type(s), comma-separated"),
-    _q("projectId", {"type": "string", "maxLength": 200}),
-    _q("userId", {"type": "string", "maxLength": 200}, "superusers: any user; others: only themselves"),
-    _q("createdSince", {"type": "string", "format": "date-time"}),
-    _q("createdUntil", {"type": "string", "format": "date-time"}),
-    _q("q", {"type": "string", "maxLength": 200}, "text in label or description"),
-]
-# The list's totals (api/tasks.py totals_for).
-TOTALS: S = {
-    "counts": {**_counts(), "description": "by status, under every filter but status (task_counts for the owner "
-               "and type scopes; a project, creation range or search counts at most 50,000 rows)"},
-    "matching": {"type": "integer", "minimum": 0, "description": "tasks matching every filter, status included"},
-    "countsCapped": {"type": "boolean", "description": "a search stopped counting at 50,000 rows: the figures "
-                     "are lower bounds"},
-}
-CREATE_PROPS: S = {
-    "taskType": {"type": "string", "description": "a type a worker published (GET /api/task-types)"}, "payload": {"type": "object"},
-    "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
-    "maxRetries": {"type": "integer", "minimum": 0, "maximum": 100},
-    "projectId": {"type": "string", "maxLength": 200}, "projectName": {"type": "string", "maxLength": 200},
-    "projectPath": {"type": "string", "maxLength": 4096}, "label": {"type": "string", "maxLength": 200},
-    "description": {"type": "string", "maxLength": 2000}, "runAt": {"type": "string", "format": "date-time"},
-    "userId": {"type": "string", "maxLength": 200},
-    "dependsOn": {"type": "array", "items": {"type": "string"}, "description": "ids of tasks it waits for"},
-}
-CREATE: S = {"type": "object", "properties": CREATE_PROPS, "required": ["taskType"],
-             "additionalProperties": False}
-STATUS_UPDATE_PROPS: S = {
-    "status": {"enum": [*STATUSES, "failed"], "description": "processing: superusers only (it takes a lease)"},
-    "errorMessage": _nullable("string"), "resultData": {},
-    "progress": {"type": "integer", "minimum": 0, "maximum": 100,
-                 "description": "superusers only: a running task's progress; extends the holder's lease"},
-    "description": {"type": "string", "maxLength": 2000, "description": "superusers only, as progress"},
-}
-BULK: S = {
-    "type": "object",
-    "properties": {
-        "ids": {"type": "array", "items": {"type": "string"}, "maxItems": v.MAX_BULK_IDS},
-        "filter": {"type": "object", "properties": {
-            "status": {"type": ["string", "array"]}, "type": {"type": ["string", "array"]},
-            "projectId": {"type": "string"}, "userId": {"type": "string"},
-            "createdSince": {"type": "string", "format": "date-time"},
-            "createdUntil": {"type": "string", "format": "date-time"}, "q": {"type": "string"}},
-            "additionalProperties": False},
-        "reason": {"type": "string", "maxLength": 500},
-    },
-    "additionalProperties": False,
-}
-QUEUE_PATCH: S = {
-    "type": "object",
-    "properties": {
-        "isActive": {"type": "boolean"}, "pollInterval": {"type": "integer", "minimum": 10, "maximum": 3_600_000},
-        "maxConcurrentTasks": _nullable("integer", minimum=0, maximum=1_000_000),
-        "retryBaseDelayMs": {"type": "integer", "minimum": 0, "maximum": 86_400_000},
-        "retryMaxDelayMs": {"type": "integer", "minimum": 0, "maximum": 86_400_000},
-    },
-    "additionalProperties": False,
-}
-GENERATION: S = payloads.GENERATION
-
-TASK_OK = _success({"task": TASK}, ["task"])
 SCHEDULE: S = {"type": "object", "properties": {
     "name": {"type": "string"}, "taskType": {"type": "string"}, "cron": {"type": "string"},
     "timezone": {"type": "string"}, "enabled": {"type": "boolean"}, "catchUp": {"enum": ["skip", "once"]}},
@@ -248,11 +93,6 @@ SCHEDULE_BODY: S = {"type": "object", "properties": {
     "userId": {"type": "string", "maxLength": 200}},
     "required": ["name", "taskType", "cron"], "additionalProperties": False}
 READ_TOKEN = _q("token", {"type": "string"}, "a read token (POST /api/tokens, or subscribeToken) instead of a key")
-QUEUE_OK = _success({"queueSettings": QUEUE, "message": {"type": "string"}}, ["queueSettings"])
-QUEUE_STATE = _success({"queueSettings": QUEUE, "taskCounts": _counts()}, ["queueSettings", "taskCounts"])
-
-
-
 # ---- the streaming endpoints (docs/live-updates.md). OpenAPI 3.1 has no notion of a stream of messages, so a
 # text/event-stream response's schema describes ONE message, {event, id, data} as the SSE fields (data parsed
 # as JSON), a oneOf with a discriminator on the name, as client generators for SSE read it. The WebSocket
@@ -430,57 +270,6 @@ def build(routes: Sequence[BaseRoute]) -> S:
                   if (op := contract.operation_of(r.endpoint)) is not None]
     refs, components = contract.schemas([op for *_, op in operations], [replies.Error])
     paths: S = {
-        "/api/tasks": {
-            "get": _op("List tasks (filters, search, sort, cursor) with counts by status", "tasks",
-                       _success({"tasks": {"type": "array", "items": TASK}, "nextCursor": _nullable("string"),
-                                 **TOTALS}, ["tasks", "nextCursor", "counts"]),
-                       params=[*FILTERS, _q("sort", {"enum": list(SORTS)}), _q("cursor", {"type": "string"}),
-                               LIMIT]),
-            "post": {**_op("Create a task (Idempotency-Key: a repeated key returns the first task, 200)",
-                           "tasks", _success({"task": TASK, "created": {"type": "boolean"}}, ["task"]),
-                           status="201", body=CREATE,
-                           also={"200": _success({"task": TASK, "created": {"const": False}}, ["task"])}),
-                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                     "schema": {"type": "string", "minLength": 1, "maxLength": 200}}]},
-        },
-        "/api/tasks/batch": {"post": _op(
-            "Create up to 1000 tasks in one statement", "tasks",
-            _success({"tasks": {"type": "array", "items": TASK}, "count": {"type": "integer"}}, ["tasks", "count"]),
-            status="201",
-            body={"type": "object", "required": ["tasks"], "additionalProperties": False, "properties": {
-                "tasks": {"type": "array", "minItems": 1, "maxItems": v.MAX_BATCH, "items": {
-                    **CREATE, "properties": {**CREATE_PROPS, "idempotencyKey": {"type": "string"}}}}}})},
-        "/api/tasks/counts": {"get": _op(
-            "The list's totals without a page: counts by status and matching, under the list's filters", "tasks",
-            _success(TOTALS, ["counts", "matching", "countsCapped"]), params=FILTERS)},
-        "/api/tasks/bulk/{action}": {"post": {**_op(
-            "Cancel, retry or delete many tasks by ids and/or filter", "tasks",
-            _success({"action": {"type": "string"}, "count": {"type": "integer"},
-                      "ids": {"type": "array", "items": {"type": "string"}}, "more": {"type": "boolean"},
-                      "skipped": {"type": "array", "items": {"type": "string"}}}, ["count", "ids"]),
-            body=BULK), "parameters": [{"name": "action", "in": "path", "required": True,
-                                        "schema": {"enum": ["cancel", "retry", "delete"]}}]}},
-        "/api/tasks/{task_id}": {
-            "parameters": [TASK_ID],
-            "get": _op("Read a task (also with a read token that names it: ?token=): the task with waitingFor, "
-                       "dependsOn and dependents, its upstream and downstream tasks, its failed attempts with "
-                       "their tracebacks, its model calls", "tasks",
-                       _success({"task": TASK, "upstream": {"type": "array", "items": LINKED_TASK},
-                                 "downstream": {"type": "array", "items": LINKED_TASK},
-                                 "attempts": {"type": "array", "items": ATTEMPT},
-                                 "modelCalls": {"type": "array", "items": {"type": "object"}}}, ["task"]),
-                       params=[READ_TOKEN]),
-            "patch": _op("Change a task's status (the state machine decides: 409 when illegal)", "tasks",
-                         TASK_OK, body={"type": "object", "properties": STATUS_UPDATE_PROPS,
-                                        "minProperties": 1, "additionalProperties": False}),
-            "delete": _op("Delete a task", "tasks", _success({"deleted": {"type": "string"}}, ["deleted"])),
-        },
-        "/api/tasks/{task_id}/cancel": {"parameters": [TASK_ID], "post": _op(
-            "Cancel a pending or processing task", "tasks", TASK_OK, body_required=False,
-            body={"type": "object", "properties": {"reason": {"type": "string", "maxLength": 500}},
-                  "additionalProperties": False})},
-        "/api/tasks/{task_id}/retry": {"parameters": [TASK_ID], "post": _op(
-            "Retry an error or cancelled task", "tasks", TASK_OK)},
         "/api/schedules": {
             "get": _op("List schedules (own; superusers: all)", "workflows",
                        _success({"schedules": {"type": "array", "items": SCHEDULE}}, ["schedules"])),
@@ -505,14 +294,6 @@ def build(routes: Sequence[BaseRoute]) -> S:
                 _q("bucket", {"enum": ["minute", "hour"]},
                    "adds `series`: tasks finished per minute or hour (completed, failed, cancelled)"),
                 _q("userId", {"type": "string", "maxLength": 200}, "superusers only")])},
-        "/api/me": {"get": _op("Who the caller is", "accounts", _success(
-            {"userId": {"type": "string"}, "isSuperuser": {"type": "boolean"}}, ["userId", "isSuperuser"]))},
-        "/api/usage": {"get": _op("Model usage totals per user and task type", "usage", _success(
-            {"usage": {"type": "array", "items": {"type": "object"}}}, ["usage"]), params=[
-                _q("userId", {"type": "string", "maxLength": 200}, "superusers only"),
-                _q("type", {"type": "string", "maxLength": 40}),
-                _q("since", {"type": "string", "format": "date-time"}),
-                _q("until", {"type": "string", "format": "date-time"})])},
         "/api/questions": {"get": _op(
             "Quiz questions of the caller (a superuser's: everyone's), newest first", "questions",
             _success({"questions": {"type": "array", "items": QUESTION}, "nextCursor": _nullable("string")},
@@ -523,49 +304,13 @@ def build(routes: Sequence[BaseRoute]) -> S:
                     _q("taskId", {"type": "string", "maxLength": 64}, "the generation task that made them"),
                     _q("userId", {"type": "string", "maxLength": 200}, "superusers only"),
                     _q("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "the previous page's nextCursor"),
-                    LIMIT])},
+                    _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000})])},
         "/api/questions/{question_id}": {
             "parameters": [{"name": "question_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": _op("One quiz question", "questions", _success({"question": QUESTION}, ["question"])),
             "delete": _op("Delete a quiz question", "questions",
                           _success({"deleted": {"type": "integer"}}, ["deleted"])),
         },
-        # ---- seed one
-        "/api/kiro/background-tasks": {
-            "get": _op("Seed one: list tasks with taskCounts", "seed one",
-                       _success({"tasks": {"type": "array", "items": SEED_ONE_TASK}, "taskCounts": _counts()},
-                                ["tasks", "taskCounts"]),
-                       params=[_q("projectId", {"type": "string", "maxLength": 200}),
-                               _q("status", {"type": "string"}, STATUS_INPUT), LIMIT]),
-            "post": _op("Seed one: create a task", "seed one", _success({"task": SEED_ONE_TASK}, ["task"]),
-                        body={**CREATE, "additionalProperties": True}),
-            "put": _op("Seed one: update a task's status", "seed one", _success({"task": SEED_ONE_TASK}, ["task"]),
-                       body={"type": "object", "required": ["taskId", "status"],
-                             "properties": {"taskId": {"type": "string"}, **STATUS_UPDATE_PROPS}}),
-            "delete": _op("Seed one: cancel, retry or delete a task, or clear completed tasks", "seed one",
-                          _success({"message": {"type": "string"}, "task": SEED_ONE_TASK,
-                                    "taskId": {"type": "string"}, "deletedCount": {"type": "integer"}}, []),
-                          params=[_q("taskId", {"type": "string"}),
-                                  _q("action", {"enum": ["cancel", "retry", "delete", "clear-completed"]}),
-                                  _q("projectId", {"type": "string"}, "clear-completed: only this project")]),
-        },
-        "/api/kiro/background-tasks/queue": {
-            "get": _op("Seed one: queue status (queueSettings.isActive)", "seed one", QUEUE_STATE),
-            "post": _op("Seed one: start or stop the queue (superusers)", "seed one", QUEUE_OK,
-                        body={"type": "object", "required": ["action"],
-                              "properties": {"action": {"enum": ["start", "stop"]}}}),
-        },
-        # ---- seed two
-        "/api/generateAIQuestions": {"post": {**_op(
-            "Seed two: queue AI question generation; returns taskId at once", "seed two",
-            _success({"taskId": {"type": "string"}, "task": SEED_TWO_TASK}, ["taskId"]), body=GENERATION),
-            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}]}},
-        "/api/getBackgroundTasks": {"get": _op(
-            "Seed two: a user's tasks (a superuser's without userId: everyone's)", "seed two",
-            _success({"tasks": {"type": "array", "items": SEED_TWO_TASK}, "count": {"type": "integer"}},
-                     ["tasks"]),
-            params=[_q("userId", {"type": "string", "maxLength": 200}), LIMIT])},
         **stream_paths(),
     }
     for path, method, op in operations:
@@ -577,9 +322,7 @@ def build(routes: Sequence[BaseRoute]) -> S:
                                 "Errors are {success: false, error, field, code}. See docs/api.md."},
         "paths": paths,
         "components": {
-            "schemas": {"Task": _task_schema(False, resource=True), "SeedTwoTask": _task_schema(True),
-                        "SeedOneTask": {**_task_schema(False), "description": "Task plus seed one's column names"},
-                        **components, **stream_schemas()},
+            "schemas": {**components, **stream_schemas()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "an API key from `bgtasks keys create`"}},
         },

@@ -8,20 +8,30 @@ where the two documents disagree and what bgtasks does.
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+from pydantic import GetJsonSchemaHandler
+from pydantic_core import CoreSchema
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from bgtasks.actors import payloads
+
 from ..store import tasks as store
+from . import replies as r
 from . import validation as v
 from .auth import authenticate
+from .contract import operation
+from .fields import Body, OneOf, Q, QStr, Query, read_body
 from .queue import queue_state, require_superuser, set_active
+from .replies import QueueChanged, QueueState
+from .requests import IDEMPOTENCY_KEY, LIMIT, TYPES, Filters, SeedOneCreate, SeedOneStatusChange
 from .serialize import ok, seed_one_task_json, task_json
 from .tasks import (
     cancel_one,
     counts_for,
     create_from_body,
     delete_one,
-    filter_from,
     pool,
     retry_one,
     types_ready,
@@ -37,48 +47,76 @@ SEED_LIST_RESULT_BYTES = 64_000
 
 # ---------------------------------------------------------------- seed one: /api/kiro/background-tasks
 
+class SeedOneList(Filters):
+    task_type: Annotated[list[str] | None, TYPES] = None
+    limit: Annotated[int, LIMIT] = 100
+
+
+class SeedOneDelete(Query):
+    task_id: Annotated[str | None, QStr(200)] = None
+    action: Annotated[str | None, Q(OneOf(*SEED_ONE_ACTIONS, message=f"expected one of: {', '.join(SEED_ONE_ACTIONS)}"))] = None
+    project_id: Annotated[str | None, QStr(200, "clear-completed: only this project")] = None
+
+
+class QueueAction(Body, extra="ignore"):
+    action: Annotated[str | None, OneOf("start", "stop", message="expected 'start' or 'stop'", required=True)]
+
+
+class SeedTwoList(Filters):
+    limit: Annotated[int, LIMIT] = 100
+
+
+class GenerationRequest(Body, extra="allow"):
+    """Seed two's body: the generation task's payload, checked against its JSON schema (actors/payloads.py)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        return dict(payloads.GENERATION)
+
+
+@operation("Seed one: list tasks with taskCounts", "seed one", r.SeedOneTasks, query=SeedOneList)
 async def kiro_list(request: Request) -> JSONResponse:
     """GET ?projectId&status&limit: the caller's tasks, newest first, and taskCounts by status."""
     principal = await authenticate(request)
-    params = request.query_params
-    await types_ready(request, params.get("taskType"))
-    flt, visible = filter_from(params, principal, type_key="taskType")
-    limit = v.q_limit(params)
-    rows = await store.list_tasks(pool(request), flt, limit=limit,
+    await types_ready(request, request.query_params.get("taskType"))
+    query = SeedOneList.read(request.query_params)
+    flt, visible = query.task_filter(principal, query.task_type)
+    rows = await store.list_tasks(pool(request), flt, limit=query.limit,
                                   preview_over_bytes=SEED_LIST_RESULT_BYTES) if visible else []
     counts = await counts_for(request, principal, flt.user_id, visible)
     return ok({"tasks": [seed_one_task_json(r) for r in rows], "taskCounts": counts})
 
 
+@operation("Seed one: create a task", "seed one", r.SeedOneOneTask, body=SeedOneCreate)
 async def kiro_create(request: Request) -> JSONResponse:
     """POST {projectId, projectName, projectPath, taskType, priority, maxRetries}: {success, task}."""
     principal = await authenticate(request)
-    body = await v.read_json_object(request)
-    row, _ = await create_from_body(request, principal, body, strict=False)
+    row, _ = await create_from_body(request, principal, SeedOneCreate)
     return ok({"task": with_subscribe_token(request, principal, seed_one_task_json(row))})
 
 
+@operation("Seed one: update a task's status", "seed one", r.SeedOneOneTask, body=SeedOneStatusChange)
 async def kiro_update(request: Request) -> JSONResponse:
     """PUT {taskId, status, errorMessage, resultData}: a status change the state machine must allow (409)."""
     principal = await authenticate(request)
-    body = await v.read_json_object(request)
-    task_id = v.get_str(body, "taskId", required=True, max_len=200)
-    assert task_id is not None
-    row = await update_status(request, principal, task_id, body)
+    body = await read_body(request, SeedOneStatusChange)
+    assert body.task_id is not None
+    row = await update_status(request, principal, body.task_id, body)
     return ok({"task": seed_one_task_json(row)})
 
 
+@operation("Seed one: cancel, retry or delete a task, or clear completed tasks", "seed one", r.SeedOneDone,
+           query=SeedOneDelete)
 async def kiro_delete(request: Request) -> JSONResponse:
     """DELETE ?taskId&action=cancel|retry|delete, or ?action=clear-completed (completed tasks only)."""
     principal = await authenticate(request)
-    params = request.query_params
-    task_id = v.q_str(params, "taskId")
-    action = v.q_str(params, "action") or ("delete" if task_id else None)
+    query = SeedOneDelete.read(request.query_params)
+    task_id = query.task_id
+    action = query.action or ("delete" if task_id else None)
     if action not in SEED_ONE_ACTIONS:
         raise v.fail("action", f"expected one of: {', '.join(SEED_ONE_ACTIONS)}")
     if action == "clear-completed":
-        project_id = v.q_str(params, "projectId")
-        n = await store.clear_completed_tasks(pool(request), principal.owner, project_id)
+        n = await store.clear_completed_tasks(pool(request), principal.owner, query.project_id)
         return ok({"deletedCount": n, "message": f"cleared {n} completed task(s)"})
     if task_id is None:
         raise v.fail("taskId", f"required for action={action}")
@@ -93,25 +131,26 @@ async def kiro_delete(request: Request) -> JSONResponse:
                "task": seed_one_task_json(row)})
 
 
+@operation("Seed one: queue status (queueSettings.isActive)", "seed one", QueueState)
 async def kiro_queue_status(request: Request) -> JSONResponse:
     """GET: {success, queueSettings: {isActive, ...}, taskCounts}."""
     principal = await authenticate(request)
     return ok(await queue_state(request, principal))
 
 
+@operation("Seed one: start or stop the queue (superusers)", "seed one", QueueChanged, body=QueueAction)
 async def kiro_queue_action(request: Request) -> JSONResponse:
     """POST {action: start|stop} (superusers only)."""
     principal = await authenticate(request)
     require_superuser(principal)
-    body = await v.read_json_object(request)
-    action = body.get("action")
-    if action not in ("start", "stop"):
-        raise v.fail("action", "expected 'start' or 'stop'")
-    return await set_active(request, action == "start", principal)
+    body = await read_body(request, QueueAction)
+    return await set_active(request, body.action == "start", principal)
 
 
 # ---------------------------------------------------------------- seed two
 
+@operation("Seed two: queue AI question generation; returns taskId at once", "seed two", r.GenerationQueued,
+           body=GenerationRequest, headers=[IDEMPOTENCY_KEY])
 async def generate_ai_questions(request: Request) -> JSONResponse:
     """POST {amount, category, ageGroup, difficulty, provider}: a pending generation task; {success, taskId}."""
     principal = await authenticate(request)
@@ -130,12 +169,13 @@ async def generate_ai_questions(request: Request) -> JSONResponse:
     return ok({"taskId": row["id"], "task": with_subscribe_token(request, principal, task_json(row, seed_two=True))})
 
 
+@operation("Seed two: a user's tasks (a superuser's without userId: everyone's)", "seed two", r.SeedTwoTasks,
+           query=SeedTwoList)
 async def get_background_tasks(request: Request) -> JSONResponse:
     """GET ?userId&limit (default 100): a user's tasks; a superuser's without userId are everyone's."""
     principal = await authenticate(request)
-    params = request.query_params
-    flt, visible = filter_from(params, principal, type_key="")
-    limit = v.q_limit(params, default=100)
-    rows = await store.list_tasks(pool(request), flt, limit=limit,
+    query = SeedTwoList.read(request.query_params)
+    flt, visible = query.task_filter(principal)
+    rows = await store.list_tasks(pool(request), flt, limit=query.limit,
                                   preview_over_bytes=SEED_LIST_RESULT_BYTES) if visible else []
     return ok({"tasks": [task_json(r, seed_two=True) for r in rows], "count": len(rows)})

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -18,9 +17,24 @@ from ..states import Status
 from ..store import tasks as store
 from ..store import usage as usage_store
 from ..store import workflows as workflow_store
+from . import replies as r
 from . import validation as v
-from . import workflows
 from .auth import Principal, authenticate, authenticate_reader
+from .contract import operation
+from .fields import read_body, read_optional_body
+from .requests import (
+    IDEMPOTENCY_KEY,
+    BulkBody,
+    CancelBody,
+    CreateBatch,
+    CreateTask,
+    ListQuery,
+    NoBody,
+    StatusChange,
+    TaskFilters,
+    TokenQuery,
+    UsageQuery,
+)
 from .serialize import counts_json, iso, ok, resource_task_json, task_json, waiting_json
 from .tokens import with_subscribe_token
 
@@ -50,30 +64,6 @@ async def types_ready(request: Request, *names: Any) -> None:
     await CATALOG.ready(pool(request), split)
 
 
-def owner_filter(principal: Principal, requested: str | None) -> tuple[str | None, bool]:
-    """(user filter, visible at all). A user asking for another user's tasks sees none, not an error."""
-    if principal.is_superuser:
-        return requested, True
-    if requested is not None and not principal.is_user(requested):
-        return principal.user_id, False
-    return principal.user_id, True
-
-
-def filter_from(params: Mapping[str, str], principal: Principal, *, project_key: str = "projectId",
-                status_key: str = "status", type_key: str = "type") -> tuple[store.TaskFilter, bool]:
-    user_id, visible = owner_filter(principal, v.q_str(params, "userId"))
-    flt = store.TaskFilter(
-        user_id=user_id,
-        statuses=v.q_statuses(params, status_key),
-        task_types=v.q_types(params, type_key) if type_key else None,
-        project_id=v.q_str(params, project_key),
-        created_since=v.q_time(params, "createdSince"),
-        created_until=v.q_time(params, "createdUntil"),
-        search=v.q_str(params, "q"),
-    )
-    return flt, visible
-
-
 async def visible_task(request: Request, principal: Principal, task_id: str) -> asyncpg.Record:
     if not principal.may_read(task_id):
         raise TaskNotFound(task_id)  # a read token for other tasks: as if this one did not exist
@@ -83,15 +73,15 @@ async def visible_task(request: Request, principal: Principal, task_id: str) -> 
     return row
 
 
-async def create_from_body(request: Request, principal: Principal, body: Mapping[str, Any], *,
-                           strict: bool) -> tuple[asyncpg.Record, bool]:
+async def create_from_body(request: Request, principal: Principal, model: type[CreateTask]) -> tuple[
+        asyncpg.Record, bool]:
     """Validate and insert one task: one statement (plus its NOTIFY). (row, created now?)"""
-    await types_ready(request, body.get("taskType"))
-    spec = v.build_task_spec(body, principal, settings(request).project_roots,
-                             idempotency_key=v.idempotency_key(request), strict=strict)
+    raw = await v.read_json_object(request)
+    await types_ready(request, raw.get("taskType"))
+    body = model.parse(raw)
+    spec = body.spec(principal, settings(request).project_roots, idempotency_key=v.idempotency_key(request))
     # Under the creation rate limit (429), and with its dependencies, in one transaction (api/workflows.py).
-    depends_on = workflows.depends_on_from(body)
-    row = (await workflow_store.create_tasks_checked(pool(request), [spec], [depends_on]))[0]
+    row = (await workflow_store.create_tasks_checked(pool(request), [spec], [body.depends_on]))[0]
     return row, bool(row["is_new"]) if "is_new" in row.keys() else True
 
 
@@ -117,20 +107,17 @@ async def delete_one(request: Request, principal: Principal, task_id: str) -> as
 
 
 EXTERNAL_HOLDER = "external:"  # worker_id of a task an external processor runs: external:<user id>
-PROCESSOR_FIELDS = ("progress", "description")  # what the holder of a running task reports
 
 
-async def update_status(request: Request, principal: Principal, task_id: str, body: Mapping[str, Any],
-                        *, field_prefix: str = "") -> asyncpg.Record:
+async def update_status(request: Request, principal: Principal, task_id: str,
+                        body: StatusChange) -> asyncpg.Record:
     """Seed one's PUT and the resource PATCH: status, errorMessage, resultData, progress, description.
 
     Only a lease makes a task running: a superuser (an external processor's key) that moves a task to
     processing takes a new attempt with a lease of BGTASKS_LEASE_S, as a worker's claim does; each later
     update it makes while the task runs (progress, or processing again) extends that lease, and the reaper
     takes the task back when nobody does. Plain users cannot run tasks (403): a worker runs them."""
-    status = v.parse_status_value(body.get("status"), f"{field_prefix}status") if "status" in body else None
-    progress = v.get_int(body, "progress", 0, 100)
-    description = v.get_str(body, "description")
+    status, progress, description = body.status, body.progress, body.description
     if status is None and progress is None and description is None:
         raise v.fail("status", "required (or progress or description, to report on a running task)")
     if not principal.is_superuser and (status == Status.PROCESSING or progress is not None
@@ -142,10 +129,10 @@ async def update_status(request: Request, principal: Principal, task_id: str, bo
             "report on it (a processing task holds a lease that its holder extends); create the task and a "
             "worker runs it", field=field)
     changes: dict[str, Any] = {}
-    if "errorMessage" in body:
-        changes["error_message"] = v.get_str(body, "errorMessage", allow_empty=True)
-    if "resultData" in body:
-        changes["result_data"] = body["resultData"]
+    if "errorMessage" in body.given():
+        changes["error_message"] = body.error_message
+    if "resultData" in body.given():
+        changes["result_data"] = body.result_data
     row = await store.set_task_status(
         pool(request), v.check_task_id(task_id), principal.owner, status.value if status else None,
         holder=EXTERNAL_HOLDER + principal.user_id, lease_s=settings(request).bgtasks_lease_s,
@@ -173,14 +160,15 @@ async def totals_for(request: Request, flt: store.TaskFilter, visible: bool) -> 
 
 # ---------------------------------------------------------------- /api/tasks
 
+@operation("List tasks (filters, search, sort, cursor) with counts by status", "tasks", r.TaskList,
+           query=ListQuery)
 async def list_tasks(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    params = request.query_params
-    await types_ready(request, params.get("type"))
-    flt, visible = filter_from(params, principal)
-    sort = v.q_sort(params)
-    limit = v.q_limit(params)
-    after = v.decode_cursor(params.get("cursor"), sort)
+    await types_ready(request, request.query_params.get("type"))
+    query = ListQuery.read(request.query_params)
+    flt, visible = query.task_filter(principal, query.type)
+    sort, limit = query.sort, query.limit
+    after = v.decode_cursor(query.cursor, sort)
     rows = await store.list_tasks(pool(request), flt, sort=sort, after=after, limit=limit + 1,
                                   preview_over_bytes=LIST_RESULT_BYTES) if visible else []
     next_cursor = None
@@ -191,10 +179,11 @@ async def list_tasks(request: Request) -> JSONResponse:
     return ok({"tasks": [resource_task_json(r) for r in rows], "nextCursor": next_cursor, **totals})
 
 
+@operation("Create a task (Idempotency-Key: a repeated key returns the first task, 200)", "tasks", r.Created,
+           status=201, body=CreateTask, also={200: r.Created}, headers=[IDEMPOTENCY_KEY])
 async def create_task(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    body = await v.read_json_object(request)
-    row, created = await create_from_body(request, principal, body, strict=True)
+    row, created = await create_from_body(request, principal, CreateTask)
     out: dict[str, Any] = {"task": with_subscribe_token(request, principal, task_json(row)), "created": created}
     if (waiting := waiting_for_worker(row["task_type"])) is not None:
         out["waiting"] = waiting
@@ -208,83 +197,50 @@ def waiting_for_worker(task_type: str) -> str | None:
     return None
 
 
+@operation("Create up to 1000 tasks in one statement", "tasks", r.Batch, status=201, body=CreateBatch)
 async def create_batch(request: Request) -> JSONResponse:
     """Up to 1000 tasks in one INSERT statement (one NOTIFY)."""
     principal = await authenticate(request)
-    body = await v.read_json_object(request)
-    v.only_fields(body, {"tasks"})
-    items = body.get("tasks")
-    if not isinstance(items, list) or not items:
-        raise v.fail("tasks", "expected a non-empty array of task objects")
-    if len(items) > v.MAX_BATCH:
-        raise v.fail("tasks", f"at most {v.MAX_BATCH} tasks per batch")
-    await types_ready(request, *(i.get("taskType") for i in items if isinstance(i, dict)))
+    raw = await v.read_json_object(request)
+    items = raw.get("tasks")
+    await types_ready(request, *(i.get("taskType") for i in items if isinstance(i, dict)) if isinstance(
+        items, list) else ())
+    body = CreateBatch.parse(raw)
     roots = settings(request).project_roots
-    specs = []
-    depends_on: list[list[str] | None] = []
-    keys: set[str] = set()
-    for i, item in enumerate(items):
-        where = f"tasks[{i}]."
-        if not isinstance(item, dict):
-            raise v.fail(f"tasks[{i}]", "expected a task object")
-        key = v.get_str(item, "idempotencyKey", field=f"{where}idempotencyKey",
-                        max_len=v.LENGTHS["Idempotency-Key"])
-        if key is not None:
-            if key in keys:
-                raise v.fail(f"{where}idempotencyKey", "repeated within the batch")
-            keys.add(key)
-        fields = {k: val for k, val in item.items() if k != "idempotencyKey"}
-        specs.append(v.build_task_spec(fields, principal, roots, idempotency_key=key, where=where))
-        depends_on.append(workflows.depends_on_from(fields, where))
+    specs = [item.spec(principal, roots, idempotency_key=item.idempotency_key, where=f"tasks[{i}].")
+             for i, item in enumerate(body.tasks)]
+    depends_on = [item.depends_on for item in body.tasks]
     rows = await workflow_store.create_tasks_checked(pool(request), specs, depends_on)
     return ok({"tasks": [with_subscribe_token(request, principal, task_json(r)) for r in rows], "count": len(rows)},
               status_code=201)
 
 
+@operation("The list's totals without a page: counts by status and matching, under the list's filters", "tasks",
+           r.Totals, query=TaskFilters)
 async def task_counts(request: Request) -> JSONResponse:
     """GET /api/tasks/counts: the list's totals (totals_for) under the list's filters, without a page."""
     principal = await authenticate(request)
-    params = request.query_params
-    await types_ready(request, params.get("type"))
-    flt, visible = filter_from(params, principal)
+    await types_ready(request, request.query_params.get("type"))
+    query = TaskFilters.read(request.query_params)
+    flt, visible = query.task_filter(principal, query.type)
     return ok(await totals_for(request, flt, visible))
 
 
+@operation("Cancel, retry or delete many tasks by ids and/or filter", "tasks", r.BulkDone, body=BulkBody,
+           path={"action": {"schema": {"enum": ["cancel", "retry", "delete"]}}})
 async def bulk_action(request: Request) -> JSONResponse:
     """POST /api/tasks/bulk/{action}: cancel, retry or delete by `ids`, by `filter`, or both (intersection)."""
     principal = await authenticate(request)
     action = request.path_params["action"]
     if action not in ("cancel", "retry", "delete"):
         raise TaskNotFound(f"bulk/{action}")  # no such sub-resource
-    body = await v.read_json_object(request)
-    v.only_fields(body, {"ids", "filter", "reason"})
-    ids = body.get("ids")
-    raw_filter = body.get("filter")
-    if ids is None and raw_filter is None:
-        raise v.fail("ids", "give ids (an array of task ids), a filter (an object), or both")
-    if ids is not None:
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise v.fail("ids", "expected an array of task id strings")
-        if len(ids) > v.MAX_BULK_IDS:
-            raise v.fail("ids", f"at most {v.MAX_BULK_IDS} ids per call")
-        ids = [i for i in dict.fromkeys(ids) if v.TASK_ID.match(i)]  # a malformed id matches no task
-    params: dict[str, str] = {}
-    if raw_filter is not None:
-        if not isinstance(raw_filter, dict):
-            raise v.fail("filter", "expected an object")
-        v.only_fields(raw_filter, {"status", "type", "projectId", "userId", "createdSince", "createdUntil", "q"},
-                      "filter.")
-        for name, value in raw_filter.items():
-            if isinstance(value, list) and name in ("status", "type") and all(isinstance(x, str) for x in value):
-                value = ",".join(value)
-            if value is not None and not isinstance(value, str):
-                raise v.fail(f"filter.{name}", "expected a string" + (" or an array of strings"
-                                                                        if name in ("status", "type") else ""))
-            if value is not None:
-                params[name] = value
-    await types_ready(request, params.get("type"))
-    flt, visible = filter_from(params, principal)
-    reason = v.get_str(body, "reason") or f"cancelled by {principal.user_id}"
+    body = await read_body(request, BulkBody)
+    ids = [i for i in dict.fromkeys(body.ids) if v.TASK_ID.match(i)] if body.ids is not None else None
+    params = body.filter.params() if body.filter else {}
+    await types_ready(request, *params.get("type", []))
+    query = TaskFilters.parse(params, "filter.")
+    flt, visible = query.task_filter(principal, query.type)
+    reason = body.reason or f"cancelled by {principal.user_id}"
     changed: list[str] = []
     if visible and (ids is None or ids):
         op = {"cancel": store.cancel_tasks_matching, "retry": store.retry_tasks_matching,
@@ -295,12 +251,15 @@ async def bulk_action(request: Request) -> JSONResponse:
                               "more": ids is None and len(changed) >= BULK_LIMIT}
     if ids is not None:
         done = set(changed)
-        result["skipped"] = [i for i in body["ids"] if i not in done]
+        result["skipped"] = [i for i in body.ids or [] if i not in done]
     return ok(result)
 
 
 # ---------------------------------------------------------------- /api/tasks/{id}
 
+@operation("Read a task (also with a read token that names it: ?token=): the task with waitingFor, dependsOn "
+           "and dependents, its upstream and downstream tasks, its failed attempts with their tracebacks, its model "
+           "calls", "tasks", r.TaskDetail, query=TokenQuery)
 async def get_task(request: Request) -> JSONResponse:
     principal = await authenticate_reader(request)  # a read token naming this task may read it
     row = await visible_task(request, principal, request.path_params["task_id"])
@@ -333,23 +292,21 @@ def _usd(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
+@operation("Who the caller is", "accounts", r.Me)
 async def me(request: Request) -> JSONResponse:
     """Who the caller is: the dashboard shows superuser controls from this."""
     principal = await authenticate(request)
     return ok({"userId": principal.user_id, "isSuperuser": principal.is_superuser})
 
 
+@operation("Model usage totals per user and task type", "usage", r.Usage, query=UsageQuery)
 async def usage(request: Request) -> JSONResponse:
     """Model usage totals per user and task type (own for users; everyone's, or ?userId=, for superusers)."""
     principal = await authenticate(request)
-    params = request.query_params
-    v.only_fields(params, {"userId", "type", "since", "until"})
-    asked = v.q_str(params, "userId", max_len=200)
-    user_id = asked if principal.is_superuser else principal.user_id
-    await types_ready(request, params.get("type"))
-    types = v.q_types(params)
-    since, until = v.q_time(params, "since"), v.q_time(params, "until")
-    rows = await usage_store.usage_totals(pool(request), user_id, types, since, until)
+    await types_ready(request, request.query_params.get("type"))
+    query = UsageQuery.read(request.query_params)
+    user_id = query.user_id if principal.is_superuser else principal.user_id
+    rows = await usage_store.usage_totals(pool(request), user_id, query.type, query.since, query.until)
     return ok({"usage": [{"userId": r["user_id"], "taskType": r["task_type"], "calls": r["calls"],
                           "tasks": r["tasks"], "promptTokens": r["prompt_tokens"],
                           "completionTokens": r["completion_tokens"], "totalTokens": r["total_tokens"],
@@ -357,37 +314,34 @@ async def usage(request: Request) -> JSONResponse:
                           "unpricedCalls": r["unpriced_calls"], "durationMs": r["duration_ms"]} for r in rows]})
 
 
+@operation("Change a task's status (the state machine decides: 409 when illegal)", "tasks", r.OneTask,
+           body=StatusChange)
 async def patch_task(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    body = await v.read_json_object(request)
-    v.only_fields(body, {"status", "errorMessage", "resultData", *PROCESSOR_FIELDS})
+    body = await read_body(request, StatusChange)
     row = await update_status(request, principal, request.path_params["task_id"], body)
     return ok({"task": task_json(row)})
 
 
+@operation("Delete a task", "tasks", r.Deleted)
 async def delete_task(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     row = await delete_one(request, principal, request.path_params["task_id"])
     return ok({"deleted": row["id"]})
 
 
-async def _optional_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    return v.parse_json_object(raw) if raw.strip() else {}
-
-
+@operation("Cancel a pending or processing task", "tasks", r.OneTask, body=CancelBody, body_required=False)
 async def cancel_task(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    body = await _optional_body(request)
-    v.only_fields(body, {"reason"})
-    reason = v.get_str(body, "reason") or f"cancelled by {principal.user_id}"
+    body = await read_optional_body(request, CancelBody)
+    reason = body.reason or f"cancelled by {principal.user_id}"
     row = await cancel_one(request, principal, request.path_params["task_id"], reason)
     return ok({"task": task_json(row)})
 
 
+@operation("Retry an error or cancelled task", "tasks", r.OneTask)
 async def retry_task(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    body = await _optional_body(request)
-    v.only_fields(body, set())
+    await read_optional_body(request, NoBody)
     row = await retry_one(request, principal, request.path_params["task_id"])
     return ok({"task": task_json(row)})

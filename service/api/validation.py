@@ -20,16 +20,13 @@ from starlette.requests import Request
 from bgtasks import actors
 
 from ..catalog import CATALOG
-from ..errors import Forbidden, TaskNotFound, ValidationFailed
+from ..errors import TaskNotFound, ValidationFailed
 from ..states import Status, parse_status
-from ..store.tasks import SORTS, TaskSpec
-from .auth import Principal
+from ..store.tasks import SORTS
 from .errors import BadRequest
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_LIMIT = 1000
-MAX_BATCH = 1000
-MAX_BULK_IDS = 1000
 MAX_JSON_DEPTH = 64
 LENGTHS = {  # longest accepted text per field
     "label": 200, "description": 2000, "projectId": 200, "projectName": 200, "projectPath": 4096,
@@ -254,48 +251,6 @@ def check_project_path(path: str, roots: list[Path] | None, field: str = "projec
 
 # ---------------------------------------------------------------- creating tasks
 
-CREATE_FIELDS = {"taskType", "payload", "priority", "maxRetries", "projectId", "projectName", "projectPath",
-                 "label", "description", "runAt", "userId", "dependsOn"}  # dependsOn: api/workflows.py
-
-
-def build_task_spec(
-    body: Mapping[str, Any], principal: Principal, roots: list[Path], *, idempotency_key: str | None = None,
-    strict: bool = True, where: str = "",
-) -> TaskSpec:
-    """A TaskSpec from a create body (resource API and seed one alike); `strict` refuses unknown fields."""
-    if strict:
-        only_fields(body, CREATE_FIELDS, where)
-    task_type = check_task_type(body.get("taskType"), f"{where}taskType")
-    payload = check_payload(task_type, body.get("payload"), f"{where}payload")
-    priority = get_int(body, "priority", -1000, 1000, field=f"{where}priority")
-    max_retries = get_int(body, "maxRetries", 0, 100, field=f"{where}maxRetries")
-    project = {n: get_str(body, n, required=task_type.needs_project, field=f"{where}{n}")
-               for n in ("projectId", "projectName", "projectPath")}
-    if project["projectPath"] is not None:
-        check_project_path(project["projectPath"], None if principal.local else roots, f"{where}projectPath",
-                           reveal_roots=principal.is_superuser)
-    run_at = parse_time(body["runAt"], f"{where}runAt") if body.get("runAt") is not None else None
-    user_id = get_str(body, "userId", field=f"{where}userId")
-    if user_id is not None and principal.is_user(user_id):
-        user_id = principal.user_id
-    if user_id is not None and not principal.is_user(user_id) and not principal.is_superuser:
-        raise Forbidden(f"{where}userId: only a superuser may create tasks for another user")
-    return TaskSpec(
-        task_type=task_type.name,
-        user_id=(user_id or principal.user_id).lower(),
-        payload=payload,
-        priority=priority if priority is not None else 0,
-        max_retries=max_retries if max_retries is not None else task_type.max_retries,
-        project_id=project["projectId"],
-        project_name=project["projectName"],
-        project_path=project["projectPath"],
-        label=get_str(body, "label", field=f"{where}label"),
-        description=get_str(body, "description", field=f"{where}description"),
-        run_at=run_at,
-        idempotency_key=idempotency_key,
-    )
-
-
 def idempotency_key(request: Request) -> str | None:
     value = request.headers.get("idempotency-key")
     if value is None:
@@ -333,43 +288,6 @@ def q_int(params: Mapping[str, str], name: str, lo: int, hi: int, default: int) 
 
 def q_limit(params: Mapping[str, str], default: int = 100) -> int:
     return q_int(params, "limit", 1, MAX_LIMIT, default)
-
-
-def q_list(params: Mapping[str, str], name: str) -> list[str]:
-    """A parameter that may repeat or hold a comma-separated list."""
-    items: list[str] = []
-    getlist = getattr(params, "getlist", None)
-    raw = getlist(name) if getlist else ([params[name]] if name in params else [])
-    for value in raw:
-        check_text(value, name)
-        items.extend(v.strip() for v in value.split(",") if v.strip())
-    if len(items) > 50:
-        raise fail(name, "more than 50 values")
-    return items
-
-
-def q_statuses(params: Mapping[str, str], name: str = "status") -> list[str] | None:
-    values = q_list(params, name)
-    return sorted({parse_status_value(v, name).value for v in values}) or None
-
-
-def q_types(params: Mapping[str, str], name: str = "type") -> list[str] | None:
-    values = q_list(params, name)
-    return sorted({check_task_type(v, name).name for v in values}) or None
-
-
-def q_time(params: Mapping[str, str], name: str) -> datetime | None:
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    return parse_time(value, name)
-
-
-def q_sort(params: Mapping[str, str]) -> str:
-    value = params.get("sort") or "-createdAt"
-    if value not in SORTS:
-        raise fail("sort", f"unknown sort {value[:40]!r}; one of: {', '.join(SORTS)}")
-    return value
 
 
 # ---------------------------------------------------------------- cursors

@@ -184,15 +184,3 @@ async def analytics(request: Request) -> JSONResponse:
              "cancelled": p["cancelled"]} for p in points]}
     return ok(out)
 
-
-def depends_on_from(body: Mapping[str, Any], where: str = "") -> list[str] | None:
-    """The `dependsOn` field of a task create body: ids of the caller's tasks this one waits for."""
-    value = body.get("dependsOn")
-    if value is None:
-        return None
-    field = f"{where}dependsOn"
-    if not isinstance(value, list) or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in value):
-        raise v.fail(field, "expected an array of task ids")
-    if len(value) > 100:
-        raise v.fail(field, "at most 100 dependencies per task")
-    return list(dict.fromkeys(value))

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
 
 import pytest
 
 from bgtasks.api import validation as v
 from bgtasks.api.auth import Principal
 from bgtasks.api.errors import BadRequest
+from bgtasks.api.fields import Body, Int, Str
+from bgtasks.api.requests import BulkBody, CreateBatch, CreateTask, ListQuery
 from bgtasks.errors import Forbidden, TaskNotFound, ValidationFailed
+from bgtasks.store.tasks import TaskSpec
 
 ALICE = Principal("alice", False)
 
@@ -30,27 +35,63 @@ def test_text_postgres_cannot_store_is_refused_with_its_field() -> None:
         v.parse_json_object(b'{"label": "\\udc00"}')
 
 
+class Tuning(Body):
+    poll_interval: Annotated[int | None, Int(0, 10)] = None
+    label: Annotated[str | None, Str(5)] = None
+
+
 def test_integers_are_bounded_and_never_booleans() -> None:
-    assert v.get_int({"p": 5}, "p", 0, 10) == 5
-    assert v.get_int({"p": 5.0}, "p", 0, 10) == 5
+    assert Tuning.parse({"pollInterval": 5}).poll_interval == 5
+    assert Tuning.parse({"pollInterval": 5.0}).poll_interval == 5
     for bad in (True, "5", 11, -1, 5.5, 10**30):
-        with pytest.raises(ValidationFailed):
-            v.get_int({"p": bad}, "p", 0, 10)
+        with pytest.raises(ValidationFailed) as err:
+            Tuning.parse({"pollInterval": bad})
+        assert err.value.field == "pollInterval"
+    with pytest.raises(ValidationFailed, match=r"^pollInterval: must be between 0 and 10$"):
+        Tuning.parse({"pollInterval": 11})
+
+
+def test_body_errors_name_the_field_in_the_sentences_of_the_error_body() -> None:
+    with pytest.raises(ValidationFailed, match=r"^nope: unknown field; known fields: label, pollInterval$"):
+        Tuning.parse({"label": 1, "nope": 1})  # unknown fields first
+    with pytest.raises(ValidationFailed, match=r"^label: expected a string, got a number$"):
+        Tuning.parse({"label": 1})
+    with pytest.raises(ValidationFailed, match=r"^label: longer than 5 characters$"):
+        Tuning.parse({"label": "abcdef"})
+    with pytest.raises(ValidationFailed, match=r"^body: expected a JSON object, got an array$"):
+        Tuning.parse([])
+    with pytest.raises(ValidationFailed, match=r"^tasks\[1\]\.priority: must be between -1000 and 1000$"):
+        CreateBatch.parse({"tasks": [{"taskType": "noop"}, {"taskType": "noop", "priority": 5000}]})
+    with pytest.raises(ValidationFailed, match=r"^tasks\[1\]\.idempotencyKey: repeated within the batch$"):
+        CreateBatch.parse({"tasks": [{"taskType": "noop", "idempotencyKey": "k"},
+                                     {"taskType": "noop", "idempotencyKey": "k"}]})
+    with pytest.raises(ValidationFailed, match=r"^filter\.q: expected a string$"):
+        BulkBody.parse({"filter": {"q": 5}})
 
 
 def test_query_limits() -> None:
-    assert v.q_limit({}) == 100
-    assert v.q_limit({"limit": "1000"}) == 1000
+    assert ListQuery.read({}).limit == 100
+    assert ListQuery.read({"limit": "1000"}).limit == 1000
     for bad in ("0", "-1", "1001", "ten", "1e3", "9" * 40):
         with pytest.raises(ValidationFailed) as err:
-            v.q_limit({"limit": bad})
+            ListQuery.read({"limit": bad})
         assert err.value.field == "limit"
 
 
 def test_statuses_accept_seed_two_failed() -> None:
-    assert v.q_statuses({"status": "failed,pending"}) == ["error", "pending"]
+    assert ListQuery.read({"status": "failed,pending"}).status == ["error", "pending"]
     with pytest.raises(ValidationFailed):
-        v.q_statuses({"status": "running"})
+        ListQuery.read({"status": "running"})
+
+
+def test_the_document_says_what_the_models_check() -> None:
+    """/openapi.json takes each body's bounds from the model that validates it."""
+    from bgtasks.api import openapi
+
+    schema = openapi.DOCUMENT["components"]["schemas"]["CreateTask"]
+    assert schema["properties"]["priority"] == {"type": "integer", "minimum": -1000, "maximum": 1000,
+                                                "default": None}
+    assert schema["additionalProperties"] is False and schema["required"] == ["taskType"]
 
 
 def test_times_without_offset_are_utc() -> None:
@@ -78,20 +119,24 @@ def test_task_ids_that_cannot_exist_are_not_found() -> None:
             v.check_task_id(bad)
 
 
+def _spec(body: dict[str, Any], principal: Principal, roots: list[Path]) -> TaskSpec:
+    return CreateTask.parse(body).spec(principal, roots)
+
+
 def test_build_task_spec() -> None:
-    spec = v.build_task_spec({"taskType": "sleep", "payload": {"seconds": 1}, "priority": 3}, ALICE, [])
+    spec = _spec({"taskType": "sleep", "payload": {"seconds": 1}, "priority": 3}, ALICE, [])
     assert (spec.task_type, spec.user_id, spec.priority, spec.max_retries) == ("sleep", "alice", 3, 3)
     with pytest.raises(ValidationFailed) as err:
-        v.build_task_spec({"taskType": "generation", "payload": {"amount": 999, "category": "x"}}, ALICE, [])
+        _spec({"taskType": "generation", "payload": {"amount": 999, "category": "x"}}, ALICE, [])
     assert err.value.field == "payload.amount"
     with pytest.raises(ValidationFailed) as err:
-        v.build_task_spec({"taskType": "docs", "projectId": "p", "projectName": "P"}, ALICE, [])
+        _spec({"taskType": "docs", "projectId": "p", "projectName": "P"}, ALICE, [])
     assert err.value.field == "projectPath"
     with pytest.raises(ValidationFailed) as err:
-        v.build_task_spec({"taskType": "docs", "projectId": "p", "projectName": "P", "projectPath": "/etc"},
+        _spec({"taskType": "docs", "projectId": "p", "projectName": "P", "projectPath": "/etc"},
                           ALICE, [])
     assert err.value.field == "projectPath"
     with pytest.raises(Forbidden):
-        v.build_task_spec({"taskType": "noop", "userId": "bob"}, ALICE, [])
+        _spec({"taskType": "noop", "userId": "bob"}, ALICE, [])
     root = Principal("root", True)
-    assert v.build_task_spec({"taskType": "noop", "userId": "bob"}, root, []).user_id == "bob"
+    assert _spec({"taskType": "noop", "userId": "bob"}, root, []).user_id == "bob"
