@@ -14,8 +14,9 @@ from ..errors import NotFound
 from ..store import questions as store
 from . import validation as v
 from .auth import authenticate
+from .requests import owner_filter
 from .serialize import iso, ok
-from .tasks import owner_filter, pool
+from .tasks import pool
 
 DIFFICULTIES = ("easy", "medium", "hard")
 AGE_GROUPS = ("children", "youth", "adults")
