@@ -4,13 +4,11 @@ run the same pass every minute on BGTASKS_RETENTION_DAYS)."""
 from __future__ import annotations
 
 import argparse
-import re
 
+from .. import durations
 from ..client import OK, USAGE, CliError, command
 from ..running import database_url
 from ..settings import load_settings
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,11 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def parse_age(text: str) -> float:
-    """'7d' -> seconds; units s, m, h, d, w; a bare number is days."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
-    if not m:
+    """'7d' -> seconds; units s, m, h, d, w (parts add up: 1d12h); a bare number is days."""
+    age = durations.seconds(text, bare_unit="d")
+    if age is None:
         raise CliError(f"--older-than: expected an age like 7d, 12h or 30m, not {text!r}", USAGE)
-    return float(m.group(1)) * _UNITS[m.group(2) or "d"]
+    return age
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from .. import db
+from .. import db, tables
 from ..running import database_url
 from ..settings import load_settings
 from ..store import keys
@@ -76,12 +76,14 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    rows = [_row(r) for r in asyncio.run(_with_conn(keys.list_api_keys))]
+    found = asyncio.run(_with_conn(keys.list_api_keys))
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([_row(r) for r in found], indent=2))
         return 0
-    for r in rows:
-        state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "active"
-        role = "superuser" if r["is_superuser"] else "user"
-        print(f"{r['id']:>5}  {r['key_prefix']}…  {r['user_id']}  {role}  {state}  {r['label'] or ''}".rstrip())
+    tables.print_table(("ID", "PREFIX", "USER", "ROLE", "STATE", "LAST USED", "LABEL"), [
+        (r["id"], f"{r['key_prefix']}…", r["user_id"], "superuser" if r["is_superuser"] else "user",
+         tables.dim(f"revoked {tables.when(r['revoked_at'])}") if r["revoked_at"] else tables.status("active"),
+         tables.when(r["last_used_at"]), r["label"] or "") for r in found], wrap=("LABEL",),
+        empty="(no keys: bgtasks keys create --user NAME)")
     return 0
+

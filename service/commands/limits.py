@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from .. import db
+from .. import db, tables
 from ..running import database_url
 from ..settings import load_settings
 from ..store import limits
@@ -25,6 +25,14 @@ OPTIONS = {
     "max_streams": ("max_streams", 0),
 }
 _DEFAULT_WORDS = ("default", "null", "none")
+# column (limits.COLUMNS) -> its header in the table
+HEADERS = {
+    "max_running": "MAX RUNNING",
+    "max_created_per_minute": "MAX CREATED/MIN",
+    "max_schedules": "MAX SCHEDULES",
+    "min_schedule_period_s": "MIN SCHEDULE PERIOD (S)",
+    "max_streams": "MAX STREAMS",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -96,11 +104,10 @@ def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
-    names = limits.COLUMNS
-    print("user".ljust(20) + "".join(n.rjust(24) for n in names))
-    for r in rows:
-        cells = ("-" if r[n] is None else str(r[n]) for n in names)
-        print(str(r["user_id"]).ljust(20) + "".join(c.rjust(24) for c in cells))
+    heads = [HEADERS[c] for c in limits.COLUMNS]
+    tables.print_table(("USER", *heads), [
+        (r["user_id"], *(tables.dim("no limit") if r[c] is None else f"{r[c]:,}" for c in limits.COLUMNS))
+        for r in rows], right=heads)
 
 
 async def _view(conn: Any, user: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import Any
 
-from .. import db
+from .. import db, tables
 from ..errors import ValidationFailed
 from ..running import database_url
 from ..settings import load_settings
@@ -38,20 +38,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def _line(r: Any) -> str:
-    state = "on " if r["enabled"] else "off"
-    nxt = r["next_run_at"].isoformat(timespec="seconds") if r["next_run_at"] else "-"
-    err = f"  ({r['last_error']})" if r["last_error"] else ""
-    return (f"{r['name']:<24} {state} {r['cron']:<20} {r['timezone']:<16} {r['task_type']:<12} "
-            f"{r['user_id']:<16} {r['catch_up']:<5} next {nxt}{err}")
+HEADERS = ("NAME", "STATE", "CRON", "TIMEZONE", "TYPE", "USER", "CATCH UP", "NEXT RUN (UTC)", "LAST RUN (UTC)",
+           "LAST ERROR")
+
+
+def _table(rows: list[Any]) -> None:
+    tables.print_table(HEADERS, [
+        (r["name"], tables.status("on" if r["enabled"] else "off"), r["cron"], r["timezone"], r["task_type"],
+         r["user_id"], r["catch_up"], tables.when(r["next_run_at"]), tables.when(r["last_run_at"]),
+         tables.styled(r["last_error"], "red") if r["last_error"] else "") for r in rows],
+        wrap=("LAST ERROR",), empty="(no schedules: bgtasks schedules add NAME TYPE CRON --user OWNER)")
 
 
 async def _run(url: str, args: argparse.Namespace) -> int:
     conn = await db.connect(url)
     try:
         if args.op == "ls":
-            for r in await store.list_schedules(conn, None):
-                print(_line(r))
+            _table(list(await store.list_schedules(conn, None)))
             return 0
         if args.op == "add":
             try:
@@ -70,7 +73,7 @@ async def _run(url: str, args: argparse.Namespace) -> int:
             return 0
         else:
             r = await store.update_schedule(conn, args.name, args.user, enabled=args.op == "enable")
-        print(_line(r))
+        _table([r])
         return 0
     finally:
         await conn.close()

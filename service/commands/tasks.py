@@ -1,4 +1,4 @@
-"""Task commands over the HTTP API of a running service: `submit`, `ls`, `show`, `cancel`, `retry`.
+"""Task commands over the HTTP API of a running service: `submit`, `ls`, `show`, `cancel`, `retry`, `delete`.
 They need no database access, only BGTASKS_URL (and BGTASKS_API_KEY outside development mode)."""
 
 from __future__ import annotations
@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
+from rich.console import RenderableType
+
+from .. import durations, tables
 from ..client import OK, USAGE, CliError, add_client_arguments, client_from, command, print_json
 from .watch import follow
 
@@ -24,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--label")
     p.add_argument("--description")
     p.add_argument("--idempotency-key", help="a repeated key returns the first task instead of a new one")
+    p.add_argument("--run-at", metavar="WHEN", help="run no earlier than WHEN: +DURATION from now (+90s, +30m, "
+                   "+2h, +1d12h) or an ISO 8601 time (UTC unless it has an offset)")
+    p.add_argument("--depends-on", metavar="ID", action="append",
+                   help="run after task ID completed; repeat or comma-separate")
     p.add_argument("--wait", action="store_true", help="follow the task; exit 0 completed, 1 failed, 4 cancelled")
     p.add_argument("--json", action="store_true", help="print the created task as JSON")
     add_client_arguments(p)
@@ -41,21 +49,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_client_arguments(p)
     p.set_defaults(func=command(ls))
 
-    p = sub.add_parser("show", help="one task in full")
+    p = sub.add_parser("show", help="one task in full: fields, why it waits, links, attempts, model calls, result")
     p.add_argument("task_id", metavar="ID")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--traceback", action="store_true", help="each attempt's whole traceback (default: its ends)")
+    p.add_argument("--json", action="store_true", help="the task as JSON (GET /api/tasks/{id}'s task)")
     add_client_arguments(p)
     p.set_defaults(func=command(show))
 
-    for name, verb in (("cancel", "cancel a pending or processing task (exit 4 if it has finished)"),
-                       ("retry", "run an error or cancelled task again (exit 4 otherwise)")):
+    for name, verb, fn in (
+            ("cancel", "cancel a pending or processing task (exit 4 if it has finished)", cancel),
+            ("retry", "run an error or cancelled task again (exit 4 otherwise)", retry),
+            ("delete", "delete a task, in any state, with its history (a running task's worker writes nothing "
+             "more)", delete)):
         p = sub.add_parser(name, help=verb)
         p.add_argument("task_id", metavar="ID")
         if name == "cancel":
             p.add_argument("--reason", help="why (stored as cancel_reason)")
         p.add_argument("--json", action="store_true")
         add_client_arguments(p)
-        p.set_defaults(func=command(cancel if name == "cancel" else retry))
+        p.set_defaults(func=command(fn))
 
 
 def _payload(text: str | None) -> dict[str, Any] | None:
@@ -81,7 +93,9 @@ def submit(args: argparse.Namespace) -> int:
     for key, value in (("payload", _payload(args.payload)), ("priority", args.priority),
                        ("maxRetries", args.max_retries), ("projectId", args.project_id),
                        ("projectName", args.project_name), ("projectPath", args.project_path),
-                       ("label", args.label), ("description", args.description)):
+                       ("label", args.label), ("description", args.description),
+                       ("runAt", run_at(args.run_at, datetime.now(UTC))),
+                       ("dependsOn", _split(args.depends_on) or None)):
         if value is not None:
             body[key] = value
     headers = {"idempotency-key": args.idempotency_key} if args.idempotency_key else {}
@@ -99,6 +113,17 @@ def submit(args: argparse.Namespace) -> int:
         return OK
     finally:
         client.close()
+
+
+def run_at(text: str | None, now: datetime) -> str | None:
+    """--run-at as the API's ISO 8601 runAt."""
+    if text is None:
+        return None
+    when = durations.point_in_time(text, now)
+    if when is None:
+        raise CliError(f"--run-at: expected +DURATION (+90s, +30m, +2h, +1d12h) or an ISO 8601 time, not {text!r}",
+                       USAGE)
+    return when.isoformat()
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -122,34 +147,22 @@ def ls(args: argparse.Namespace) -> int:
     if args.json:
         print_json(tasks)
         return OK
-    print(_table(tasks))
+    _table(tasks)
     return OK
 
 
-def _table(tasks: list[dict[str, Any]]) -> str:
-    head = ("ID", "TYPE", "STATUS", "PROGRESS", "CREATED", "LABEL / ERROR / WAITING FOR")
-    rows = [head]
+def _table(tasks: list[dict[str, Any]]) -> None:
+    rows: list[tuple[tables.Cell, ...]] = []
     for t in tasks:
-        note = t.get("errorMessage") if t.get("status") in ("error", "cancelled") else None
+        note: tables.Cell = tables.clip(str(t.get("label") or t.get("description") or ""))
+        if t.get("status") in ("error", "cancelled") and t.get("errorMessage"):
+            note = tables.styled(tables.clip(str(t["errorMessage"])), "red")
         if t.get("status") == "pending" and isinstance(t.get("waitingFor"), dict):
-            note = t["waitingFor"].get("text")
-        rows.append((t["id"], t["taskType"], t["status"], f"{t.get('progress') or 0}%",
-                     (t.get("createdAt") or "")[:19].replace("T", " "),
-                     _clip(str(note or t.get("label") or t.get("description") or ""))))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
-    if not tasks:
-        lines.append("(no tasks)")
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _clip(text: str, width: int = 90) -> str:
-    """One line of at most `width` characters, cut at a word with an ellipsis (never mid-word)."""
-    text = " ".join(text.split())
-    if len(text) <= width:
-        return text
-    cut = text[: width - 1]
-    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
+            note = tables.styled(tables.clip(str(t["waitingFor"].get("text") or "")), "blue")
+        rows.append((t["id"], t["taskType"], tables.status(t.get("status")), f"{t.get('progress') or 0}%",
+                     tables.when(t.get("createdAt")), note))
+    tables.print_table(("ID", "TYPE", "STATUS", "PROGRESS", "CREATED", "LABEL / ERROR / WAITING FOR"), rows,
+                       right=("PROGRESS",), wrap=("LABEL / ERROR / WAITING FOR",), empty="(no tasks)")
 
 
 def show(args: argparse.Namespace) -> int:
@@ -158,41 +171,78 @@ def show(args: argparse.Namespace) -> int:
         detail = client.request("GET", f"/api/tasks/{args.task_id}")
     finally:
         client.close()
-    task = detail["task"]
     if args.json:
-        print_json(task)
+        print_json(detail["task"])
         return OK
-    print(_detail(detail, client.task_link(task["id"])))
+    tables.show(_detail(detail, client.task_link(detail["task"]["id"]), full_tracebacks=args.traceback))
     return OK
 
 
-def _detail(detail: dict[str, Any], link: str) -> str:
-    """A task for people: its fields, why it waits, its links (the dashboard's permalink first), then each
-    failed attempt with its traceback."""
-    task = dict(detail["task"])
-    waiting = task.pop("waitingFor", None)
-    width = max(len(k) for k in task)
-    lines = [f"{'dashboard'.ljust(width)}  {link}"]
+# Task fields `show` prints elsewhere than in the field list (the result once, at the end; links with states).
+_SHOWN_APART = {"result", "resultData", "resultTruncated", "waitingFor", "dependsOn", "dependents"}
+TRACEBACK_HEAD, TRACEBACK_TAIL = 1, 3  # a collapsed traceback: its first line and its innermost frame
+
+
+def _detail(detail: dict[str, Any], link: str, *, full_tracebacks: bool = False) -> RenderableType:
+    """A task for people: the dashboard's permalink, its fields, why it waits, its links, each failed attempt (traceback collapsed to
+    its first line and innermost frame unless `full_tracebacks`), its model calls, then its result once."""
+    task = detail["task"]
+    facts: list[tuple[str, tables.Cell]] = [("dashboard", link)]
     for key, value in task.items():
-        if value is None or value == {} or value == []:
+        if key in _SHOWN_APART or value is None or value == {} or value == []:
             continue
-        shown = json.dumps(value, default=str) if isinstance(value, dict | list) else value
-        lines.append(f"{key.ljust(width)}  {shown}")
+        if isinstance(value, dict | list):
+            value = json.dumps(value, default=str)
+        elif key.endswith("At") and isinstance(value, str):
+            value = f"{tables.when(value)} UTC"
+        facts.append((key, tables.status(value) if key == "status" else str(value)))
+    waiting = task.get("waitingFor")
     if isinstance(waiting, dict):
-        lines.append(f"{'waitingFor'.ljust(width)}  {waiting.get('text') or waiting.get('reason')}")
+        facts.append(("waitingFor", tables.styled(str(waiting.get("text") or waiting.get("reason")), "blue")))
+    for key, links in (("dependsOn", detail.get("upstream")), ("dependents", detail.get("downstream"))):
+        if links:
+            facts.append((key, ", ".join(f"{u['id']} ({u.get('taskType')}, {u.get('status')})" for u in links)))
+    if detail.get("modelCalls"):
+        unpriced = sum(1 for c in detail["modelCalls"] if c.get("costUsd") is None)
+        facts.append(("costUsd", f"${detail.get('costUsd') or 0:,.4f}"
+                      + (f" (+{unpriced} unpriced call(s))" if unpriced else "")))
+    parts: list[Any] = [tables.fields(facts)]
     for a in detail.get("attempts") or []:
-        lines.append("")
-        lines.append(f"attempt {a.get('attempt')} ({a.get('outcome')}, {a.get('failedAt') or ''}): "
-                     f"{error_line(a.get('errorType'), a.get('errorMessage'))}")
+        parts.append("")
+        parts.append(tables.styled(f"attempt {a.get('attempt')} ({a.get('outcome')}, {tables.when(a.get('failedAt'))}"
+                                   f"{', ' + a['workerId'] if a.get('workerId') else ''}): "
+                                   f"{error_line(a.get('errorType'), a.get('errorMessage'))}", "red"))
         if a.get("traceback"):
-            lines.extend("  " + ln for ln in str(a["traceback"]).splitlines())
-    return "\n".join(lines)
+            parts.extend("  " + ln for ln in traceback_lines(str(a["traceback"]), full_tracebacks, task["id"]))
+    calls = detail.get("modelCalls") or []
+    if calls:
+        parts += ["", tables.styled("model calls", "bold"), tables.table(
+            ("ATTEMPT", "MODEL", "PROMPT", "COMPLETION", "CACHED", "COST", "DURATION", "AT"),
+            [(c.get("attempt"), c.get("model"), f"{c.get('promptTokens') or 0:,}", f"{c.get('completionTokens') or 0:,}",
+              f"{c.get('cachedPromptTokens') or 0:,}", "-" if c.get("costUsd") is None else f"${c['costUsd']:,.4f}",
+              f"{(c.get('durationMs') or 0) / 1000:.1f}s", tables.when(c.get("at"))) for c in calls],
+            right=("ATTEMPT", "PROMPT", "COMPLETION", "CACHED", "COST", "DURATION"))]
+    result = task.get("result") if task.get("result") is not None else task.get("resultData")
+    if result is not None:
+        parts += ["", tables.styled("result", "bold"), json.dumps(result, indent=2, ensure_ascii=False, default=str)]
+    return tables.stack(*parts)
+
+
+def traceback_lines(text: str, full: bool, task_id: str) -> list[str]:
+    """A traceback's lines; collapsed (unless `full`) to its first line and its innermost frame, with a line
+    saying how many are left out and how to see them."""
+    lines = text.rstrip("\n").splitlines()
+    if full or len(lines) <= TRACEBACK_HEAD + TRACEBACK_TAIL + 1:
+        return lines
+    hidden = len(lines) - TRACEBACK_HEAD - TRACEBACK_TAIL
+    return [*lines[:TRACEBACK_HEAD], f"  … {hidden} more lines (bgtasks show {task_id} --traceback)",
+            *lines[-TRACEBACK_TAIL:]]
 
 
 def error_line(error_type: str | None, message: str | None) -> str:
     """An attempt's error with its type written once ("RuntimeError: boom", never doubled)."""
     text = message or ""
-    if not error_type or text == error_type or text.startswith(f"{error_type}: "):
+    if not text or not error_type or text == error_type or text.startswith(f"{error_type}: "):
         return text or (error_type or "")
     return f"{error_type}: {text}"
 
@@ -207,6 +257,19 @@ def _action(args: argparse.Namespace, action: str, body: dict[str, Any] | None =
         print_json(task)
     else:
         print(f"{task['id']} {task['status']}")
+    return OK
+
+
+def delete(args: argparse.Namespace) -> int:
+    client = client_from(args)
+    try:
+        deleted = client.request("DELETE", f"/api/tasks/{args.task_id}")["deleted"]
+    finally:
+        client.close()
+    if args.json:
+        print_json({"deleted": deleted})
+    else:
+        print(f"{deleted} deleted")
     return OK
 
 

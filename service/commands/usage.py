@@ -7,8 +7,7 @@ import argparse
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from tabulate import tabulate
-
+from .. import tables
 from ..client import OK, USAGE, CliError, add_client_arguments, client_from, command, print_json
 
 
@@ -56,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return OK
-    print(table(rows))
+    table(rows)
     return OK
 
 
@@ -68,14 +67,18 @@ def _usd(row: dict[str, Any]) -> str:
     return text
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+HEADERS = ("USER", "TYPE", "CALLS", "TASKS", "PROMPT", "COMPLETION", "COST")
+
+
+def table(rows: list[dict[str, Any]]) -> None:
     if not rows:
-        return "(no model calls in this window)"
-    body = [(r["userId"], r["taskType"], r["calls"], r["tasks"], f"{r['promptTokens']:,}",
-             f"{r['completionTokens']:,}", _usd(r)) for r in rows]
+        tables.show(tables.dim("(no model calls in this window)"))
+        return
+    body: list[tuple[tables.Cell, ...]] = [
+        (r["userId"], r["taskType"], r["calls"], r["tasks"], f"{r['promptTokens']:,}",
+         f"{r['completionTokens']:,}", _usd(r)) for r in rows]
     total = sum(float(r.get("costUsd") or 0) for r in rows)
-    body.append(("total", "", sum(r["calls"] for r in rows), sum(r["tasks"] for r in rows),
+    body.append((tables.styled("total", "bold"), "", sum(r["calls"] for r in rows), sum(r["tasks"] for r in rows),
                  f"{sum(r['promptTokens'] for r in rows):,}", f"{sum(r['completionTokens'] for r in rows):,}",
-                 f"${total:,.4f}"))
-    return tabulate(body, headers=("USER", "TYPE", "CALLS", "TASKS", "PROMPT", "COMPLETION", "COST"),
-                    tablefmt="plain", disable_numparse=True)
+                 tables.styled(f"${total:,.4f}", "bold")))
+    tables.print_table(HEADERS, body, right=HEADERS[2:])
