@@ -789,12 +789,9 @@ BEGIN
     -- which cost more than running it).
     RETURN QUERY
     WITH RECURSIVE owners(user_id) AS (  -- each owner with claimable rows: one index descent per owner
-        (SELECT c.user_id FROM background_tasks c WHERE c.status = 'pending' AND c.waiting_for = 0
-         ORDER BY c.user_id LIMIT 1)
+        (SELECT c.user_id FROM claimable_tasks c ORDER BY c.user_id LIMIT 1)
         UNION ALL
-        SELECT (SELECT c.user_id FROM background_tasks c
-                WHERE c.status = 'pending' AND c.waiting_for = 0 AND c.user_id > o.user_id
-                ORDER BY c.user_id LIMIT 1)
+        SELECT (SELECT c.user_id FROM claimable_tasks c WHERE c.user_id > o.user_id ORDER BY c.user_id LIMIT 1)
         FROM owners o WHERE o.user_id IS NOT NULL
     ), running AS MATERIALIZED (
         SELECT r.user_id, r.task_type, count(*)::integer AS n FROM background_tasks r
@@ -823,8 +820,8 @@ BEGIN
         WHERE l.t > q.running
     ), locked AS (  -- each owner's share, in its own order, skipping rows another claimer holds
         SELECT s.running, c.* FROM share s CROSS JOIN LATERAL (
-            SELECT c.id, c.user_id, c.task_type, c.priority, c.run_at FROM background_tasks c
-            WHERE c.user_id = s.user_id AND c.status = 'pending' AND c.waiting_for = 0 AND c.run_at <= now()
+            SELECT c.id, c.user_id, c.task_type, c.priority, c.run_at FROM claimable_tasks c
+            WHERE c.user_id = s.user_id AND c.due
               AND (served IS NULL OR c.task_type = ANY (served))
               AND c.task_type <> ALL (s.full_types)
             ORDER BY c.priority DESC, c.run_at, c.id
@@ -847,7 +844,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION public.lock_tasks_to_claim(max_tasks integer, limited boolean, served text[]) IS 'Claim order, fair across owners: locks (FOR UPDATE SKIP LOCKED) and returns up to max_tasks claimable task ids, round-robin by owner (running tasks + rank by priority, then age); limited: also under user_limits.max_running and task_type_limits; served: only these task types (NULL: any). Called by claim_tasks() and complete_and_claim().';
+COMMENT ON FUNCTION public.lock_tasks_to_claim(max_tasks integer, limited boolean, served text[]) IS 'Claim order, fair across owners: locks (FOR UPDATE SKIP LOCKED) and returns up to max_tasks claimable task ids (claimable_tasks, due), round-robin by owner (running tasks + rank by priority, then age); limited: also under user_limits.max_running and task_type_limits; served: only these task types (NULL: any). Called by claim_tasks() and complete_and_claim().';
 
 CREATE FUNCTION public.model_call_cost(p_model text, p_prompt integer, p_cached integer, p_completion integer) RETURNS numeric
     LANGUAGE sql STABLE
@@ -1601,6 +1598,18 @@ COMMENT ON COLUMN public.bgtasks_workers.stopped_at IS 'When it stopped cleanly;
 
 COMMENT ON COLUMN public.bgtasks_workers.claim_short_at IS 'Its latest claim under max_concurrent_tasks that got fewer tasks than it had room for (NULL: its latest claim got all it asked); while recent, the other workers claim only up to their share of the limit.';
 
+CREATE VIEW public.claimable_tasks AS
+ SELECT id,
+    user_id,
+    task_type,
+    priority,
+    run_at,
+    (run_at <= now()) AS due
+   FROM public.background_tasks t
+  WHERE ((status = 'pending'::public.task_status) AND (waiting_for = 0));
+
+COMMENT ON VIEW public.claimable_tasks IS 'The claim condition, written once: pending tasks waiting on no dependency; due: run_at has come (a claim takes only due ones). Every claim reads it: lock_tasks_to_claim(), so claim_tasks() and complete_and_claim(); also queue_health and the worker''s wake-up time. Served by the partial index background_tasks_claimable_idx (same predicate), each owner''s rows in claim order: priority, then run_at, then id.';
+
 CREATE TABLE public.lease_reaper (
     id smallint DEFAULT 1 NOT NULL,
     reachable_since timestamp with time zone DEFAULT now() NOT NULL,
@@ -1751,14 +1760,14 @@ CREATE VIEW public.queue_health AS
            FROM public.background_tasks
           WHERE ((background_tasks.status = 'processing'::public.task_status) AND (background_tasks.lease_expires_at < now()))) AS stuck,
     ( SELECT count(*) AS count
-           FROM public.background_tasks
-          WHERE ((background_tasks.status = 'pending'::public.task_status) AND (background_tasks.waiting_for = 0) AND (background_tasks.run_at <= now()))) AS pending_due,
+           FROM public.claimable_tasks
+          WHERE claimable_tasks.due) AS pending_due,
     ( SELECT (COALESCE(sum(task_counts.n), (0)::numeric))::bigint AS "coalesce"
            FROM public.task_counts
           WHERE (task_counts.status = 'pending'::public.task_status)) AS pending_total,
-    ( SELECT (now() - min(background_tasks.run_at))
-           FROM public.background_tasks
-          WHERE ((background_tasks.status = 'pending'::public.task_status) AND (background_tasks.waiting_for = 0) AND (background_tasks.run_at <= now()))) AS oldest_due_waiting,
+    ( SELECT (now() - min(claimable_tasks.run_at))
+           FROM public.claimable_tasks
+          WHERE claimable_tasks.due) AS oldest_due_waiting,
     w.live AS live_workers,
     w.capacity AS live_capacity,
     w.silent AS silent_workers,
@@ -2318,6 +2327,10 @@ CREATE INDEX background_tasks_change_idx ON public.background_tasks USING btree 
 
 COMMENT ON INDEX public.background_tasks_change_idx IS 'Last-Event-ID resume: what changed since a change number.';
 
+CREATE INDEX background_tasks_claimable_idx ON public.background_tasks USING btree (user_id, priority DESC, run_at, id) WHERE ((status = 'pending'::public.task_status) AND (waiting_for = 0));
+
+COMMENT ON INDEX public.background_tasks_claimable_idx IS 'Serves the claim: the rows of the view claimable_tasks (its predicate, the claim condition), by owner and in claim order (the owners are found by skipping through it).';
+
 CREATE INDEX background_tasks_created_idx ON public.background_tasks USING btree (created_at, id);
 
 COMMENT ON INDEX public.background_tasks_created_idx IS 'Everyone''s tasks by creation time, either direction (sort=±createdAt).';
@@ -2349,10 +2362,6 @@ COMMENT ON INDEX public.background_tasks_processing_idx IS 'Running tasks: the g
 CREATE INDEX background_tasks_project_idx ON public.background_tasks USING btree (project_id, created_at DESC) WHERE (project_id IS NOT NULL);
 
 COMMENT ON INDEX public.background_tasks_project_idx IS 'Per-project listing (seed one), newest first.';
-
-CREATE INDEX background_tasks_queue_by_user_idx ON public.background_tasks USING btree (user_id, priority DESC, run_at, id) WHERE ((status = 'pending'::public.task_status) AND (waiting_for = 0));
-
-COMMENT ON INDEX public.background_tasks_queue_by_user_idx IS 'Serves the claim: each owner''s claimable rows in their own order (the owners are found by skipping through it).';
 
 CREATE UNIQUE INDEX background_tasks_schedule_due ON public.background_tasks USING btree (user_id, schedule_name, scheduled_for) WHERE (schedule_name IS NOT NULL);
 

@@ -97,8 +97,7 @@ WITH claimed AS MATERIALIZED (
 SELECT c.id, c.task_type, c.payload, c.attempt, c.user_id, c.project_id, c.project_name, c.project_path,
        c.retry_count, c.max_retries, c.run_at, c.created_at, c.started_at,
        CASE WHEN (SELECT count(*) FROM claimed) < $5 THEN (
-           SELECT extract(epoch FROM min(run_at) - now())::float8 FROM background_tasks
-           WHERE status = 'pending' AND waiting_for = 0 AND run_at > now())
+           SELECT extract(epoch FROM min(run_at) - now())::float8 FROM claimable_tasks WHERE NOT due)
        END AS wait
 FROM (SELECT) AS one CROSS JOIN noted LEFT JOIN claimed c ON true;
 

@@ -181,3 +181,20 @@ def test_counts_follow_every_change_without_scanning(sql: psycopg.Connection[Any
     counts = {r["status"]: int(r["n"]) for r in sql.execute(
         "SELECT status::text, sum(n) AS n FROM task_counts GROUP BY 1 HAVING sum(n) <> 0")}
     assert counts == {"processing": 2}
+
+
+def test_the_claim_condition_is_written_once_and_is_the_predicate_of_its_index(sql: psycopg.Connection[Any]) -> None:
+    """claimable_tasks holds the claim condition; the partial index that serves it has the same predicate, and
+    the current schema (the snapshot) writes the condition nowhere else."""
+    view = one(sql, "SELECT pg_get_viewdef('claimable_tasks'::regclass) AS d")["d"]
+    index = one(sql, "SELECT pg_get_expr(indpred, indrelid) AS p FROM pg_index "
+                     "WHERE indexrelid = 'background_tasks_claimable_idx'::regclass")["p"]
+    where = view[view.index("WHERE") + len("WHERE"):].strip().rstrip(";").replace("t.", "")
+    assert where == index
+    snapshot = schema_snapshot.committed()
+    assert snapshot.count("waiting_for = 0") == 2  # the view and its index
+    for function in ("lock_tasks_to_claim", "claim_tasks", "complete_and_claim"):
+        body = snapshot[snapshot.index(f"CREATE FUNCTION public.{function}("):]
+        body = body[:body.index("\n$$;")]
+        assert "waiting_for" not in body, function
+    assert "claimable_tasks c" in snapshot[snapshot.index("CREATE FUNCTION public.lock_tasks_to_claim("):]
