@@ -100,14 +100,21 @@ def _user(text: str) -> str:
     return user
 
 
-def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
+def _show(rows: list[dict[str, Any]], as_json: bool, *, own_rows: bool = False) -> None:
+    """Limits as a table. `own_rows`: rows of user_limits as stored, where NULL in a user's row means the
+    default ('*' row) applies; otherwise the limits that apply, where NULL means no limit."""
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
+
+    def cell(r: dict[str, Any], c: str) -> tables.Cell:
+        if r[c] is not None:
+            return f"{r[c]:,}"
+        return tables.dim("default" if own_rows and r["user_id"] != limits.DEFAULTS else "no limit")
+
     heads = [HEADERS[c] for c in limits.COLUMNS]
-    tables.print_table(("USER", *heads), [
-        (r["user_id"], *(tables.dim("no limit") if r[c] is None else f"{r[c]:,}" for c in limits.COLUMNS))
-        for r in rows], right=heads)
+    tables.print_table(("USER", *heads), [(r["user_id"], *(cell(r, c) for c in limits.COLUMNS)) for r in rows],
+                       right=heads)
 
 
 async def _view(conn: Any, user: str) -> dict[str, Any]:
@@ -116,7 +123,7 @@ async def _view(conn: Any, user: str) -> dict[str, Any]:
 
 def run_ls(args: argparse.Namespace) -> int:
     rows = asyncio.run(_with_conn(limits.list_all))
-    _show([dict(r) for r in rows], args.json)
+    _show([dict(r) for r in rows], args.json, own_rows=True)
     return 0
 
 

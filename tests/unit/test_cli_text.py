@@ -4,6 +4,7 @@ tables that carry no escape codes into a pipe."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -84,3 +85,28 @@ def test_a_table_into_a_pipe_is_plain_aligned_and_unwrapped() -> None:
     lines = out.getvalue().splitlines()
     assert lines == ["ID    N  NOTE", "a     1  error", "bbb  22  " + long.strip()]
     assert "\x1b" not in out.getvalue()
+
+
+def test_every_command_and_action_is_in_the_cli_reference() -> None:
+    """docs/cli.md names every subcommand of the parser (and every action of keys, limits, queue, schedules)."""
+    import argparse
+    from pathlib import Path
+
+    from bgtasks.cli import build_parser
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        found: dict[str, argparse.ArgumentParser] = {}
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found.update(action.choices)
+        return found
+
+    missing = []
+    for name, sub in subcommands(build_parser()).items():
+        if f"bgtasks {name}" not in doc:
+            missing.append(name)
+        missing += [f"{name} {action}" for action in subcommands(sub)
+                    if not re.search(rf"bgtasks {name} [^\n`]*\b{action}\b", doc)]
+    assert not missing, f"commands missing from docs/cli.md: {missing}"
