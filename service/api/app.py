@@ -35,6 +35,7 @@ from . import (
     task_types,
     tasks,
     tokens,
+    workers,
     workflows,
 )
 from .auth import dev_mode_banner
@@ -93,6 +94,8 @@ ROUTES = [  # the contract of each handler: @operation on it (service/api/contra
     Route("/api/schedules/{name}", workflows.get_schedule, methods=["GET"]),
     Route("/api/schedules/{name}", workflows.patch_schedule, methods=["PATCH"]),
     Route("/api/schedules/{name}", workflows.delete_schedule, methods=["DELETE"]),
+    Route("/api/schedules/{name}/run", workflows.run_schedule, methods=["POST"]),
+    Route("/api/workers", workers.list_workers, methods=["GET"]),
     Route("/api/analytics", workflows.analytics, methods=["GET"]),
     Route("/api/limits", limits.list_limits, methods=["GET"]),
     Route("/api/limits/{user_id}", limits.get_limits, methods=["GET"]),

@@ -80,6 +80,17 @@ def _q(name: str, schema: S, description: str = "") -> S:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
+WORKER = {"type": "object", "properties": {
+    "workerId": {"type": "string", "description": "host:pid:nonce, as a task's workerId"},
+    "hostname": {"type": "string"}, "pid": {"type": "integer"},
+    "state": {"enum": ["live", "silent", "stopped"],
+              "description": "silent: no heartbeat within worker_stale_after() and never stopped (crashed or cut off)"},
+    "concurrency": {"type": "integer"}, "running": {"type": "integer", "description": "tasks processing under it now"},
+    "taskTypes": {"type": "array", "items": {"type": "string"}, "description": "published types (empty: any type)"},
+    "startedAt": {"type": "string", "format": "date-time"}, "heartbeatAt": {"type": "string", "format": "date-time"},
+    "heartbeatAgeSeconds": {"type": "number", "description": "by the database's clock"},
+    "stoppedAt": {"type": ["string", "null"], "format": "date-time"},
+}}
 SCHEDULE: S = {"type": "object", "properties": {
     "name": {"type": "string"}, "taskType": {"type": "string"}, "cron": {"type": "string"},
     "timezone": {"type": "string"}, "enabled": {"type": "boolean"}, "catchUp": {"enum": ["skip", "once"]}},
@@ -285,6 +296,24 @@ def build(routes: Sequence[BaseRoute]) -> S:
                          body={**SCHEDULE_BODY, "required": []}),
             "delete": _op("Delete a schedule", "workflows", _success({}, [])),
         },
+        "/api/schedules/{name}/run": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                           _q("userId", {"type": "string", "maxLength": 200},
+                              "superusers: the owner (names are unique per owner)")],
+            "post": _op("Run a schedule now: one task of it at once, outside its cron (next and last run "
+                        "unchanged); counts against the creation rate", "workflows",
+                        _success({"task": TASK, "schedule": {"type": "string"}}, ["task", "schedule"]),
+                        status="201", body={"type": "object", "properties": {}, "additionalProperties": False},
+                        body_required=False),
+        },
+        "/api/workers": {"get": _op(
+            "Superusers: worker processes (live, silent, stopped recently) with concurrency, tasks running now, "
+            "served types and last heartbeat", "queue",
+            _success({"workers": {"type": "array", "items": WORKER}, "totals": {"type": "object"}},
+                     ["workers", "totals"]), params=[
+                _q("stoppedWithin", {"type": "integer", "minimum": 0, "maximum": 604800},
+                   "also workers stopped in the last this many seconds (default 3600)"),
+                _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "default 200")])},
         "/api/analytics": {"get": _op(
             "Counts, success rate, durations, queue wait, retries and tokens per user or type", "workflows",
             _success({"groups": {"type": "array", "items": {"type": "object"}}}, ["groups"]), params=[

@@ -16,7 +16,7 @@ from ..errors import Forbidden
 from ..store import workflows as store
 from . import validation as v
 from .auth import Principal, authenticate
-from .serialize import ok
+from .serialize import ok, task_json
 
 SCHEDULE_CREATE = {"name", "taskType", "payload", "cron", "timezone", "enabled", "catchUp", "priority",
                    "maxRetries", "label", "userId"}
@@ -138,6 +138,16 @@ async def delete_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     row = await store.delete_schedule(_pool(request), _name(request), _owner(request, principal))
     return ok({"schedule": schedule_json(row)})
+
+
+async def run_schedule(request: Request) -> JSONResponse:
+    """POST /api/schedules/{name}/run: one task of the schedule now (an empty body, or `{}`), outside its
+    cron; 201 with the task. Counts against the owner's creation rate like any task (429 when over)."""
+    principal = await authenticate(request)
+    raw = await request.body()
+    v.only_fields(v.parse_json_object(raw) if raw.strip() else {}, set())
+    row = await store.run_schedule_now(_pool(request), _name(request), _owner(request, principal))
+    return ok({"task": task_json(row), "schedule": row["schedule_name"]}, status_code=201)
 
 
 def analytics_json(row: Mapping[str, Any]) -> dict[str, Any]:

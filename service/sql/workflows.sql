@@ -114,3 +114,16 @@ SELECT buckets.start, coalesce(f.completed, 0) AS completed, coalesce(f.failed, 
        coalesce(f.cancelled, 0) AS cancelled
 FROM buckets LEFT JOIN finished f ON f.start = buckets.start
 ORDER BY buckets.start;
+
+-- name: run_schedule_now
+-- One task of schedule $1 of owner $2 at once, outside its cron: scheduled_for NULL (no due time), so the
+-- scheduler's own runs, next_run_at and last_run_at are untouched. Counts against the owner's creation rate
+-- (SQLSTATE BG429). Returns the new task; nothing when there is no such schedule.
+WITH rate_checked AS (
+    SELECT count(*) AS n FROM (SELECT check_creation_rate($2, 1)) checked
+)
+INSERT INTO background_tasks (task_type, user_id, payload, priority, max_retries, label, schedule_name)
+SELECT s.task_type, s.user_id, s.payload, s.priority, s.max_retries, s.label, s.name
+FROM task_schedules s, rate_checked
+WHERE s.name = $1 AND s.user_id = $2
+RETURNING *;

@@ -190,6 +190,14 @@ async def delete_schedule(conn: Executor, name: str, owner: str | None) -> async
     return rows[0]
 
 
+async def run_schedule_now(conn: Executor, name: str, owner: str | None) -> asyncpg.Record:
+    """A task of the schedule now (its type, payload, priority, retries and label), outside its cron."""
+    rows = await _fetch(conn, "run_schedule_now", name, await schedule_owner(conn, name, owner))
+    if not rows:
+        raise NotFound(f"schedule {name!r} not found")
+    return rows[0]
+
+
 # ---------------------------------------------------------------- analytics
 
 async def task_analytics(conn: Executor, since: datetime, until: datetime, group_by: str,
