@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 Enqueue = Callable[..., str]  # (task_type, payload, *, delay_ms, user_id) -> task id
 
 QUEUE = "bgtasks"
+CONSUMER_TIMEOUT_MS = 100
 log = logging.getLogger("bgtasks.broker")
 
 
@@ -51,7 +52,9 @@ class PostgresBroker(dramatiq.Broker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> Consumer:
         # `prefetch` is ignored on purpose: Dramatiq's default (2 x threads) would park claimed rows in
         # `processing` behind busy threads. The claimer claims only for free slots.
-        return PostgresConsumer(self.claimer, self.outcomes, timeout_ms=timeout)
+        # `timeout` (Dramatiq's worker timeout) is not ours either: __next__ returns within CONSUMER_TIMEOUT_MS
+        # (tasks claimed ahead are checked that often, and shutdown never hangs).
+        return PostgresConsumer(self.claimer, self.outcomes, timeout_ms=CONSUMER_TIMEOUT_MS)
 
     def declare_queue(self, queue_name: str) -> None:
         if queue_name not in self.queues:

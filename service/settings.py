@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     bgtasks_heartbeat_s: float = Field(0.0, ge=0, description="0: a third of the lease")
     bgtasks_shutdown_grace_s: float = Field(30.0, ge=0)
     bgtasks_worker_concurrency: int = Field(8, ge=1, le=1000)
+    bgtasks_worker_threads: int = Field(
+        0, ge=0, le=1000, description="threads for sync task types; 0: one per slot (the concurrency). Fewer suits "
+        "a worker whose types are all async: they hold no thread while they await")
+    bgtasks_worker_pool_size: int = Field(
+        8, ge=2, le=100, description="a worker's shared pool at most (progress, failures, completions), whatever its "
+        "concurrency; a worker uses this + 4 connections")
     bgtasks_claim_ahead_ms: float = Field(
         20.0, ge=0, description="claim up to 3 tasks per thread ahead while tasks average under this; 0: never")
     bgtasks_reap_interval_s: float = Field(1.0, gt=0)

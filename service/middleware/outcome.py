@@ -138,6 +138,29 @@ def oversized_result(result: Any, max_bytes: int, task_type: str) -> Failure | N
 EXPECTED: tuple[type[BaseException], ...] = (TaskInterrupted, TaskCancelled, LeaseLost, PermanentTaskError)
 
 
+class _OnLoop:
+    def __repr__(self) -> str:
+        return "ON_LOOP"
+
+
+# What an async actor's Dramatiq function returns: its coroutine was started on the event loop
+# (service/worker/async_tasks.py), which hands the real outcome on when it ends; ack writes nothing for it.
+ON_LOOP: Any = _OnLoop()
+
+
+def outcome_of(result: Any, exception: BaseException | None, *, max_result_bytes: int, task_type: str,
+               time_limit_s: float | None = None) -> tuple[Any, Failure | None]:
+    """An actor's end as (result, None) or (None, the failure to write): its exception classified, with the
+    traceback kept when the failure is written, or its result refused when over the size cap."""
+    if exception is None:
+        too_large = oversized_result(result, max_result_bytes, task_type)
+        return (None, too_large) if too_large is not None else (result, None)
+    failure = classify(exception, time_limit_s)
+    if failure.write:
+        failure = dataclasses.replace(failure, traceback=bounded_traceback(exception))
+    return None, failure
+
+
 class Outcome(dramatiq.Middleware):
     """Keeps the result for ack, and marks a message failed when its actor raised or its result is over the
     size cap (we use no Retries middleware: retry policy is in SQL, per row)."""
@@ -151,18 +174,14 @@ class Outcome(dramatiq.Middleware):
 
     def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
-        if exception is None:
-            too_large = oversized_result(result, self.max_result_bytes, message.actor_name)
-            if too_large is not None:
-                message.options["bgtasks_failure"] = too_large
-                message.fail()
-                return
+        if result is ON_LOOP:
+            message.options["bgtasks_result"] = ON_LOOP  # ack leaves it: the loop hands its outcome on
+            return
+        result, failure = outcome_of(result, exception, max_result_bytes=self.max_result_bytes,
+                                     task_type=message.actor_name, time_limit_s=message.options.get("time_limit_s"))
+        if failure is None:
             message.options["bgtasks_result"] = result
         else:
-            limit = message.options.get("time_limit_s")
-            failure = classify(exception, limit)
-            if failure.write:
-                failure = dataclasses.replace(failure, traceback=bounded_traceback(exception))
             message.options["bgtasks_failure"] = failure
             message.fail()
 

@@ -65,7 +65,10 @@ class ClaimPolicy:
         return free
 
     def stale(self, now: float, held: Mapping[str, Held]) -> list[str]:
-        """Tasks claimed ahead that no slot started within CLAIM_AHEAD_MAX_WAIT_S: to hand back."""
+        """Tasks claimed ahead that no slot started within CLAIM_AHEAD_MAX_WAIT_S: to hand back, but only
+        while every slot is busy (a free slot takes one at once: handing it back would only lose it)."""
+        if sum(1 for h in held.values() if h.started_at is not None) < self.concurrency:
+            return []
         return [tid for tid, h in held.items() if h.started_at is None and now - h.claimed_at > CLAIM_AHEAD_MAX_WAIT_S]
 
     # ------------------------------------------------------------------ evidence

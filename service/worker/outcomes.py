@@ -11,7 +11,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ..fencing import CallDeadlines
-from ..middleware.outcome import Failure, describe, json_result
+from ..middleware.outcome import ON_LOOP, Failure, describe, json_result
 from ..settings import Settings
 from ..store import worker as store
 from .claim_policy import ClaimPolicy
@@ -44,36 +44,43 @@ class Outcomes:
                 self.policy.ran(ran)
 
     def finish_ok(self, message: Any) -> None:
-        attempt = int(message.options["attempt"])
-        rec = self.in_flight.forget(message.message_id, attempt)
+        """ack: the actor returned (an async actor's coroutine only started: the loop calls `succeeded`)."""
+        result = message.options.get("bgtasks_result")
+        if result is not ON_LOOP:
+            self.succeeded(message.message_id, int(message.options["attempt"]), result)
+
+    def finish_failed(self, message: Any) -> None:
+        """nack: the actor raised, or no actor serves the type."""
+        failure: Failure = message.options.get("bgtasks_failure") or Failure(
+            "ActorNotFound", f"no actor for task type {message.actor_name!r} on worker {self.worker_id}",
+            permanent=True)
+        self.failed(message.message_id, int(message.options["attempt"]), failure)
+
+    def succeeded(self, task_id: str, attempt: int, result: Any) -> None:
+        rec = self.in_flight.forget(task_id, attempt)
         if self._fenced_off(rec):
             return
         if rec is not None and rec.context is not None and rec.context.cancelled.is_set():
             return  # cancelled while finishing: never write completed over it
-        self.completer.add((message.message_id, attempt, json_result(message.options.get("bgtasks_result"))))
+        self.completer.add((task_id, attempt, json_result(result)))
 
-    def finish_failed(self, message: Any) -> None:
-        attempt = int(message.options["attempt"])
-        rec = self.in_flight.forget(message.message_id, attempt)
-        failure: Failure = message.options.get("bgtasks_failure") or Failure(
-            "ActorNotFound", f"no actor for task type {message.actor_name!r} on worker {self.worker_id}",
-            permanent=True)
+    def failed(self, task_id: str, attempt: int, failure: Failure) -> None:
+        rec = self.in_flight.forget(task_id, attempt)
         if self._fenced_off(rec):
             pass  # whatever it raised: nothing is written for a fenced attempt (its interrupt was logged)
         elif failure.write:
             outcome = write_with_retry(self.pool, self.deadlines,
-                                       lambda conn: self._record_failure(conn, message.message_id, attempt, failure))
+                                       lambda conn: self._record_failure(conn, task_id, attempt, failure))
             # One line per failure, however many: the traceback is kept with the attempt (the task's detail
             # shows it) and logged at DEBUG only.
-            log.info("task %s attempt %s failed: %s -> %s", message.message_id, attempt,
+            log.info("task %s attempt %s failed: %s -> %s", task_id, attempt,
                      describe(failure).splitlines()[0][:500] if failure.message else failure.error_type, outcome)
             if failure.traceback and log.isEnabledFor(logging.DEBUG):
-                log.debug("task %s attempt %s traceback:\n%s", message.message_id, attempt, failure.traceback)
+                log.debug("task %s attempt %s traceback:\n%s", task_id, attempt, failure.traceback)
         elif rec is None or rec.context is None or not rec.context.cancel_reason:
             # The actor found out itself (a progress write refused: cancelled, deleted, fenced off); an
             # interrupt was logged when it was sent.
-            log.info("task %s attempt %s stopped, nothing written: %s", message.message_id, attempt,
-                     failure.message)
+            log.info("task %s attempt %s stopped, nothing written: %s", task_id, attempt, failure.message)
 
     def release(self, task_id: str, attempt: int) -> None:
         """Hand a task back to pending without counting a retry (shutdown)."""

@@ -11,7 +11,6 @@ import threading
 from typing import Any
 
 import dramatiq
-from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import AsyncIO, TimeLimit
 
 from bgtasks import actors
@@ -52,12 +51,10 @@ def _declare_actor(broker: PostgresBroker, runtime: Runtime, task_type: actors.T
     is_async = inspect.iscoroutinefunction(handler)
 
     def run(task_id: str, attempt: int) -> Any:
+        if is_async:  # started on the event loop: this thread is free again at once
+            return runtime.async_tasks.start(task_id, attempt, task_type.name, handler, task_type.time_limit_s)
         ctx = runtime.in_flight.begin(task_id, attempt)
         try:
-            if is_async:
-                loop_thread = get_event_loop_thread()
-                assert loop_thread is not None, "the AsyncIO middleware starts the event loop thread"
-                return loop_thread.run_coroutine(handler(ctx))
             return handler(ctx)
         finally:
             runtime.outcomes.ended(task_id)
@@ -78,7 +75,11 @@ def run_worker(settings: Settings, concurrency: int, connections: Connections | 
     broker = build_broker(runtime)
     dramatiq.set_broker(broker)
     runtime.start()
-    worker = dramatiq.Worker(broker, worker_threads=concurrency, worker_timeout=100)
+    # One thread per slot, for sync types (an async type's task holds its thread only while it starts). An
+    # idle thread wakes once per worker_timeout: at 1 s, a thousand idle threads cost next to nothing; the
+    # consumer has its own timeout (service/broker.py), so claims and shutdown do not wait on this one.
+    threads = min(settings.bgtasks_worker_threads or concurrency, concurrency)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=1000)
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: Any) -> None:
@@ -87,8 +88,8 @@ def run_worker(settings: Settings, concurrency: int, connections: Connections | 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     worker.start()
-    log.info("worker %s running %s task types at concurrency %s (lease %.0fs)", runtime.worker_id,
-             len(actors.TASK_TYPES), concurrency, runtime.leases.lease_s)
+    log.info("worker %s running %s task types at concurrency %s, %s threads (lease %.0fs)", runtime.worker_id,
+             len(actors.TASK_TYPES), concurrency, threads, runtime.leases.lease_s)
     print(f"bgtasks worker {runtime.worker_id} ready (concurrency {concurrency})", flush=True)
     stop.wait()
     log.info("stopping: no new claims; waiting up to %.0fs for running tasks", settings.bgtasks_shutdown_grace_s)
@@ -99,7 +100,7 @@ def run_worker(settings: Settings, concurrency: int, connections: Connections | 
             runtime.in_flight.interrupt(task_id, "worker shutting down")
             runtime.outcomes.release(task_id, attempt)
         log.info("handed %s unfinished task(s) back to pending", len(left))
-    worker.stop(timeout=2000)
+    worker.stop(timeout=3000)
     runtime.close()
     print(f"bgtasks worker {runtime.worker_id} stopped", flush=True)
     return 0

@@ -21,6 +21,7 @@ from ..retention import start_retention
 from ..settings import Settings
 from ..store import task_types as task_type_store
 from ..store import worker as store
+from .async_tasks import AsyncTasks
 from .claim_policy import ClaimPolicy
 from .completer import Completer
 from .conn import open_pool
@@ -50,10 +51,13 @@ class Runtime:
         quiet_driver_pools()
         pooled: dict[str, Any] = {"url": self.connections.url, "prepare": self.connections.prepare, "name": name}
         self.deadlines = CallDeadlines(clock)
-        self.pool = open_pool(self.connections.url, concurrency + 1, prepare=self.connections.prepare, name=name)
+        # The pool's size does not follow the concurrency: progress, failures and completions hold a
+        # connection for one short statement each (BGTASKS_WORKER_POOL_SIZE).
+        self.pool = open_pool(self.connections.url, min(concurrency + 1, settings.bgtasks_worker_pool_size),
+                              prepare=self.connections.prepare, name=name)
         self.stopping = threading.Event()
         self.wake = threading.Event()  # the consumer's: something to claim, or room to claim into
-        self.in_flight = InFlightTable(self.wake)
+        self.in_flight = InFlightTable(self.wake, concurrency)
         self.policy = ClaimPolicy(concurrency, settings.bgtasks_claim_ahead_ms / 1000)
         self.leases = Leases(settings, self.in_flight, self.worker_id, self.deadlines, clock, pooled)
         self.io = WorkerTaskIO(settings, self.pool, self.leases, self.deadlines, pooled)
@@ -62,6 +66,7 @@ class Runtime:
                                self.deadlines, self.io, pooled, self.stopping, self.wake)
         self.outcomes = Outcomes(settings, self.worker_id, self.in_flight, self.policy, self.completer,
                                  self.leases, self.pool, self.deadlines)
+        self.async_tasks = AsyncTasks(self.in_flight, self.outcomes, settings.bgtasks_max_result_bytes)
         self.doorbell = Doorbell({**pooled, "url": self.connections.direct, "prepare": True}, settings.heartbeat_s,
                                  self.deadlines, self.policy, self.in_flight, self.wake, lambda: self.claimer.starved)
         self._closed = threading.Event()
@@ -100,6 +105,7 @@ class Runtime:
         self._closed.set()
         for t in self._threads:
             t.join(timeout=2)
+        self.async_tasks.close()
         self.completer.flush_all()
         try:
             with self.pool.connection(timeout=5) as conn:

@@ -280,3 +280,15 @@ def test_completions_and_heartbeats_of_one_worker_never_lose_a_write_or_deadlock
         heartbeat.close()
     assert lost == [] and errors == []
     assert all_done(sql, 3000)
+
+
+def test_awaiting_async_tasks_hold_no_thread_and_the_slots_bound_what_runs(sql: psycopg.Connection[Any],
+                                                                           procs: Processes) -> None:
+    """Issue 22: one thread starts 20 async tasks that all await at once (a thread each would run them one
+    by one), and the concurrency, not the threads, bounds what runs: 40 tasks on 20 slots never exceed 20."""
+    procs.worker(concurrency=20, BGTASKS_WORKER_THREADS="1")
+    insert(sql, "sleep", 40, {"seconds": 1.5, "steps": 1})
+    wait_until(lambda: all_done(sql, 40), 60, "40 async sleeps through 20 slots on one thread")
+    lines = procs.journal_lines()
+    assert peak_concurrency(lines) == 20, peak_concurrency(lines)
+    assert {ln.get("error") for ln in lines if ln["event"] == "end"} == {None}

@@ -59,6 +59,8 @@ def test_tasks_claimed_ahead_that_wait_too_long_are_stale_and_end_claiming_ahead
     held = {"a": Task(10.0), "b": Task(10.0, 10.1), "c": Task(10.15)}
     assert policy.stale(10.0 + CLAIM_AHEAD_MAX_WAIT_S + 0.01, held) == ["a"]
     assert policy.stale(10.0 + CLAIM_AHEAD_MAX_WAIT_S - 0.01, held) == []
+    del held["b"]  # its slot is free: a waiting task is about to start, not to be handed back
+    assert policy.stale(10.0 + CLAIM_AHEAD_MAX_WAIT_S + 0.01, held) == []
     policy.handed_back()
     assert policy.lookahead(11.0, []) == 0
 
