@@ -179,7 +179,7 @@ def OneOf(*allowed: str, message: str | None = None, required: bool = False,
           description: str | None = None) -> Checked:
     def check(value: Any) -> str | None:
         if (value is not None or required) and value not in allowed:
-            raise invalid(message or f"expected one of {', '.join(allowed)}")
+            raise invalid(message or f"expected one of {', '.join(allowed)}, got {str(value)[:40]!r}")
         return value
 
     return Checked(check, {"enum": list(allowed)}, description=description)

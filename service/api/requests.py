@@ -142,7 +142,7 @@ class SeedOneCreate(CreateTask, extra="ignore"):
 
 
 class BatchItem(CreateTask):
-    idempotency_key: Annotated[str | None, Str(200)] = None
+    idempotency_key: Annotated[str | None, Str(v.IDEMPOTENCY_KEY_MAX)] = None
 
 
 class CreateBatch(Body):
@@ -288,4 +288,4 @@ class TokenQuery(Query):
 
 
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
-                   "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+                   "schema": {"type": "string", "minLength": 1, "maxLength": v.IDEMPOTENCY_KEY_MAX}}

@@ -3,14 +3,18 @@ those only this process defines (not published yet: no worker has started with t
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..actors import TaskType
 from ..catalog import CATALOG
+from . import replies as r
 from .auth import authenticate
+from .contract import operation
 from .serialize import iso, ok
 
 
@@ -30,6 +34,29 @@ def task_type_json(t: TaskType, row: Any | None, *, superuser: bool) -> dict[str
     return found
 
 
+
+class TaskTypeInfo(r.Reply):
+    name: str
+    description: str | None = None
+    payload_schema: dict[str, Any] | None = None
+    result_schema: dict[str, Any] | None = None
+    max_retries: int | None = None
+    time_limit_s: float | None = None
+    needs_project: bool | None = None
+    diagnostic: bool | None = None
+    published: bool
+    live_workers: int
+    workers: Annotated[list[str] | None, Field(description="superusers only: the ids of the live workers")] = None
+    published_by: Annotated[str | None, Field(description="superusers only")] = None
+    published_at: datetime | None = None
+
+
+class TaskTypes(r.Ok):
+    task_types: list[TaskTypeInfo]
+
+
+@operation("The task types workers published (schemas, limits, live workers), and those only this process "
+           "defines", "tasks", TaskTypes)
 async def list_task_types(request: Request) -> JSONResponse:
     caller = await authenticate(request)
     rows = {r["name"]: r for r in await CATALOG.refresh(request.app.state.pool)}

@@ -1,6 +1,7 @@
-"""Input checks for every endpoint: the body as a JSON object, typed fields with bounds, query parameters,
-task types and payloads (their JSON schemas), project paths under the configured roots. Each failure is a
-ValidationFailed (or BadRequest) that names the field; nothing unchecked reaches SQL."""
+"""The value checks under the API contract (service/api/fields.py and the models use them): the body as a JSON
+object PostgreSQL can store, times, statuses, task ids, task types and payloads (their JSON schemas, with
+jsonschema), project paths under the configured roots, list cursors, the Idempotency-Key header. Each failure is
+a ValidationFailed (or BadRequest) that names the field; nothing unchecked reaches SQL."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,7 @@ from .errors import BadRequest
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_LIMIT = 1000
 MAX_JSON_DEPTH = 64
-LENGTHS = {  # longest accepted text per field
-    "label": 200, "description": 2000, "projectId": 200, "projectName": 200, "projectPath": 4096,
-    "userId": 200, "errorMessage": 10_000, "q": 200, "Idempotency-Key": 200, "reason": 500,
-}
+IDEMPOTENCY_KEY_MAX = 200
 
 
 def fail(field: str, message: str) -> ValidationFailed:
@@ -119,61 +116,6 @@ def check_text(value: str, field: str) -> str:
     return value
 
 
-def only_fields(body: Mapping[str, Any], allowed: set[str], where: str = "") -> None:
-    for name in body:
-        if name not in allowed:
-            known = ", ".join(sorted(allowed))
-            raise fail(f"{where}{name}", f"unknown field; known fields: {known}")
-
-
-def get_str(
-    body: Mapping[str, Any], name: str, *, required: bool = False, max_len: int | None = None,
-    allow_empty: bool = False, field: str | None = None,
-) -> str | None:
-    field = field or name
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise fail(field, "required")
-        return None
-    if not isinstance(value, str):
-        raise fail(field, f"expected a string, got {json_type(value)}")
-    check_text(value, field)
-    limit = max_len or LENGTHS.get(name, 10_000)
-    if len(value) > limit:
-        raise fail(field, f"longer than {limit} characters")
-    if not allow_empty and not value.strip():
-        raise fail(field, "must not be empty")
-    return value
-
-
-def get_int(
-    body: Mapping[str, Any], name: str, lo: int, hi: int, *, required: bool = False, field: str | None = None,
-) -> int | None:
-    field = field or name
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise fail(field, "required")
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise fail(field, f"expected an integer, got {json_type(value)}")
-    if not lo <= value <= hi:
-        raise fail(field, f"must be between {lo} and {hi}")
-    return value
-
-
-def get_bool(body: Mapping[str, Any], name: str) -> bool | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise fail(name, f"expected true or false, got {json_type(value)}")
-    return value
-
-
 def parse_time(value: Any, field: str) -> datetime:
     """An ISO 8601 time; without an offset it is UTC."""
     if not isinstance(value, str):
@@ -249,45 +191,16 @@ def check_project_path(path: str, roots: list[Path] | None, field: str = "projec
         raise fail(field, f"cannot be resolved: {type(exc).__name__}") from None
 
 
-# ---------------------------------------------------------------- creating tasks
+# ---------------------------------------------------------------- headers
 
 def idempotency_key(request: Request) -> str | None:
     value = request.headers.get("idempotency-key")
     if value is None:
         return None
     value = value.strip()
-    if not value or len(value) > LENGTHS["Idempotency-Key"] or not value.isprintable():
-        raise fail("Idempotency-Key", f"must be 1-{LENGTHS['Idempotency-Key']} printable characters")
+    if not value or len(value) > IDEMPOTENCY_KEY_MAX or not value.isprintable():
+        raise fail("Idempotency-Key", f"must be 1-{IDEMPOTENCY_KEY_MAX} printable characters")
     return value
-
-
-# ---------------------------------------------------------------- query parameters
-
-def q_str(params: Mapping[str, str], name: str, *, max_len: int | None = None) -> str | None:
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    check_text(value, name)
-    limit = max_len or LENGTHS.get(name, 200)
-    if len(value) > limit:
-        raise fail(name, f"longer than {limit} characters")
-    return value
-
-
-def q_int(params: Mapping[str, str], name: str, lo: int, hi: int, default: int) -> int:
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    if not re.fullmatch(r"[+-]?\d{1,12}", value.strip()):
-        raise fail(name, f"expected an integer between {lo} and {hi}, got {value[:30]!r}")
-    number = int(value)
-    if not lo <= number <= hi:
-        raise fail(name, f"must be between {lo} and {hi}")
-    return number
-
-
-def q_limit(params: Mapping[str, str], default: int = 100) -> int:
-    return q_int(params, "limit", 1, MAX_LIMIT, default)
 
 
 # ---------------------------------------------------------------- cursors

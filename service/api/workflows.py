@@ -5,22 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import asyncpg
+from pydantic import Field, model_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from bgtasks import actors
+
+from .. import schedules
 from ..catalog import CATALOG
-from ..errors import Forbidden
+from ..errors import Forbidden, ValidationFailed
 from ..store import workflows as store
+from . import replies as r
 from . import validation as v
 from .auth import Principal, authenticate
+from .contract import operation
+from .fields import BOOL, Q_TIME, Body, Int, OneOf, Q, QStr, Query, Str, invalid, read_optional_body
+from .requests import PAYLOAD, TASK_TYPE, NoBody
 from .serialize import ok, task_json
 
-SCHEDULE_CREATE = {"name", "taskType", "payload", "cron", "timezone", "enabled", "catchUp", "priority",
-                   "maxRetries", "label", "userId"}
-SCHEDULE_PATCH = SCHEDULE_CREATE - {"name", "userId"}
 _MAX_PERIOD = timedelta(days=366)
 BUCKETS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1)}
 MAX_POINTS = 1500  # a day by the minute fits; a longer period asks for hours
@@ -30,12 +35,16 @@ def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
+class OwnerQuery(Query):
+    user_id: Annotated[str | None, QStr(200, "superusers: the owner (names are unique per owner)")] = None
+
+
 def _owner(request: Request, principal: Principal) -> str | None:
     """Whose schedule a path names: a user's own; a superuser's pick (`?userId=`), else the one user who has a
     schedule of that name (names are unique per owner)."""
     if not principal.is_superuser:
         return principal.user_id
-    return v.q_str(request.query_params, "userId", max_len=200)
+    return OwnerQuery.read(request.query_params).user_id
 
 
 def _name(request: Request) -> str:
@@ -57,95 +66,159 @@ def schedule_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _schedule_fields(body: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
-    """Validated keyword arguments for the store from a create or patch body."""
-    out: dict[str, Any] = {}
-    task_type = None
-    if creating or "taskType" in body:
-        task_type = v.check_task_type(body.get("taskType"))
-        out["task_type"] = task_type.name
-    if "payload" in body or creating:
-        if task_type is None:
-            raise v.fail("payload", "send taskType with payload, so the payload can be checked against it")
-        out["payload"] = v.check_payload(task_type, body.get("payload"))
-    cron = v.get_str(body, "cron", required=creating, max_len=200)
-    if cron is not None:
-        out["cron"] = cron
-    tz = v.get_str(body, "timezone", max_len=100)
-    if tz is not None:
-        out["timezone"] = tz
-    enabled = v.get_bool(body, "enabled")
-    if enabled is not None:
-        out["enabled"] = enabled
-    catch_up = v.get_str(body, "catchUp", max_len=10)
-    if catch_up is not None:
-        out["catch_up"] = catch_up
-    priority = v.get_int(body, "priority", -1000, 1000)
-    if priority is not None:
-        out["priority"] = priority
-    max_retries = v.get_int(body, "maxRetries", 0, 100)
-    if max_retries is not None:
-        out["max_retries"] = max_retries
-    if "label" in body:
-        label = v.get_str(body, "label", max_len=200, allow_empty=True)
-        if label:
-            out["label"] = label
-        elif not creating:
-            out["clear_label"] = True
-    return out
+class SchedulePatch(Body):
+    """PATCH /api/schedules/{name}: the fields given change; a payload is checked against its task type."""
+
+    creating: ClassVar[bool] = False
+    task_type: Annotated[actors.TaskType | None, TASK_TYPE] = None
+    payload: Annotated[dict[str, Any] | None, PAYLOAD] = None
+    cron: Annotated[str | None, Str(200)] = None
+    timezone: Annotated[str | None, Str(100)] = None
+    enabled: Annotated[bool | None, BOOL] = None
+    catch_up: Annotated[str | None, OneOf(*schedules.CATCH_UP,
+                                          message=f"must be one of {', '.join(schedules.CATCH_UP)}")] = None
+    priority: Annotated[int | None, Int(-1000, 1000)] = None
+    max_retries: Annotated[int | None, Int(0, 100)] = None
+    label: Annotated[str | None, Str(200, allow_empty=True, nullable=True, description="empty or null: none")] = None
+
+    @model_validator(mode="after")
+    def _payload_fits_its_task_type(self) -> SchedulePatch:
+        if "payload" in self.model_fields_set or self.creating:
+            if self.task_type is None:
+                raise invalid("send taskType with payload, so the payload can be checked against it", "payload")
+            try:
+                v.check_payload(self.task_type, self.payload)
+            except ValidationFailed as exc:
+                raise invalid(exc.message, exc.field) from None
+        return self
+
+    def fields(self) -> dict[str, Any]:
+        """Keyword arguments for the store: what was given (a patch's empty label clears it)."""
+        out = {name: getattr(self, name) for name in ("cron", "timezone", "enabled", "catch_up", "priority",
+                                                      "max_retries") if getattr(self, name) is not None}
+        if self.task_type is not None:
+            out["task_type"] = self.task_type.name
+        if "payload" in self.model_fields_set or self.creating:
+            out["payload"] = self.payload or {}
+        if "label" in self.model_fields_set:
+            if self.label:
+                out["label"] = self.label
+            elif not self.creating:
+                out["clear_label"] = True
+        return out
 
 
+class ScheduleCreate(SchedulePatch):
+    """POST /api/schedules."""
+
+    creating: ClassVar[bool] = True
+    name: Annotated[str, Str(100, required=True, pattern=store.SCHEDULE_NAME.pattern[1:-1])]
+    task_type: Annotated[actors.TaskType, TASK_TYPE]
+    cron: Annotated[str, Str(200, required=True)]
+    user_id: Annotated[str | None, Str(200)] = None
+
+
+NAME = {"name": {"description": "the schedule's name"}}
+
+
+
+class Schedule(r.Reply):
+    name: str
+    task_type: str
+    cron: str
+    payload: dict[str, Any] | None = None
+    user_id: str | None = None
+    timezone: str | None = None
+    enabled: bool | None = None
+    catch_up: Annotated[str | None, r.enum("skip", "once")] = None
+    priority: int | None = None
+    max_retries: int | None = None
+    label: str | None = None
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Schedules(r.Ok):
+    schedules: list[Schedule]
+
+
+class OneSchedule(r.Ok):
+    schedule: Schedule
+
+
+class Analytics(r.Ok):
+    since: datetime | None = None
+    until: datetime | None = None
+    group_by: str | None = None
+    groups: list[dict[str, Any]]
+    series: Annotated[dict[str, Any] | None, Field(description="with `bucket`: {bucket, points: [{start, "
+                                                               "completed, failed, cancelled}]}")] = None
+
+
+@operation("List schedules (own; superusers: all)", "workflows", Schedules)
 async def list_schedules(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     rows = await store.list_schedules(_pool(request), principal.owner)
     return ok({"schedules": [schedule_json(r) for r in rows]})
 
 
+@operation("Create a cron schedule", "workflows", OneSchedule, status=201, body=ScheduleCreate)
 async def create_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    body = await v.read_json_object(request)
-    v.only_fields(body, SCHEDULE_CREATE)
-    await CATALOG.ready(_pool(request), [body.get("taskType")])
-    name = v.get_str(body, "name", required=True, max_len=100)
-    assert name is not None
-    owner = v.get_str(body, "userId", max_len=200)
+    raw = await v.read_json_object(request)
+    await CATALOG.ready(_pool(request), [raw.get("taskType")])
+    body = ScheduleCreate.parse(raw)
+    name, owner = body.name, body.user_id
     if owner is not None and not principal.is_superuser:
         if not principal.is_user(owner):  # as for tasks: never silently the caller's own instead
             raise Forbidden("userId: only a superuser may create schedules for another user")
         owner = None
     row = await store.create_schedule(_pool(request), name=name, user_id=owner or principal.user_id,
-                                      **_schedule_fields(body, creating=True))
+                                      **body.fields())
     return ok({"schedule": schedule_json(row)}, status_code=201)
 
 
+@operation("Read a schedule", "workflows", OneSchedule, path=NAME, query=OwnerQuery)
 async def get_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     row = await store.get_schedule(_pool(request), _name(request), _owner(request, principal))
     return ok({"schedule": schedule_json(row)})
 
 
+@operation("Change a schedule", "workflows", OneSchedule, path=NAME, query=OwnerQuery, body=SchedulePatch)
 async def patch_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    body = await v.read_json_object(request)
-    v.only_fields(body, SCHEDULE_PATCH)
-    await CATALOG.ready(_pool(request), [body.get("taskType")])
+    raw = await v.read_json_object(request)
+    await CATALOG.ready(_pool(request), [raw.get("taskType")])
+    body = SchedulePatch.parse(raw)
     row = await store.update_schedule(_pool(request), _name(request), _owner(request, principal),
-                                      **_schedule_fields(body, creating=False))
+                                      **body.fields())
     return ok({"schedule": schedule_json(row)})
 
 
+@operation("Delete a schedule", "workflows", OneSchedule, path=NAME, query=OwnerQuery)
 async def delete_schedule(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     row = await store.delete_schedule(_pool(request), _name(request), _owner(request, principal))
     return ok({"schedule": schedule_json(row)})
 
 
+class ScheduleRun(r.Ok):
+    task: r.Task
+    schedule: str
+
+
+@operation("Run a schedule now: one task of it at once, outside its cron (next and last run unchanged); counts "
+           "against the creation rate", "workflows", ScheduleRun, status=201, path=NAME, query=OwnerQuery,
+           body=NoBody, body_required=False)
 async def run_schedule(request: Request) -> JSONResponse:
     """POST /api/schedules/{name}/run: one task of the schedule now (an empty body, or `{}`), outside its
     cron; 201 with the task. Counts against the owner's creation rate like any task (429 when over)."""
     principal = await authenticate(request)
-    raw = await request.body()
-    v.only_fields(v.parse_json_object(raw) if raw.strip() else {}, set())
+    await read_optional_body(request, NoBody)
     row = await store.run_schedule_now(_pool(request), _name(request), _owner(request, principal))
     return ok({"task": task_json(row), "schedule": row["schedule_name"]}, status_code=201)
 
@@ -162,28 +235,34 @@ def analytics_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+class AnalyticsQuery(Query):
+    since: Annotated[datetime | None, Q_TIME] = None
+    until: Annotated[datetime | None, Q_TIME] = None
+    group_by: Annotated[str | None, Q(OneOf("user", "type", message="must be user or type"))] = None
+    bucket: Annotated[str | None, Q(OneOf(*BUCKETS, message="must be minute or hour", description=(
+        "adds `series`: tasks finished per minute or hour (completed, failed, cancelled)")))] = None
+    user_id: Annotated[str | None, QStr(200, "superusers only")] = None
+
+
+@operation("Counts, success rate, durations, queue wait, retries and tokens per user or type", "workflows",
+           Analytics, query=AnalyticsQuery)
 async def analytics(request: Request) -> JSONResponse:
     """GET /api/analytics?since=&until=&groupBy=user|type&bucket=minute|hour (default: the last 24 hours, per
     type, no series). With `bucket`, `series` counts the tasks that finished in each minute or hour of the
     period (throughput and failures). A superuser sees everyone (or one user with userId=); a user sees their
     own tasks only."""
     principal = await authenticate(request)
-    params = request.query_params
-    until = v.parse_time(params["until"], "until") if params.get("until") else datetime.now(UTC)
-    since = v.parse_time(params["since"], "since") if params.get("since") else until - timedelta(hours=24)
+    query = AnalyticsQuery.read(request.query_params)
+    until = query.until or datetime.now(UTC)
+    since = query.since or until - timedelta(hours=24)
     if since >= until:
         raise v.fail("since", "must be before until")
     if until - since > _MAX_PERIOD:
         raise v.fail("since", "the period is at most 366 days")
-    group_by = params.get("groupBy", "type")
-    if group_by not in ("user", "type"):
-        raise v.fail("groupBy", "must be user or type")
-    bucket = params.get("bucket")
-    if bucket is not None and bucket not in BUCKETS:
-        raise v.fail("bucket", "must be minute or hour")
+    group_by, bucket = query.group_by or "type", query.bucket
     if bucket is not None and (until - since) / BUCKETS[bucket] > MAX_POINTS:
         raise v.fail("bucket", f"at most {MAX_POINTS} {bucket}s per request: shorten the period or ask for hours")
-    owner = principal.owner if principal.owner is not None else v.q_str(params, "userId", max_len=200)
+    owner = principal.owner if principal.owner is not None else query.user_id
     rows = await store.task_analytics(_pool(request), since, until, group_by, owner)
     out: dict[str, Any] = {"since": since.isoformat(), "until": until.isoformat(), "groupBy": group_by,
            "groups": [analytics_json(r) for r in rows]}
