@@ -16,8 +16,10 @@ from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 from ..catalog import CATALOG
+from ..states import TERMINAL, Status, allowed
 
 TYPES_PLACEHOLDER = "__BGTASKS_TASK_TYPES__"
+STATES_PLACEHOLDER = "__BGTASKS_TASK_STATES__"
 
 # No inline script or style anywhere on the page: scripts and styles come from /static only. Setting
 # element.style from a module (progress bar widths) is CSSOM, which style-src does not restrict.
@@ -66,6 +68,21 @@ def task_types_json() -> list[dict[str, Any]]:
     ]
 
 
+def task_states_json() -> dict[str, Any]:
+    """The state machine as the page needs it (service/states.py): the statuses, the final ones, and from
+    which statuses each action is allowed, so the buttons the page offers are the moves the server accepts."""
+    statuses = [s.value for s in Status]
+    return {
+        "statuses": statuses,
+        "terminal": [s.value for s in Status if s in TERMINAL],
+        "actions": {
+            "cancel": [s.value for s in Status if s != Status.CANCELLED and allowed(s, Status.CANCELLED)],
+            "retry": [s.value for s in Status if s in TERMINAL and allowed(s, Status.PENDING)],
+            "delete": statuses,
+        },
+    }
+
+
 def _json_for_html(value: Any) -> str:
     """JSON safe inside a <script type="application/json"> element: nothing in it can close the element."""
     text = json.dumps(value, separators=(",", ":"))
@@ -75,7 +92,8 @@ def _json_for_html(value: Any) -> str:
 @lru_cache(maxsize=4)
 def _page(version: int) -> str:
     html = resources.files("bgtasks").joinpath("static/index.html").read_text(encoding="utf-8")
-    return html.replace(TYPES_PLACEHOLDER, _json_for_html(task_types_json()))
+    return (html.replace(TYPES_PLACEHOLDER, _json_for_html(task_types_json()))
+            .replace(STATES_PLACEHOLDER, _json_for_html(task_states_json())))
 
 
 async def index(request: Request) -> HTMLResponse:

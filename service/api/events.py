@@ -294,7 +294,9 @@ def _filter_from(conn: HTTPConnection, principal: Principal) -> TaskFilter:
         task_types=types,
         project_id=q.get("projectId") or None,
         task_ids=task_ids,
-        queue=principal.is_superuser and not named,
+        # Every user may read the queue settings (GET /api/queue), so every general stream carries them: a
+        # user's dashboard shows a stopped queue as it happens.
+        queue=not named,
     )
 
 

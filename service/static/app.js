@@ -5,7 +5,7 @@
 import { ApiError, apiKey, del, get, patch, post, query, setApiKey } from "./api.js";
 import { collect, loadTaskTypes, renderTypeFields, typeOptions } from "./form.js";
 import {
-  STATUSES, STATUS_LABEL, TERMINAL, absolute, duration, errorLine, h, normaliseStatus, percent, relative, shortId,
+  ACTIONS, STATUSES, STATUS_LABEL, TERMINAL, absolute, duration, errorLine, h, normaliseStatus, percent, relative, shortId,
   taskTitle, waitingLabel,
 } from "./format.js";
 import { LiveStream } from "./live.js";
@@ -54,7 +54,6 @@ async function loadMe() {
   $("whoami").textContent = state.me.userId
     ? `Signed in as ${state.me.userId}${state.me.isSuperuser ? " (superuser)" : ""}` : "";
   for (const node of document.querySelectorAll(".superuser-only")) node.hidden = !state.me.isSuperuser;
-  $("queue-panel").hidden = !state.me.isSuperuser;
   document.body.classList.toggle("is-superuser", state.me.isSuperuser);
 }
 
@@ -244,16 +243,18 @@ function renderCounts() {
 function actionButtons(task, { inDialog = false } = {}) {
   const title = taskTitle(task);
   const out = [];
-  if (task.status === "pending" || task.status === "processing") {
+  if (ACTIONS.cancel.includes(task.status)) {
     out.push(h("button", { type: "button", class: "act act-cancel", "aria-label": `Cancel ${title}`,
       onclick: () => act(task.id, "cancel") }, "Cancel"));
   }
-  if (task.status === "error" || task.status === "cancelled") {
+  if (ACTIONS.retry.includes(task.status)) {
     out.push(h("button", { type: "button", class: "act act-retry", "aria-label": `Retry ${title}`,
       onclick: () => act(task.id, "retry") }, "Retry"));
   }
-  out.push(h("button", { type: "button", class: "act act-delete danger", "aria-label": `Delete ${title}`,
-    onclick: () => act(task.id, "delete") }, "Delete"));
+  if (ACTIONS.delete.includes(task.status)) {
+    out.push(h("button", { type: "button", class: "act act-delete danger", "aria-label": `Delete ${title}`,
+      onclick: () => act(task.id, "delete") }, "Delete"));
+  }
   if (!inDialog) {
     out.unshift(h("button", { type: "button", class: "act act-details", "aria-label": `Details of ${title}`,
       "aria-haspopup": "dialog", onclick: (e) => openDetail(task.id, e.currentTarget) }, "Details"));
@@ -305,7 +306,9 @@ function fillRow(tr, task) {
   cStatus.replaceChildren(statusBadge(task), ...(retries && !task.waitingFor ? [retries] : []));
   const pct = percent(task);
   const bar = cProgress.querySelector(".bar");
-  const note = task.status === "error" ? task.errorMessage : task.description && task.label ? task.description : "";
+  // A finished task's last progress note ("Saving") is history: a failure shows its error, the rest nothing.
+  const note = task.status === "error" ? task.errorMessage : task.status === "cancelled" ? task.cancelReason
+    : !TERMINAL.has(task.status) && task.description && task.label ? task.description : "";
   if (bar) {
     // Update in place, so the width transition runs and assistive technology hears one value change.
     bar.className = `bar status-${task.status}`;
@@ -444,7 +447,6 @@ async function bulk(action) {
 
 // ------------------------------------------------------------------ bulk by filter (the totals' actions)
 
-const ACTS_ON = { cancel: ["pending", "processing"], retry: ["error", "cancelled"], delete: STATUSES };
 const VERB = { cancel: "Cancel", retry: "Retry", delete: "Delete" };
 
 /** The bulk endpoint's filter for the current view; `status` replaces the status filter when given. */
@@ -491,7 +493,7 @@ async function confirmedBulk(action, filter, n, question, done) {
 }
 
 async function bulkMatching(action) {
-  const n = countOf(ACTS_ON[action]);
+  const n = countOf(ACTIONS[action]);
   const which = action === "delete" ? "" : action === "cancel" ? " pending or running" : " failed or cancelled";
   state.selectAll = false;
   renderSelection();
@@ -805,7 +807,7 @@ function detailLive(task) {
   return h("div", { class: "detail-live" },
     h("p", {}, statusBadge(task), " ", h("span", { class: "duration" }, duration(task))),
     h("div", { class: "bar-line" }, progressBar(task, "Progress"), h("span", { class: "pct" }, `${pct}%`)),
-    task.description ? h("p", { class: "note" }, task.description) : null);
+    task.description && !TERMINAL.has(task.status) ? h("p", { class: "note" }, task.description) : null);
 }
 
 function closeDetail() {
@@ -825,19 +827,34 @@ function renderQueue(q) {
   $("queue-state").className = s.isActive ? "on" : "off";
   $("queue-start").disabled = Boolean(s.isActive);
   $("queue-stop").disabled = !s.isActive;
-  $("queue-poll").textContent = s.lastPollAt ? ` · last claim ${relative(s.lastPollAt)}` : "";
+  renderQueuePoll();
+  // A stopped queue is said across the page, to every user: nothing they create will start.
+  $("queue-banner").hidden = Boolean(s.isActive);
+  $("queue-banner-start").hidden = Boolean(s.isActive) || !state.me.isSuperuser;
+  document.body.classList.toggle("queue-stopped", !s.isActive);
   const max = $("queue-max");
   if (document.activeElement !== max) max.value = s.maxConcurrentTasks ?? "";
 }
 
 async function loadQueue() {
-  if (!state.me.isSuperuser) return;
   try {
     const res = await get("/api/queue");
     renderQueue(res.queueSettings);
   } catch (err) {
     toast(`Could not read the queue settings: ${err.message}`, "error");
   }
+}
+
+/** "last claim 5 s ago", ticking with the clock (the queue's events come only when its settings change). */
+function renderQueuePoll(now = Date.now()) {
+  const at = state.queue?.lastPollAt;
+  const text = at ? ` · last claim ${relative(at, now)}` : "";
+  if ($("queue-poll").textContent !== text) $("queue-poll").textContent = text;
+}
+
+function stopQueue() {
+  if (!confirm("Stop the queue? No new task starts on any worker until it is started again; running tasks finish.")) return;
+  changeQueue({ isActive: false }, "Queue stopped");
 }
 
 async function changeQueue(body, message) {
@@ -1041,7 +1058,8 @@ function init() {
   $("clear-failed").addEventListener("click", clearFailed);
   $("select-matching").addEventListener("click", toggleSelectMatching);
   $("queue-start").addEventListener("click", () => changeQueue({ isActive: true }, "Queue started"));
-  $("queue-stop").addEventListener("click", () => changeQueue({ isActive: false }, "Queue stopped"));
+  $("queue-stop").addEventListener("click", stopQueue);
+  $("queue-banner-start").addEventListener("click", () => changeQueue({ isActive: true }, "Queue started"));
   $("queue-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const raw = $("queue-max").value.trim();
@@ -1077,6 +1095,7 @@ function init() {
       const r = relative(task.createdAt, now);
       if (t && t.textContent !== r) t.textContent = r;
     }
+    renderQueuePoll(now);
     if (state.detailId) {
       const task = state.tasks.get(state.detailId);
       const node = $("detail-body").querySelector(".duration");

@@ -1,7 +1,20 @@
 // Small formatting helpers shared by the table, the details dialog and the toasts.
 
-export const STATUSES = ["pending", "processing", "completed", "error", "cancelled"];
-export const TERMINAL = new Set(["completed", "error", "cancelled"]);
+// Statuses, the final ones and from which statuses each action is allowed, as the server's state machine has
+// them (service/states.py, embedded in the page by service/api/dashboard.py); these defaults stand in on a
+// page without them.
+const SERVER_STATES = (() => {
+  try {
+    return JSON.parse(document.getElementById("task-states")?.textContent ?? "null");
+  } catch {
+    return null;
+  }
+})();
+export const STATUSES = SERVER_STATES?.statuses ?? ["pending", "processing", "completed", "error", "cancelled"];
+export const TERMINAL = new Set(SERVER_STATES?.terminal ?? ["completed", "error", "cancelled"]);
+export const ACTIONS = SERVER_STATES?.actions ?? {
+  cancel: ["pending", "processing"], retry: ["error", "cancelled"], delete: STATUSES,
+};
 export const STATUS_LABEL = {
   pending: "Pending",
   processing: "Processing",

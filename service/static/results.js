@@ -7,6 +7,8 @@ import { renderMarkdown } from "./markdown.js";
 const QUESTION_KEYS = ["question", "questionText", "prompt"];
 const TITLE_KEYS = ["title", "name", "label", "goal", "task", "path", "file"];
 const MAX_DEPTH = 4;
+const LEAD_KEYS = ["summary", "overview"];
+const TAIL_KEYS = ["source"];
 
 function parse(value) {
   if (typeof value !== "string") return value;
@@ -112,8 +114,10 @@ export function renderResult(task) {
   const wrap = h("div", { class: "result" });
   if (typeof data === "string") wrap.append(renderMarkdown(data));
   else if (isObject(data)) {
-    // Lead with the main document or question list when there is one, then the other values.
-    const entries = Object.entries(data);
+    // The summary first and the source metadata (what the model was shown) last: jsonb keeps keys by length,
+    // so "source" would otherwise come before "summary".
+    const rank = ([k]) => (LEAD_KEYS.includes(k) ? 0 : TAIL_KEYS.includes(k) ? 2 : 1);
+    const entries = Object.entries(data).sort((a, b) => rank(a) - rank(b));
     wrap.append(fields(entries, MAX_DEPTH));
   } else wrap.append(value(data, MAX_DEPTH));
   wrap.append(h("details", { class: "raw" }, h("summary", {}, "Raw JSON"),

@@ -266,7 +266,8 @@ def test_a_user_who_is_not_a_superuser_sees_only_their_own_tasks(procs: Processe
     page = p.open(key=key)
     expect(row(page, mine["id"])).to_be_visible()
     expect(row(page, theirs["id"])).to_have_count(0)
-    expect(page.locator("#queue-panel")).to_be_hidden()
+    expect(page.locator("#queue-panel")).to_be_visible()  # the queue's status, read-only
+    expect(page.locator("#queue-stop")).to_be_hidden()
     expect(page.get_by_role("columnheader", name="User")).to_be_hidden()
     expect(page.locator("#counts .status-completed .count-n")).to_have_text("1", timeout=20_000)
 

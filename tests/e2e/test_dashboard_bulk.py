@@ -108,7 +108,7 @@ def test_the_bulk_endpoint_answers_a_bad_filter_with_a_4xx_naming_it(procs: Proc
     import httpx
 
     _, base = procs.api()
-    for body, field in (({"filter": {"status": "asleep"}}, "status"), ({"filter": {"colour": "red"}}, "filter.colour"),
+    for body, field in (({"filter": {"status": "asleep"}}, "filter.status"), ({"filter": {"colour": "red"}}, "filter.colour"),
                         ({"filter": {"q": 5}}, "filter.q"), ({"filter": "all"}, "filter")):
         r = httpx.post(base + "/api/tasks/bulk/retry", json=body, timeout=10)
         assert 400 <= r.status_code < 500 and r.json()["field"] == field, (body, r.status_code, r.text)
