@@ -48,6 +48,7 @@ function row(s, now) {
   run.addEventListener("click", () => act(async () => {
     const out = await post(path(s, "/run"), {});
     say(`${s.name}: task created.`, { href: taskUrl(out.task.id), text: out.task.id });
+    await refresh();
   }, run));
   return h("tr", { dataset: { name: s.name, user: s.userId } },
     h("th", { scope: "row" }, s.name, s.label ? h("span", { class: "hint" }, ` · ${s.label}`) : null),
@@ -55,7 +56,7 @@ function row(s, now) {
     h("td", {}, s.taskType),
     h("td", {}, h("code", {}, s.cron), s.timezone !== "UTC" ? ` (${s.timezone})` : ""),
     h("td", {}, h("label", { class: "switch" }, enabled, s.enabled ? "On" : "Off")),
-    h("td", { class: "sched-next" }, s.enabled ? when(s.nextRunAt, now) : "disabled"),
+    h("td", { class: "sched-next" }, s.enabled ? (s.nextRunAt ? when(s.nextRunAt, now) : "at the next tick") : "disabled"),
     h("td", { class: "sched-last" }, when(s.lastRunAt, now)),
     h("td", { class: "sched-error" }, s.lastError ?? ""),
     h("td", {}, run));

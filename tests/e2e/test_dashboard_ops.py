@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from tests.e2e.test_dashboard import Page, api, browser, create, expect, open_page, service  # noqa: F401  (fixtures)
+from tests.e2e.test_dashboard import Page, api, browser, create, expect, open_page, row, service  # noqa: F401  (fixtures)
 from tests.processes import wait_until
+from tests.tour import tour_shot
 
 pytestmark = [pytest.mark.browser]
 
@@ -66,8 +67,8 @@ READ_OVERVIEW = """() => {
 def test_the_overview_agrees_with_the_analytics_api_for_the_window_it_shows(
         procs: Any, service: str, ops_page: Any) -> None:  # noqa: F811
     done = [create(service, "noop", label=f"ok {i}") for i in range(3)]
-    bad = [create(service, "flaky", {"failures": 9, "permanent": True, "message": "no"}, maxRetries=0)
-           for _ in range(2)]
+    bad = [create(service, "flaky", {"failures": 9, "permanent": True, "message": "the model said no"},
+                  label=f"doomed {i}", maxRetries=0) for i in range(2)]
     wait_until(lambda: all(api(service, "GET", f"/api/tasks/{t['id']}")["task"]["status"] in ("completed", "error")
                            for t in done + bad), 30, "five tasks finished")
     with psycopg.connect(procs.database_url, autocommit=True) as sql:  # model calls, as a worker records them
@@ -111,6 +112,15 @@ def test_the_overview_agrees_with_the_analytics_api_for_the_window_it_shows(
     assert seen["cost"] == usd(sum(u["costUsd"] for u in usage))
     p.shot("overview", widths=(1280, 390))
 
+    # The tour (docs/dashboard.md): the page's top, the overview, the table, a failed task's detail.
+    tour_shot(page, "page")
+    tour_shot(overview, "overview")
+    tour_shot(page.locator("#tasks"), "tasks")
+    row(page, bad[0]["id"]).get_by_role("button", name="Details of doomed 0").click()
+    expect(page.get_by_role("dialog").locator(".error-box")).to_contain_text("the model said no")
+    tour_shot(page.locator("#detail"), "detail")
+    page.keyboard.press("Escape")
+
 
 def _numbers(rows: list[dict[str, Any]]) -> list[tuple[str, list[float | None]]]:
     """Rows as (key, raw numbers): data-value strings and the API's numbers compared as numbers."""
@@ -150,6 +160,7 @@ def test_the_workers_view_shows_live_silent_and_stopped_workers_as_the_api_does(
     expect(silent_age).to_have_text(re.compile(r"^5 min \d\d s ago$"))
     expect(page.locator("#workers-summary")).to_have_text(re.compile(r"^1 live \(2 slots\), 1 running, 1 silent"))
     p.shot("workers", widths=(1280,))
+    tour_shot(panel, "workers")
     api(service, "POST", f"/api/tasks/{slow['id']}/cancel", json={})
 
 
@@ -160,9 +171,11 @@ def test_the_schedules_view_enables_disables_and_runs_a_schedule_now(service: st
     page = p.open()
     line = page.locator("#schedules-rows tr[data-name='nightly']")
     expect(line).to_be_visible()
-    next_run = made["nextRunAt"]
-    if next_run:  # the scheduler may not have ticked yet: then it says so after the refresh below
-        expect(line.locator(".sched-next")).to_contain_text(next_run[:16].replace("T", " "))
+    assert made["nextRunAt"] is None  # the worker's scheduler sets it at its next tick (twice a second)
+    next_run = wait_until(lambda: api(service, "GET", "/api/schedules/nightly")["schedule"]["nextRunAt"], 30,
+                          "the scheduler's next run of nightly")
+    page.locator("#schedules-refresh").click()
+    expect(line.locator(".sched-next")).to_contain_text(next_run[:16].replace("T", " ") + " UTC (in ")
 
     page.get_by_label("Enabled: nightly").uncheck()
     expect(page.locator("#schedules-status")).to_have_text("nightly disabled.")
@@ -181,6 +194,12 @@ def test_the_schedules_view_enables_disables_and_runs_a_schedule_now(service: st
                "the task run now completed")
     task = api(service, "GET", f"/api/tasks/{task_id}")["task"]
     assert (task["taskType"], task["label"]) == ("noop", "nightly digest")
+    wait_until(lambda: api(service, "GET", "/api/schedules/nightly")["schedule"]["nextRunAt"], 30,
+               "the scheduler's next run of nightly, enabled again")
+    page.locator("#schedules-refresh").click()
+    expect(line.locator(".sched-next")).to_contain_text(" UTC (in ")
     p.shot("schedules", widths=(1280,))
+    page.locator("#toasts .toast").evaluate_all("ts => ts.forEach((t) => t.remove())")  # not over the shot
+    tour_shot(page.locator("#schedules-panel"), "schedules")
     link.click()  # the task's permalink opens its detail
     expect(page.get_by_role("dialog")).to_contain_text(task_id)
