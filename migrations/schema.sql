@@ -256,6 +256,21 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.background_tasks_after_finish() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    finished background_tasks[] := ARRAY(
+        SELECT n::background_tasks FROM new_rows n JOIN old_rows o USING (id)
+        WHERE n.status IN ('completed', 'error', 'cancelled') AND n.status <> o.status);
+BEGIN
+    IF cardinality(finished) > 0 THEN
+        PERFORM task_finish_stats_add(finished);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.background_tasks_after_insert() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -275,6 +290,11 @@ BEGIN
     ON CONFLICT (user_id, second, shard) DO UPDATE SET n = c.n + excluded.n;
     DELETE FROM task_creation_counts c
     WHERE c.user_id IN (SELECT DISTINCT user_id FROM new_rows) AND c.second <= since;
+    -- Inserted finished within the ring of 0020_finish_stats.sql (psql; an import's old rows are skipped here).
+    IF EXISTS (SELECT FROM new_rows WHERE status <> 'pending' AND completed_at > now() - interval '630 seconds') THEN
+        PERFORM task_finish_stats_add(ARRAY(SELECT n::background_tasks FROM new_rows n
+                                            WHERE n.status <> 'pending' AND n.completed_at > now() - interval '630 seconds'));
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -1227,6 +1247,39 @@ $$;
 
 COMMENT ON FUNCTION public.task_downstream(roots text[]) IS 'Unfinished tasks that depend, directly or not, on any of roots: (task_id, the upstream task it waits on, the root).';
 
+CREATE FUNCTION public.task_finish_stats_add(finished public.background_tasks[]) RETURNS void
+    LANGUAGE sql
+    AS $$
+    INSERT INTO task_finish_stats AS s (slot, bin_start, task_type, status, metric, bucket, shard, n, total_s)
+    SELECT (extract(epoch FROM f.bin)::bigint / 10 % 64)::smallint, f.bin, f.task_type, f.status, m.metric,
+           (SELECT count(*) FROM unnest(task_metrics_bucket_bounds()) b WHERE b < m.v)::smallint,
+           pg_backend_pid() % 8, count(*), sum(m.v)
+    FROM (SELECT t.*, date_bin('10 seconds', t.completed_at, 'epoch') AS bin FROM unnest(finished) t) f
+    CROSS JOIN LATERAL (VALUES
+        ('run', greatest(extract(epoch FROM f.completed_at - f.started_at), 0)::double precision),
+        ('claim', greatest(extract(epoch FROM f.started_at - f.run_at), 0)::double precision),
+        ('pickup', greatest(extract(epoch FROM f.started_at - f.created_at), 0)::double precision)) AS m(metric, v)
+    WHERE f.status IN ('completed', 'error', 'cancelled') AND f.started_at IS NOT NULL
+      AND f.completed_at > now() - interval '630 seconds'  -- older than the ring: in no window
+    GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 3, 4, 5, 6
+    ON CONFLICT (slot, task_type, status, metric, bucket, shard) DO UPDATE SET
+        n = CASE WHEN s.bin_start = excluded.bin_start THEN s.n + excluded.n ELSE excluded.n END,
+        total_s = CASE WHEN s.bin_start = excluded.bin_start THEN s.total_s + excluded.total_s
+                       ELSE excluded.total_s END,
+        bin_start = excluded.bin_start
+    WHERE s.bin_start <= excluded.bin_start  -- a late writer never resets a newer bin
+$$;
+
+COMMENT ON FUNCTION public.task_finish_stats_add(finished public.background_tasks[]) IS 'Adds finished tasks (as they are now) to task_finish_stats; the statement triggers of background_tasks call it.';
+
+CREATE FUNCTION public.task_metrics_bucket_bounds() RETURNS double precision[]
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT ARRAY[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800]::double precision[]
+$$;
+
+COMMENT ON FUNCTION public.task_metrics_bucket_bounds() IS 'Upper bounds (seconds, ascending) of the histogram buckets of task_finish_stats and GET /metrics; bucket i counts values at most bound i (past the last: +Inf).';
+
 CREATE FUNCTION public.task_output_cleanup() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -1933,6 +1986,39 @@ COMMENT ON COLUMN public.task_dependencies.task_id IS 'The waiting task.';
 
 COMMENT ON COLUMN public.task_dependencies.depends_on IS 'The task it waits for.';
 
+CREATE TABLE public.task_finish_stats (
+    slot smallint NOT NULL,
+    bin_start timestamp with time zone NOT NULL,
+    task_type text NOT NULL,
+    status public.task_status NOT NULL,
+    metric text NOT NULL,
+    bucket smallint NOT NULL,
+    shard smallint NOT NULL,
+    n bigint NOT NULL,
+    total_s double precision NOT NULL,
+    CONSTRAINT task_finish_stats_metric_check CHECK ((metric = ANY (ARRAY['run'::text, 'claim'::text, 'pickup'::text])))
+);
+
+COMMENT ON TABLE public.task_finish_stats IS 'Histograms of the tasks that finished recently, kept by the update trigger of background_tasks: per 10-second bin, type, status, metric and bucket. A ring of 64 bins (about 10 minutes); GET /metrics sums the bins of its window: SELECT metric, bucket, sum(n) FROM task_finish_stats WHERE bin_start > now() - interval ''5 minutes'' GROUP BY 1, 2.';
+
+COMMENT ON COLUMN public.task_finish_stats.slot IS 'Position in the ring (the bin number modulo 64); reused when its next bin begins.';
+
+COMMENT ON COLUMN public.task_finish_stats.bin_start IS 'Start of the 10-second bin the tasks finished in.';
+
+COMMENT ON COLUMN public.task_finish_stats.task_type IS 'Task type.';
+
+COMMENT ON COLUMN public.task_finish_stats.status IS 'How they finished: completed, error or cancelled.';
+
+COMMENT ON COLUMN public.task_finish_stats.metric IS 'run: claimed to finished; claim: due (run_at) to claimed; pickup: created to claimed (seconds, last attempt).';
+
+COMMENT ON COLUMN public.task_finish_stats.bucket IS 'Histogram bucket: how many of task_metrics_bucket_bounds() are below the value.';
+
+COMMENT ON COLUMN public.task_finish_stats.shard IS 'Spreads concurrent finishing sessions over rows; sum over it.';
+
+COMMENT ON COLUMN public.task_finish_stats.n IS 'Tasks in this bin, group and bucket (this shard).';
+
+COMMENT ON COLUMN public.task_finish_stats.total_s IS 'Sum of their values, seconds (this shard).';
+
 CREATE TABLE public.task_model_calls (
     id bigint NOT NULL,
     task_id text NOT NULL,
@@ -2299,6 +2385,9 @@ ALTER TABLE ONLY public.task_creation_counts
 ALTER TABLE ONLY public.task_dependencies
     ADD CONSTRAINT task_dependencies_pkey PRIMARY KEY (task_id, depends_on);
 
+ALTER TABLE ONLY public.task_finish_stats
+    ADD CONSTRAINT task_finish_stats_pkey PRIMARY KEY (slot, task_type, status, metric, bucket, shard);
+
 ALTER TABLE ONLY public.task_model_calls
     ADD CONSTRAINT task_model_calls_pkey PRIMARY KEY (id);
 
@@ -2446,9 +2535,13 @@ CREATE TRIGGER background_tasks_after_delete AFTER DELETE ON public.background_t
 
 COMMENT ON TRIGGER background_tasks_after_delete ON public.background_tasks IS 'NOTIFY bgtasks_tasks with status deleted and count.';
 
+CREATE TRIGGER background_tasks_after_finish AFTER UPDATE ON public.background_tasks REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.background_tasks_after_finish();
+
+COMMENT ON TRIGGER background_tasks_after_finish ON public.background_tasks IS 'Adds the tasks that finished (completed, error, cancelled) to task_finish_stats, for GET /metrics.';
+
 CREATE TRIGGER background_tasks_after_insert AFTER INSERT ON public.background_tasks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.background_tasks_after_insert();
 
-COMMENT ON TRIGGER background_tasks_after_insert ON public.background_tasks IS 'NOTIFY bgtasks_tasks (one per statement), count (task_counts) and count the creations (task_creation_counts).';
+COMMENT ON TRIGGER background_tasks_after_insert ON public.background_tasks IS 'NOTIFY bgtasks_tasks (one per statement), count (task_counts), count the creations (task_creation_counts) and add tasks inserted finished to task_finish_stats.';
 
 CREATE TRIGGER background_tasks_after_truncate AFTER TRUNCATE ON public.background_tasks FOR EACH STATEMENT EXECUTE FUNCTION public.background_tasks_after_truncate();
 

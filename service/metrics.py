@@ -3,16 +3,17 @@
 Worker processes are separate and short-lived, so no in-process counter can be the truth: every number here
 is read from tables the queue already keeps, cheaply. Totals come from task_counts (trigger-kept, no scan);
 the queue's state from queue_health (partial indexes); durations, latencies, failures, retries and model
-tokens from the last WINDOW_S seconds of finished rows, attempt errors and model calls (time-indexed). Those
-are gauges over a sliding window ("in the last 5 minutes"), not counters: read them as they are, do not
-rate() them. Every API instance answers the same numbers; scrape one. docs/operations.md has the list.
+tokens from the last WINDOW_S seconds: histograms of finished tasks from task_finish_stats (kept by the update
+trigger in 10-second bins, so a scrape costs the same at any finish rate), attempt errors and model calls
+(time-indexed). Those are gauges over a sliding window ("in the last 5 minutes"), not counters: read them as
+they are, do not rate() them. Every API instance answers the same numbers; scrape one. docs/operations.md has the list.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,9 +26,6 @@ from .api.auth import authenticate_scrape
 from .store import operations as store
 
 WINDOW_S = 300.0
-# Seconds: from a quick claim to a long model call.
-BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
-                              1800)
 
 
 class _Snapshot(Collector):
@@ -44,8 +42,9 @@ def _le(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(float(bound))
 
 
-def _histograms(rows: Iterable[Any]) -> list[Metric]:
-    """Rows of (task_type, status, metric, bucket index, n, total) into cumulative gauge histograms."""
+def _histograms(rows: Iterable[Any], buckets: Sequence[float]) -> list[Metric]:
+    """Rows of (task_type, status, metric, bucket index, n, total) into cumulative gauge histograms; `buckets`:
+    the upper bounds the indexes count (task_metrics_bucket_bounds() in SQL)."""
     run = GaugeHistogramMetricFamily(
         "bgtasks_recent_run_duration_seconds",
         f"Run time (claim to finish, last attempt) of tasks that finished in the last {WINDOW_S:g}s",
@@ -59,7 +58,7 @@ def _histograms(rows: Iterable[Any]) -> list[Metric]:
         f"Created to claimed (last attempt, so delays and retries count), of tasks that finished in the last "
         f"{WINDOW_S:g}s", labels=["task_type"])
     families = {"run": run, "claim": claim, "pickup": pickup}
-    bounds = [*BUCKETS, math.inf]
+    bounds = [*buckets, math.inf]
     counts: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(lambda: [0] * len(bounds))
     sums: dict[tuple[str, tuple[str, ...]], float] = defaultdict(float)
     for r in rows:
@@ -77,7 +76,7 @@ def _histograms(rows: Iterable[Any]) -> list[Metric]:
 
 
 async def collect(pool: Any) -> list[Metric]:
-    """Every family, from five cheap queries."""
+    """Every family, from six cheap queries."""
     tasks = GaugeMetricFamily("bgtasks_tasks", "Tasks in the table by type and status (from task_counts)",
                               labels=["task_type", "status"])
     for r in await store.metrics_task_counts(pool):
@@ -104,8 +103,8 @@ async def collect(pool: Any) -> list[Metric]:
         gauge("bgtasks_workers_silent", "Workers that stopped heartbeating without stopping cleanly",
               health["silent_workers"])
 
-    buckets = await store.metrics_finished_buckets(pool, WINDOW_S, BUCKETS)
-    families += _histograms(buckets)
+    buckets = await store.metrics_finished_buckets(pool, WINDOW_S)
+    families += _histograms(buckets, await store.metrics_bucket_bounds(pool))
 
     finished = GaugeMetricFamily(
         "bgtasks_recent_finished_tasks", f"Tasks that finished in the last {WINDOW_S:g}s by type and status "

@@ -71,11 +71,16 @@ BEGIN
     ON CONFLICT (user_id, second, shard) DO UPDATE SET n = c.n + excluded.n;
     DELETE FROM task_creation_counts c
     WHERE c.user_id IN (SELECT DISTINCT user_id FROM new_rows) AND c.second <= since;
+    -- Inserted finished within the ring of 0020_finish_stats.sql (psql; an import's old rows are skipped here).
+    IF EXISTS (SELECT FROM new_rows WHERE status <> 'pending' AND completed_at > now() - interval '630 seconds') THEN
+        PERFORM task_finish_stats_add(ARRAY(SELECT n::background_tasks FROM new_rows n
+                                            WHERE n.status <> 'pending' AND n.completed_at > now() - interval '630 seconds'));
+    END IF;
     RETURN NULL;
 END
 $$;
 COMMENT ON TRIGGER background_tasks_after_insert ON background_tasks IS
-  'NOTIFY bgtasks_tasks (one per statement), count (task_counts) and count the creations (task_creation_counts).';
+  'NOTIFY bgtasks_tasks (one per statement), count (task_counts), count the creations (task_creation_counts) and add tasks inserted finished to task_finish_stats.';
 
 CREATE OR REPLACE FUNCTION background_tasks_after_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

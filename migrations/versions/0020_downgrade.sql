@@ -1,3 +1,5 @@
+DROP TRIGGER background_tasks_after_finish ON background_tasks;
+DROP FUNCTION background_tasks_after_finish();
 -- Back to 0002's check_creation_rate (counting background_tasks) and 0001's insert and truncate triggers.
 CREATE OR REPLACE FUNCTION background_tasks_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -73,3 +75,6 @@ BEGIN
 END
 $$;
 DROP TABLE task_creation_counts;
+DROP FUNCTION task_finish_stats_add(background_tasks[]);
+DROP TABLE task_finish_stats;
+DROP FUNCTION task_metrics_bucket_bounds();

@@ -32,27 +32,17 @@ SELECT is_active, max_concurrent_tasks, running, stuck, pending_due,
 FROM queue_health;
 
 -- name: metrics_finished_buckets
--- Tasks that finished in the last $1 seconds, per type, status and bucket ($2: upper bounds, ascending) of run
--- time, claim latency (due -> claimed) and pickup latency (created -> claimed), with each bucket's sum.
-WITH f AS (
-    SELECT task_type, status::text AS status,
-           greatest(extract(epoch FROM completed_at - started_at), 0)::double precision AS run_s,
-           greatest(extract(epoch FROM started_at - run_at), 0)::double precision AS claim_s,
-           greatest(extract(epoch FROM started_at - created_at), 0)::double precision AS pickup_s
-    FROM background_tasks
-    WHERE status IN ('completed', 'error', 'cancelled')
-      AND completed_at >= now() - make_interval(secs => $1::double precision)
-      AND started_at IS NOT NULL
-), m AS (
-    SELECT task_type, status, 'run' AS metric, run_s AS v FROM f
-    UNION ALL SELECT task_type, status, 'claim', claim_s FROM f
-    UNION ALL SELECT task_type, status, 'pickup', pickup_s FROM f
-)
-SELECT task_type, status, metric,
-       (SELECT count(*) FROM unnest($2::double precision[]) b WHERE b < v)::integer AS bucket,
-       count(*) AS n, sum(v) AS total
-FROM m
+-- Tasks that finished in the last $1 seconds (to the 10-second bin), per type, status and bucket of run time,
+-- claim latency (due -> claimed) and pickup latency (created -> claimed), with each bucket's sum: from the
+-- trigger-kept task_finish_stats, never the task table. The buckets' bounds: metrics_bucket_bounds.
+SELECT task_type, status::text AS status, metric, bucket, sum(n)::bigint AS n, sum(total_s) AS total
+FROM task_finish_stats
+WHERE bin_start > now() - make_interval(secs => $1::double precision)
 GROUP BY 1, 2, 3, 4;
+
+-- name: metrics_bucket_bounds
+-- The histogram buckets' upper bounds (seconds, ascending) that task_finish_stats counts by.
+SELECT task_metrics_bucket_bounds() AS bounds;
 
 -- name: metrics_attempt_errors
 -- Failed attempts in the last $1 seconds by task type and outcome (retried, failed, lease_expired).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TypeAlias
 
 import asyncpg
@@ -41,8 +40,12 @@ async def metrics_queue_health(conn: Executor) -> asyncpg.Record | None:
     return await conn.fetchrow(queries.get("metrics_queue_health").sql)
 
 
-async def metrics_finished_buckets(conn: Executor, window_s: float, bounds: Sequence[float]) -> list[asyncpg.Record]:
-    return await conn.fetch(queries.get("metrics_finished_buckets").sql, window_s, list(bounds))
+async def metrics_finished_buckets(conn: Executor, window_s: float) -> list[asyncpg.Record]:
+    return await conn.fetch(queries.get("metrics_finished_buckets").sql, window_s)
+
+
+async def metrics_bucket_bounds(conn: Executor) -> list[float]:
+    return list(await conn.fetchval(queries.get("metrics_bucket_bounds").sql))
 
 
 async def metrics_attempt_errors(conn: Executor, window_s: float) -> list[asyncpg.Record]:

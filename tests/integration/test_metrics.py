@@ -89,3 +89,36 @@ async def test_metrics_need_a_key_or_the_metrics_token_outside_dev_mode(database
     async with running_api(database_url, tmp_path, client_host="127.0.0.1", bgtasks_dev=True,
                            base_url="http://127.0.0.1:8000") as api:
         assert (await api.client.get("/metrics")).status_code == 200
+
+
+async def test_recent_histograms_come_from_counters_kept_as_tasks_finish(
+    sql: psycopg.Connection[Any], pool: Any
+) -> None:
+    def finish_one() -> None:
+        [row] = sql.execute("INSERT INTO background_tasks (task_type, user_id) VALUES ('noop', 'a') RETURNING id")
+        sql.execute("UPDATE background_tasks SET status = 'processing', started_at = now(), attempt = 1, "
+                    "lease_expires_at = now() + interval '30 s' WHERE id = %s", (row["id"],))
+        sql.execute("UPDATE background_tasks SET status = 'completed' WHERE id = %s", (row["id"],))
+
+    async def finished() -> float:
+        s = _samples(render(await collect(pool)).decode())
+        return s.get(("bgtasks_recent_finished_tasks", (("status", "completed"), ("task_type", "noop"))), 0.0)
+
+    with sql.transaction():  # one now(): both in one bin
+        finish_one()
+        finish_one()
+    # The counters are the truth, not the rows: moving the rows' times changes nothing.
+    sql.execute("UPDATE background_tasks SET completed_at = now() - interval '1 day'")
+    assert await finished() == 2
+    assert one(sql, "SELECT sum(n) AS n FROM task_finish_stats WHERE metric = 'run'")["n"] == 2
+    # A bin older than the window is not shown.
+    sql.execute("UPDATE task_finish_stats SET bin_start = bin_start - interval '640 seconds'")
+    assert await finished() == 0
+    # Its slot of the ring, when it comes round, starts from zero. In one transaction, so now() (and the bin
+    # the task finishes in) cannot move on between the two statements.
+    with sql.transaction():
+        sql.execute("UPDATE task_finish_stats SET bin_start = date_bin('10 s', now(), 'epoch') - interval '640 s', "
+                    "slot = extract(epoch FROM date_bin('10 s', now(), 'epoch'))::bigint / 10 % 64")
+        finish_one()
+    assert await finished() == 1
+    assert one(sql, "SELECT sum(n) AS n FROM task_finish_stats WHERE metric = 'run'")["n"] == 1
