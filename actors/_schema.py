@@ -61,7 +61,7 @@ def check_payload(task: Any) -> dict[str, Any]:
     """The task's payload, checked against its registry schema once more: a row inserted at psql skips the
     API's check, and a payload that cannot work should fail at once with what is wrong, not be retried."""
     from bgtasks.actors import get_task_type
-    from bgtasks.actors.model import schema_problems
+    from bgtasks.actors.json_schema import schema_problems
     from bgtasks.errors import PermanentTaskError
 
     task_type = get_task_type(task.task_type)

@@ -4,14 +4,10 @@ against their schema, with openai's exceptions translated once into our retryabl
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
 import openai
@@ -21,11 +17,11 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 
 from bgtasks.actors.errors import (
     InvalidModelOutput,
-    ModelError,
     PermanentModelError,
-    RateLimited,
     RetryableModelError,
 )
+from bgtasks.actors.json_schema import schema_problems, wire_schema
+from bgtasks.actors.openai_errors import seconds, translate
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -268,12 +264,12 @@ async def _call(
             completion = await _read_stream(stream, config.max_answer_chars, on_text)
     except TimeoutError as exc:
         raise RetryableModelError(
-            f"model endpoint {config.endpoint} did not answer within {_seconds(config.timeout_s)} "
+            f"model endpoint {config.endpoint} did not answer within {seconds(config.timeout_s)} "
             "(BGTASKS_MODEL_TIMEOUT_S, the total time of one call)",
             usage=usages,
         ) from exc
     except openai.OpenAIError as exc:
-        raise _translate(exc, config, usages) from exc
+        raise translate(exc, config, usages) from exc
     usages.append(_usage(completion, config, started))
     return completion
 
@@ -384,286 +380,3 @@ def _invalid_message(schema_name: str, problems: list[str], unreadable: bool) ->
     if unreadable:
         return f"model output for schema '{schema_name}' was not usable JSON: {shown}"
     return f"model output did not match schema '{schema_name}': {shown}"
-
-
-def wire_schema(schema: Any) -> Any:
-    """``schema`` as sent to the model: strict mode rejects ``maxLength``, so it moves into the description
-    (the model reads it there) and stays in the schema we check the answer against."""
-    if isinstance(schema, list):
-        return [wire_schema(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: wire_schema(v) for k, v in schema.items() if k != "maxLength"}
-    if "maxLength" in schema:
-        bound = f"at most {schema['maxLength']} characters"
-        out["description"] = f"{schema['description']} ({bound})" if schema.get("description") else bound
-    if isinstance(schema.get("properties"), dict):  # property names are not schemas; keep every one
-        out["properties"] = {k: wire_schema(v) for k, v in schema["properties"].items()}
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Checking answers against the schema (the subset structured outputs use; no dependency on jsonschema)
-
-_JSON_TYPES: dict[type, str] = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    bool: "boolean",
-    type(None): "null",
-}
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):  # before int: bool is an int subclass in Python, not in JSON
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-def _is_type(value: Any, kind: str) -> bool:
-    actual = _json_type(value)
-    if kind == "integer":
-        return actual == "integer" or (actual == "number" and math.isfinite(value) and value.is_integer())
-    if kind == "number":
-        return actual in ("integer", "number")
-    return actual == kind
-
-
-def schema_problems(instance: Any, schema: dict[str, Any], *, limit: int = 20) -> list[str]:
-    """What keeps ``instance`` from matching ``schema``, as ``path: problem`` sentences (empty when it matches).
-
-    Covers type (or a list of types), enum, const, properties, required, additionalProperties, items,
-    minItems/maxItems, minLength/maxLength, pattern, minimum/maximum (and exclusive), anyOf/oneOf and local
-    ``$ref`` into ``$defs``/``definitions``.
-    """
-    problems: list[str] = []
-    _check(instance, schema, "", schema, problems, limit)
-    return problems
-
-
-def _where(path: str) -> str:
-    return path or "(root)"
-
-
-def _check(
-    value: Any, schema: dict[str, Any], path: str, root: dict[str, Any], out: list[str], limit: int
-) -> None:
-    if len(out) >= limit:
-        return
-    if "$ref" in schema:
-        _check(value, _resolve_ref(root, schema["$ref"]), path, root, out, limit)
-        return
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            branches = []
-            for branch in schema[key]:
-                found: list[str] = []
-                _check(value, branch, path, root, found, limit)
-                branches.append(found)
-            if all(branches):
-                best = min(branches, key=len)
-                out.append(f"{_where(path)}: matches none of the allowed shapes (closest: {best[0]})")
-                return
-
-    kinds = schema.get("type")
-    if kinds is not None:
-        allowed = kinds if isinstance(kinds, list) else [kinds]
-        if not any(_is_type(value, k) for k in allowed):
-            out.append(f"{_where(path)}: expected {' or '.join(allowed)}, got {_json_type(value)}")
-            return
-    if "enum" in schema and value not in schema["enum"]:
-        out.append(f"{_where(path)}: expected one of {json.dumps(schema['enum'])}, got {json.dumps(value)}")
-    if "const" in schema and value != schema["const"]:
-        out.append(f"{_where(path)}: expected {json.dumps(schema['const'])}, got {json.dumps(value)}")
-
-    if isinstance(value, dict):
-        _check_object(value, schema, path, root, out, limit)
-    elif isinstance(value, list):
-        _check_array(value, schema, path, root, out, limit)
-    elif isinstance(value, str):
-        _check_string(value, schema, path, out)
-    elif _json_type(value) in ("integer", "number"):
-        _check_number(value, schema, path, out)
-
-
-def _check_object(
-    value: dict[str, Any], schema: dict[str, Any], path: str, root: dict[str, Any], out: list[str], limit: int
-) -> None:
-    props: dict[str, Any] = schema.get("properties") or {}
-    for name in schema.get("required") or []:
-        if name not in value:
-            out.append(f"{_where(path)}: missing required property '{name}'")
-    extra = schema.get("additionalProperties", True)
-    for name, item in value.items():
-        child = f"{path}.{name}" if path else name
-        if name in props:
-            _check(item, props[name], child, root, out, limit)
-        elif extra is False:
-            out.append(f"{_where(path)}: unexpected property '{name}'")
-        elif isinstance(extra, dict):
-            _check(item, extra, child, root, out, limit)
-
-
-def _check_array(
-    value: list[Any], schema: dict[str, Any], path: str, root: dict[str, Any], out: list[str], limit: int
-) -> None:
-    if "minItems" in schema and len(value) < schema["minItems"]:
-        out.append(f"{_where(path)}: expected at least {schema['minItems']} items, got {len(value)}")
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        out.append(f"{_where(path)}: expected at most {schema['maxItems']} items, got {len(value)}")
-    items = schema.get("items")
-    if isinstance(items, dict):
-        for index, item in enumerate(value):
-            _check(item, items, f"{path}[{index}]", root, out, limit)
-
-
-def _check_string(value: str, schema: dict[str, Any], path: str, out: list[str]) -> None:
-    if "minLength" in schema and len(value) < schema["minLength"]:
-        out.append(f"{_where(path)}: expected at least {schema['minLength']} characters, got {len(value)}")
-    if "maxLength" in schema and len(value) > schema["maxLength"]:
-        out.append(f"{_where(path)}: expected at most {schema['maxLength']} characters, got {len(value)}")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
-        out.append(f"{_where(path)}: does not match pattern {schema['pattern']!r}")
-
-
-def _check_number(value: float, schema: dict[str, Any], path: str, out: list[str]) -> None:
-    where = _where(path)
-    if "minimum" in schema and value < schema["minimum"]:
-        out.append(f"{where}: expected at least {schema['minimum']}, got {value}")
-    if "maximum" in schema and value > schema["maximum"]:
-        out.append(f"{where}: expected at most {schema['maximum']}, got {value}")
-    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-        out.append(f"{where}: expected more than {schema['exclusiveMinimum']}, got {value}")
-    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
-        out.append(f"{where}: expected less than {schema['exclusiveMaximum']}, got {value}")
-
-
-def _resolve_ref(root: dict[str, Any], ref: str) -> dict[str, Any]:
-    if not ref.startswith("#/"):
-        raise ValueError(f"only local $ref is supported in task schemas, got {ref!r}")
-    node: Any = root
-    for part in ref[2:].split("/"):
-        node = node[part]
-    return node
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Translating openai's exceptions, once
-
-
-def _translate(exc: openai.OpenAIError, config: ModelConfig, usages: list[ModelUsage]) -> ModelError:
-    endpoint = config.endpoint
-    if isinstance(exc, openai.APITimeoutError):
-        return RetryableModelError(
-            f"model endpoint {endpoint} did not answer within {_seconds(config.timeout_s)}", usage=usages
-        )
-    if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        reason = f": {cause}" if cause and str(cause) else ""
-        return RetryableModelError(f"could not reach model endpoint {endpoint}{reason}", usage=usages)
-    if isinstance(exc, openai.APIStatusError):
-        return _translate_status(exc, config, usages)
-    if isinstance(exc, openai.APIResponseValidationError):
-        return RetryableModelError(
-            f"model endpoint {endpoint} returned a response the openai client could not read", usage=usages
-        )
-    # Anything else the client raises is a configuration problem on our side (it fails before sending).
-    return PermanentModelError(f"the openai client refused the request: {exc}", usage=usages)
-
-
-def _translate_status(
-    exc: openai.APIStatusError, config: ModelConfig, usages: list[ModelUsage]
-) -> ModelError:
-    code = exc.status_code
-    endpoint = config.endpoint
-    said = _detail(exc)
-    suffix = f" (endpoint said: {said})" if said else ""
-    headline = f"{code} {_phrase(code)}"
-    if code == 401:
-        return PermanentModelError(
-            f"authentication failed for provider openai: check OPENAI_API_KEY{suffix}", usage=usages
-        )
-    if code == 403:
-        return PermanentModelError(
-            f"permission denied by provider openai for model '{config.model}': check that the key's project may "
-            f"use this model{suffix}",
-            usage=usages,
-        )
-    if code == 404:
-        return PermanentModelError(
-            f"model endpoint {endpoint} returned {headline} for model '{config.model}': check the model name and "
-            f"OPENAI_BASE_URL{suffix}",
-            usage=usages,
-        )
-    if code == 429:
-        if exc.code == "insufficient_quota" or (
-            isinstance(exc.body, dict) and exc.body.get("type") == "insufficient_quota"
-        ):
-            # Out of credit is a 429 too, but waiting does not refill the account.
-            return PermanentModelError(
-                "OpenAI quota exhausted (429 insufficient_quota): add credit or raise the limits of the account "
-                "behind OPENAI_API_KEY",
-                usage=usages,
-            )
-        retry_after = _retry_after(exc)
-        when = f"retry after {_seconds(retry_after)}" if retry_after is not None else "no Retry-After given"
-        return RateLimited(f"OpenAI rate limit (429) at {endpoint}; {when}", retry_after=retry_after, usage=usages)
-    if code in (408, 409) or code >= 500:
-        detail = f": {said}" if said else ""
-        return RetryableModelError(
-            f"model endpoint {endpoint} returned {headline}{detail}",
-            retry_after=_retry_after(exc),
-            usage=usages,
-        )
-    return PermanentModelError(
-        f"model endpoint {endpoint} rejected the request with {headline}{': ' + said if said else ''}",
-        usage=usages,
-    )
-
-
-def _detail(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"].strip()[:300]
-    if isinstance(body, str):
-        return body.strip()[:300]
-    return ""
-
-
-def _phrase(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Error"
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    """The server's wait hint in seconds: ``retry-after-ms`` (OpenAI's), else ``Retry-After`` as seconds or
-    an HTTP date."""
-    headers = exc.response.headers
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _seconds(value: float) -> str:
-    return f"{value:g}s"
