@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from tests.e2e.test_dashboard import Page, api, browser, create, expect, open_page, row, service  # noqa: F401  (fixtures)
+from tests.e2e.test_dashboard import Page, api, browser, create, expect, make_key, open_page, row, service  # noqa: F401  (browser, open_page, service: fixtures)
 from tests.processes import wait_until
 from tests.tour import tour_shot
 
@@ -162,6 +162,15 @@ def test_the_workers_view_shows_live_silent_and_stopped_workers_as_the_api_does(
     p.shot("workers", widths=(1280,))
     tour_shot(panel, "workers")
     api(service, "POST", f"/api/tasks/{slow['id']}/cancel", json={})
+
+    # A user who is not a superuser never sees the view, and the page never asks for it (no 403 logged).
+    user = ops_page(service)
+    asked: list[str] = []
+    user.page.on("request", lambda r: asked.append(urlsplit(r.url).path))
+    user_page = user.open(key=make_key(procs, "alice"))
+    expect(user_page.locator("#schedules-panel")).to_be_visible()
+    expect(user_page.locator("#workers-panel")).to_be_hidden()
+    assert "/api/workers" not in asked
 
 
 def test_the_schedules_view_enables_disables_and_runs_a_schedule_now(service: str, ops_page: Any) -> None:  # noqa: F811
