@@ -117,6 +117,24 @@ def _running_api() -> str | None:
     return url
 
 
+def api_get(args: argparse.Namespace, path: str, params: Any = None) -> Any:
+    """One GET of the service for a command (its --url, --api-key), the connection closed after."""
+    client = client_from(args)
+    try:
+        return client.request("GET", path, params=params)
+    finally:
+        client.close()
+
+
+def show_rows(args: argparse.Namespace, rows: list[dict[str, Any]], table: Callable[[list[dict[str, Any]]], None]) -> int:
+    """A command's rows: as JSON with --json, else as its table."""
+    if args.json:
+        print_json(rows)
+    else:
+        table(rows)
+    return OK
+
+
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")

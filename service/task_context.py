@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -16,7 +16,7 @@ from .store import worker as store
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
-    from bgtasks.actors.model import ModelConfig
+    from bgtasks.actors.model import ModelConfig, ModelUsage
 
     from .settings import Settings
 
@@ -129,40 +129,33 @@ class TaskContext:
                         check: Callable[[dict[str, Any]], list[str]] | None = None) -> Any:
         """One structured model call (actors/model.py); every underlying API call's usage is stored.
         ``check``: problems the schema cannot express, re-asked like schema problems."""
-        from bgtasks.actors.errors import ModelError
         from bgtasks.actors.model import complete_json
 
-        config = self.model_config()
-        self.check_cancelled()
-        await self.check_spending_cap()
-        output = self._output()
-        try:
-            data, usages = await complete_json(config, system=system, user=user, schema_name=schema_name,
-                                               schema=schema, check=check, on_text=output.add)
-        except ModelError as exc:
-            await output.flush()
-            await self._record_usage(exc.usage)  # failed calls cost tokens too
-            raise
-        except BaseException:
-            await output.aclose()
-            raise
-        await output.flush()
-        await self._record_usage(usages)
-        self.check_cancelled()
-        return data
+        return await self._call_model(lambda config, on_text: complete_json(
+            config, system=system, user=user, schema_name=schema_name, schema=schema, check=check, on_text=on_text))
 
     async def generate_text(self, *, system: str, user: str) -> str:
         """One free-text model call, streamed: the task's subscribers see the text grow (``output`` events)
         while it is written; returns the whole text. Usage is stored like ``ask_model``'s."""
-        from bgtasks.actors.errors import ModelError
         from bgtasks.actors.model import complete_text
+
+        return await self._call_model(lambda config, on_text: complete_text(
+            config, system=system, user=user, on_text=on_text))
+
+    async def _call_model(
+        self, call: Callable[[ModelConfig, Callable[[str], None]], Awaitable[tuple[T, list[ModelUsage]]]]
+    ) -> T:
+        """A model call as every call is made: cancellation and the spending cap checked first, its text
+        streamed to the live output, its usage stored whether it succeeds or fails (failed calls cost tokens
+        too), and cancellation checked again after."""
+        from bgtasks.actors.errors import ModelError
 
         config = self.model_config()
         self.check_cancelled()
         await self.check_spending_cap()
         output = self._output()
         try:
-            text, usages = await complete_text(config, system=system, user=user, on_text=output.add)
+            result, usages = await call(config, output.add)
         except ModelError as exc:
             await output.flush()
             await self._record_usage(exc.usage)
@@ -173,7 +166,7 @@ class TaskContext:
         await output.flush()
         await self._record_usage(usages)
         self.check_cancelled()
-        return text
+        return result
 
     async def check_spending_cap(self) -> None:
         """Before a model call: SpendingCapReached (permanent) when the owner's model calls today (UTC) cost

@@ -382,16 +382,7 @@ class _Feed:
             self.high = last_id
             since = max(0, last_id - RESUME_OVERLAP)
             while True:
-                rows = await store.tasks_changed_since(
-                    pool,
-                    since,
-                    user_id=flt.user_id,
-                    statuses=sorted(flt.statuses) if flt.statuses else None,
-                    task_types=sorted(flt.task_types) if flt.task_types else None,
-                    project_id=flt.project_id,
-                    task_ids=sorted(flt.task_ids) if flt.task_ids is not None else None,
-                    limit=hub.resync_page,
-                )
+                rows = await store.tasks_changed_since(pool, since, flt, limit=hub.resync_page)
                 page: Batch = []
                 for row in rows:
                     self.high = max(self.high, row["change_seq"])
@@ -404,16 +395,7 @@ class _Feed:
         # Output is not repeated like task states (an overlap would send text twice): exactly what came after.
         since = last_id or 0
         while True:
-            chunks = await store.task_output_since(
-                pool,
-                since,
-                user_id=flt.user_id,
-                statuses=sorted(flt.statuses) if flt.statuses else None,
-                task_types=sorted(flt.task_types) if flt.task_types else None,
-                project_id=flt.project_id,
-                task_ids=sorted(flt.task_ids) if flt.task_ids is not None else None,
-                limit=hub.resync_page,
-            )
+            chunks = await store.task_output_since(pool, since, flt, limit=hub.resync_page)
             page = []
             for chunk in chunks:
                 self.high = max(self.high, chunk["seq"])

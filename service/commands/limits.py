@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from .. import db, tables
+from ..client import CliError, command
 from ..running import database_url
 from ..settings import load_settings
 from ..store import limits
@@ -89,8 +90,11 @@ def _value(option: str, text: str) -> int | None:
     return n
 
 
-class _Usage(Exception):
-    pass
+class _Usage(CliError):
+    """A usage error: its message on stderr, exit code 2 (`command`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_USAGE)
 
 
 def _user(text: str) -> str:
@@ -127,29 +131,19 @@ def run_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
 def run_show(args: argparse.Namespace) -> int:
-    try:
-        user = _user(args.user)
-    except _Usage as exc:
-        print(f"bgtasks: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    user = _user(args.user)
     _show([asyncio.run(_with_conn(lambda conn: _view(conn, user)))], args.json)
     return 0
 
 
+@command
 def run_set(args: argparse.Namespace) -> int:
-    try:
-        user = _user(args.user)
-        changes = {
-            OPTIONS[o][0]: _value(o, getattr(args, o)) for o in OPTIONS if getattr(args, o) is not None
-        }
-        if not changes:
-            raise _Usage(
-                "set: give at least one of " + ", ".join(f"--{o.replace('_', '-')}" for o in OPTIONS)
-            )
-    except _Usage as exc:
-        print(f"bgtasks: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    user = _user(args.user)
+    changes = {OPTIONS[o][0]: _value(o, getattr(args, o)) for o in OPTIONS if getattr(args, o) is not None}
+    if not changes:
+        raise _Usage("set: give at least one of " + ", ".join(f"--{o.replace('_', '-')}" for o in OPTIONS))
 
     async def apply(conn: Any) -> dict[str, Any]:
         await limits.set_limits(conn, user, changes)
@@ -159,12 +153,9 @@ def run_set(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
 def run_reset(args: argparse.Namespace) -> int:
-    try:
-        user = _user(args.user)
-    except _Usage as exc:
-        print(f"bgtasks: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    user = _user(args.user)
     if user == limits.DEFAULTS:
         print(
             "bgtasks: the defaults ('*') cannot be reset; use `bgtasks limits set '*' ...`", file=sys.stderr

@@ -12,7 +12,17 @@ from typing import Any
 from rich.console import RenderableType
 
 from .. import durations, tables
-from ..client import OK, USAGE, CliError, add_client_arguments, client_from, command, print_json
+from ..client import (
+    OK,
+    USAGE,
+    CliError,
+    add_client_arguments,
+    api_get,
+    client_from,
+    command,
+    print_json,
+    show_rows,
+)
 from .watch import follow
 
 
@@ -139,16 +149,7 @@ def ls(args: argparse.Namespace) -> int:
     for key, value in (("projectId", args.project_id), ("userId", args.user), ("q", args.search)):
         if value:
             params.append((key, value))
-    client = client_from(args)
-    try:
-        tasks = client.request("GET", "/api/tasks", params=params)["tasks"]
-    finally:
-        client.close()
-    if args.json:
-        print_json(tasks)
-        return OK
-    _table(tasks)
-    return OK
+    return show_rows(args, api_get(args, "/api/tasks", params)["tasks"], _table)
 
 
 def _table(tasks: list[dict[str, Any]]) -> None:

@@ -9,7 +9,16 @@ import json
 from typing import Any
 
 from .. import tables
-from ..client import NOT_FOUND, OK, CliError, add_client_arguments, client_from, command, print_json
+from ..client import (
+    NOT_FOUND,
+    OK,
+    CliError,
+    add_client_arguments,
+    api_get,
+    command,
+    print_json,
+    show_rows,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,11 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     if args.schema and not args.name:
         raise CliError("--schema: name the type (bgtasks types NAME --schema)", 2)
-    client = client_from(args)
-    try:
-        types = client.request("GET", "/api/task-types")["taskTypes"]
-    finally:
-        client.close()
+    types = api_get(args, "/api/task-types")["taskTypes"]
     if args.name:
         found = [t for t in types if t["name"] == args.name]
         if not found:
@@ -43,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             describe(one)
         return OK
-    if args.json:
-        print_json(types)
-        return OK
-    table(types)
-    return OK
+    return show_rows(args, types, table)
 
 
 def table(types: list[dict[str, Any]]) -> None:

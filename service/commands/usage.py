@@ -8,7 +8,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from .. import tables
-from ..client import OK, USAGE, CliError, add_client_arguments, client_from, command, print_json
+from ..client import (
+    USAGE,
+    CliError,
+    add_client_arguments,
+    api_get,
+    command,
+    show_rows,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,16 +54,7 @@ def run(args: argparse.Namespace) -> int:
         params["userId"] = args.user
     if args.type:
         params["type"] = args.type
-    client = client_from(args)
-    try:
-        rows = client.request("GET", "/api/usage", params=params)["usage"]
-    finally:
-        client.close()
-    if args.json:
-        print_json(rows)
-        return OK
-    table(rows)
-    return OK
+    return show_rows(args, api_get(args, "/api/usage", params)["usage"], table)
 
 
 def _usd(row: dict[str, Any]) -> str:

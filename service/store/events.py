@@ -3,8 +3,8 @@ user's stream cap."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TypeAlias
+from collections.abc import Collection, Sequence
+from typing import Protocol, TypeAlias
 
 import asyncpg
 
@@ -19,45 +19,45 @@ async def tasks_by_ids(conn: Executor, ids: Sequence[str]) -> list[asyncpg.Recor
     return await conn.fetch(queries.get("tasks_by_ids").sql, list(ids))
 
 
+class ChangeFilter(Protocol):
+    """Which changes a reader wants, as the list endpoint filters (None: no condition), and `task_ids`
+    (a read token's tasks). The hub's TaskFilter is one."""
+
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def statuses(self) -> Collection[str] | None: ...
+    @property
+    def task_types(self) -> Collection[str] | None: ...
+    @property
+    def project_id(self) -> str | None: ...
+    @property
+    def task_ids(self) -> Collection[str] | None: ...
+
+
 async def _changed_since(
-    conn: Executor,
-    query: str,
-    seq: int,
-    user_id: str | None,
-    statuses: Sequence[str] | None,
-    task_types: Sequence[str] | None,
-    project_id: str | None,
-    task_ids: Sequence[str] | None,
-    limit: int,
+    conn: Executor, query: str, seq: int, flt: ChangeFilter | None, limit: int
 ) -> list[asyncpg.Record]:
-    """One named query of changes after `seq`, with the list endpoint's filters (and `task_ids`)."""
+    """One named query of changes after `seq` ($1), at most `limit` ($6), filtered by `flt` ($2-$5, $7)."""
+    if flt is None:
+        return await conn.fetch(queries.get(query).sql, seq, None, None, None, None, limit, None)
     return await conn.fetch(
         queries.get(query).sql,
         seq,
-        user_id,
-        list(statuses) if statuses else None,
-        list(task_types) if task_types else None,
-        project_id,
+        flt.user_id,
+        sorted(flt.statuses) if flt.statuses else None,
+        sorted(flt.task_types) if flt.task_types else None,
+        flt.project_id,
         limit,
-        list(task_ids) if task_ids is not None else None,
+        sorted(flt.task_ids) if flt.task_ids is not None else None,
     )
 
 
 async def tasks_changed_since(
-    conn: Executor,
-    seq: int,
-    *,
-    user_id: str | None = None,
-    statuses: Sequence[str] | None = None,
-    task_types: Sequence[str] | None = None,
-    project_id: str | None = None,
-    task_ids: Sequence[str] | None = None,
-    limit: int = 1000,
+    conn: Executor, seq: int, flt: ChangeFilter | None = None, *, limit: int = 1000
 ) -> list[asyncpg.Record]:
     """Rows changed after `seq` (oldest change first), filtered like the list endpoint (and to `task_ids`)."""
-    return await _changed_since(
-        conn, "tasks_changed_since", seq, user_id, statuses, task_types, project_id, task_ids, limit
-    )
+    return await _changed_since(conn, "tasks_changed_since", seq, flt, limit)
 
 
 async def task_output_chunks(conn: Executor, pointers: Sequence[tuple[str, int]]) -> list[asyncpg.Record]:
@@ -70,20 +70,10 @@ async def task_output_chunks(conn: Executor, pointers: Sequence[tuple[str, int]]
 
 
 async def task_output_since(
-    conn: Executor,
-    seq: int,
-    *,
-    user_id: str | None = None,
-    statuses: Sequence[str] | None = None,
-    task_types: Sequence[str] | None = None,
-    project_id: str | None = None,
-    task_ids: Sequence[str] | None = None,
-    limit: int = 1000,
+    conn: Executor, seq: int, flt: ChangeFilter | None = None, *, limit: int = 1000
 ) -> list[asyncpg.Record]:
     """Live output written after `seq` (oldest first), filtered like `tasks_changed_since`."""
-    return await _changed_since(
-        conn, "task_output_since", seq, user_id, statuses, task_types, project_id, task_ids, limit
-    )
+    return await _changed_since(conn, "task_output_since", seq, flt, limit)
 
 
 async def user_stream_cap(conn: Executor, user_id: str) -> int | None:
