@@ -34,6 +34,9 @@ class TaskIO(Protocol):
 
     def report_progress(self, ctx: TaskContext, percent: int, description: str | None) -> str | None: ...
 
+    async def report_progress_async(self, ctx: TaskContext, percent: int,
+                                    description: str | None) -> str | None: ...
+
     def write_output(self, ctx: TaskContext, text: str) -> None: ...
 
 
@@ -66,8 +69,10 @@ class TaskContext:
         Best effort (TaskIO.report_progress): a database outage or a dead connection drops the report, it
         never fails the actor."""
         self.check_cancelled()
-        percent = max(0, min(100, int(percent)))
-        status = self.io.report_progress(self, percent, self.attempt_note(description))
+        self._settle(self.io.report_progress(self, max(0, min(100, int(percent))), self.attempt_note(description)))
+
+    def _settle(self, status: str | None) -> None:
+        """What a progress write's outcome means for the actor: go on, or stop (cancelled, deleted, lost)."""
         if status in ("ok", "dropped"):
             return
         if status in ("cancelled", None):
@@ -82,7 +87,11 @@ class TaskContext:
         return f"{description} (attempt {self.retry_count + 1} of {self.max_retries + 1})"
 
     async def progress(self, percent: int, description: str | None = None) -> None:
-        await asyncio.to_thread(self.progress_sync, percent, description)
+        """progress_sync's async face: the report joins the others waiting (one statement for all of them)
+        instead of holding a thread and a connection per task."""
+        self.check_cancelled()
+        self._settle(await self.io.report_progress_async(self, max(0, min(100, int(percent))),
+                                                         self.attempt_note(description)))
 
     # ------------------------------------------------------------------ database and model
     async def db(self, fn: Callable[..., T], *args: Any) -> T:

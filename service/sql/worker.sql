@@ -28,6 +28,14 @@ UPDATE background_tasks SET progress = $3, description = coalesce($4, descriptio
 WHERE id = $1 AND attempt = $2 AND status = 'processing'
 RETURNING true;
 
+-- name: report_progress_batch
+-- Progress of many tasks in one statement (one commit): ids $1, attempts $2, percents $3, descriptions $4
+-- (NULL keeps it); returns the ids this worker still holds at that attempt.
+UPDATE background_tasks t SET progress = p.percent, description = coalesce(p.description, t.description)
+FROM unnest($1::text[], $2::int[], $3::int[], $4::text[]) AS p(id, attempt, percent, description)
+WHERE t.id = p.id AND t.attempt = p.attempt AND t.status = 'processing'
+RETURNING t.id;
+
 -- name: task_status
 -- The status of task $1 (NULL when it no longer exists).
 SELECT status::text FROM background_tasks WHERE id = $1;

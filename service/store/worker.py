@@ -49,6 +49,12 @@ def report_progress(conn: Conn, task_id: str, attempt: int, percent: int, descri
     return run(conn, "report_progress", task_id, attempt, percent, description).fetchone() is not None
 
 
+def report_progress_batch(conn: Conn, reports: list[tuple[str, int, int, str | None]]) -> set[str]:
+    """(task id, attempt, percent, description) each; the ids still held at that attempt."""
+    ids, attempts, percents, descriptions = (list(c) for c in zip(*reports, strict=True))
+    return {r["id"] for r in run(conn, "report_progress_batch", ids, attempts, percents, descriptions)}
+
+
 def user_spending_today(conn: Conn, user_id: str) -> tuple[Any, Any]:
     row = run(conn, "user_spending_today", user_id).fetchone()
     return (row["cap_usd"], row["spent_usd"]) if row else (None, None)

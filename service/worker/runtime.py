@@ -84,6 +84,7 @@ class Runtime:
             self.policy.poll_interval_s = store.queue_settings(conn)["poll_interval"] / 1000
         for target, name, until in ((self.doorbell.run, "listener", self.stopping),
                                     (self.completer.run, "completer", self._closed),
+                                    (self.io.progress_writer.run, "progress", self._closed),
                                     (self.leases.heartbeat_loop, "heartbeat", self.stopping),
                                     (lambda s: schedule_loop(self.pool, s), "scheduler", self.stopping),
                                     (self.leases.fence_loop, "fence", self.stopping)):
