@@ -207,6 +207,38 @@ def _ends_stream(event: TaskEvent, task_id: str | None) -> bool:
     return event.type in ("complete", "error", "timeout", "deleted")
 
 
+
+class _Resumable:
+    """What a live stream keeps across reconnects, for the sync and the async client alike: the last event id
+    (sent back as Last-Event-ID) and the failures in a row (reset by any event; past RECONNECTS, StreamLost)."""
+
+    def __init__(self, base_url: str, task_id: str | None, last_event_id: str | None) -> None:
+        self.base_url, self.task_id, self.last_event_id = base_url, task_id, last_event_id
+        self.failures = 0
+
+    def headers(self) -> dict[str, str]:
+        headers = {"accept": "text/event-stream"}
+        if self.last_event_id:
+            headers["last-event-id"] = self.last_event_id
+        return headers
+
+    def take(self, sse: Any) -> TaskEvent | None:
+        """The event of a received frame (None: one the client does not show)."""
+        self.failures = 0
+        self.last_event_id = sse.id or self.last_event_id
+        return _event(sse.event, sse.id, sse.data)
+
+    def ends(self, event: TaskEvent) -> bool:
+        return _ends_stream(event, self.task_id)
+
+    def lost(self, exc: Exception) -> float:
+        """The connection failed: how long to wait before reconnecting, or StreamLost after too many."""
+        self.failures += 1
+        if self.failures > RECONNECTS:
+            raise StreamLost(f"lost the live stream from {self.base_url}: {exc}") from exc
+        return min(2.0, 0.1 * 2**self.failures)
+
+
 class Client:
     """Blocking client of one bgtasks service (any API process: they share the database)."""
 
@@ -269,37 +301,28 @@ class Client:
                 task_type: str | Iterable[str] | None, last_event_id: str | None,
                 deadline: float | None, output: bool = False) -> Iterator[TaskEvent]:
         path, params = _stream_target(task_id, status, task_type, output)
-        failures = 0
+        stream = _Resumable(self.base_url, task_id, last_event_id)
         while True:
             timeout = STREAM_TIMEOUT
             if deadline is not None:
                 if (left := deadline - time.monotonic()) <= 0:
                     return
                 timeout = httpx.Timeout(10.0, read=min(60.0, left))
-            headers = {"accept": "text/event-stream"}
-            if last_event_id:
-                headers["last-event-id"] = last_event_id
             try:
-                with connect_sse(self.http, "GET", path, params=params, headers=headers,
+                with connect_sse(self.http, "GET", path, params=params, headers=stream.headers(),
                                  timeout=timeout) as source:
                     if source.response.status_code >= 400:
                         source.response.read()
                         answer(source.response)
                     for sse in source.iter_sse():
-                        failures = 0
-                        last_event_id = sse.id or last_event_id
-                        if (event := _event(sse.event, sse.id, sse.data)) is None:
-                            continue
-                        yield event
-                        if _ends_stream(event, task_id):
-                            return
+                        if (event := stream.take(sse)) is not None:
+                            yield event
+                            if stream.ends(event):
+                                return
             except (httpx.TransportError, SSEError) as exc:
                 if deadline is not None and time.monotonic() >= deadline:
                     return
-                failures += 1
-                if failures > RECONNECTS:
-                    raise StreamLost(f"lost the live stream from {self.base_url}: {exc}") from exc
-                time.sleep(min(2.0, 0.1 * 2**failures))
+                time.sleep(stream.lost(exc))
 
     def wait(self, task_id: str, timeout: float = 300.0) -> TaskInfo:
         """Block until the task is completed, failed or cancelled; TimeoutError after `timeout` seconds."""
@@ -369,30 +392,21 @@ class AsyncClient:
                      output: bool = False) -> AsyncIterator[TaskEvent]:
         """As `Client.events` (`output=True`: a task's live output too)."""
         path, params = _stream_target(task_id, status, task_type, output)
-        failures = 0
+        stream = _Resumable(self.base_url, task_id, last_event_id)
         while True:
-            headers = {"accept": "text/event-stream"}
-            if last_event_id:
-                headers["last-event-id"] = last_event_id
             try:
-                async with aconnect_sse(self.http, "GET", path, params=params, headers=headers,
+                async with aconnect_sse(self.http, "GET", path, params=params, headers=stream.headers(),
                                         timeout=STREAM_TIMEOUT) as source:
                     if source.response.status_code >= 400:
                         await source.response.aread()
                         answer(source.response)
                     async for sse in source.aiter_sse():
-                        failures = 0
-                        last_event_id = sse.id or last_event_id
-                        if (event := _event(sse.event, sse.id, sse.data)) is None:
-                            continue
-                        yield event
-                        if _ends_stream(event, task_id):
-                            return
+                        if (event := stream.take(sse)) is not None:
+                            yield event
+                            if stream.ends(event):
+                                return
             except (httpx.TransportError, SSEError) as exc:
-                failures += 1
-                if failures > RECONNECTS:
-                    raise StreamLost(f"lost the live stream from {self.base_url}: {exc}") from exc
-                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+                await asyncio.sleep(stream.lost(exc))
 
     async def wait(self, task_id: str, timeout: float = 300.0) -> TaskInfo:  # noqa: ASYNC109 (the API names it)
         async def follow() -> TaskInfo:
