@@ -3,17 +3,16 @@ chosen lazily within a character budget, never outside the configured roots."""
 
 from __future__ import annotations
 
-import codecs
 import heapq
 import itertools
 import os
-import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from bgtasks.actors.errors import ProjectPathError
+from bgtasks.actors.project_walk import ProjectWalk, WithheldFile, file_rank, read_text
 from bgtasks.actors.secret_scan import secret_kinds
 
 __all__ = ["DirectoryCount", "ProjectFile", "ProjectSnapshot", "WithheldFile", "collect_project_files", "resolve_project_path"]
@@ -21,42 +20,9 @@ __all__ = ["DirectoryCount", "ProjectFile", "ProjectSnapshot", "WithheldFile", "
 # (relative path, absolute path, the text that would be sent, is it the whole file) -> kinds of secret found.
 SecretFinder = Callable[..., list[str]]
 
-# Directories that are never project content: VCS data, dependencies, caches and build output.
-SKIPPED_DIRS = frozenset(
-    {
-        ".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", "dist", "build",
-        ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox", ".next", ".cache",
-    }
-)  # fmt: skip
-# Files that commonly hold secrets: a task must never ship them to a model provider.
-_SECRET_NAME = re.compile(
-    r"^(\.env(\..+)?|.*\.(pem|key|p12|pfx|jks|keystore)|id_(rsa|dsa|ecdsa|ed25519)|\.netrc|\.npmrc|\.pypirc"
-    r"|\.pgpass|\.git-credentials|\.dockercfg)$"
-)
-_SECRET_ALLOWED = frozenset({".env.example", ".env.sample", ".env.template"})
-# What tells a model most about a project, best first; lock files last (large and uninformative).
-_MANIFESTS = frozenset(
-    {
-        "pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", "package.json", "tsconfig.json",
-        "cargo.toml", "go.mod", "gemfile", "pom.xml", "build.gradle", "build.gradle.kts", "composer.json",
-        "makefile", "dockerfile", "docker-compose.yml", "compose.yaml", "mix.exs", "deno.json",
-    }
-)  # fmt: skip
-_LOCKFILES = frozenset(
-    {"package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "uv.lock", "cargo.lock", "go.sum"}
-)
-_DOC_NAMES = re.compile(
-    r"^(contributing|changelog|architecture|design|license|copying)(\..*)?$", re.IGNORECASE
-)
-# Data, not code: ranked after every source file, whatever their depth.
-_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".xml", ".log", ".dat", ".geojson", ".arff", ".svg",
-                  ".ipynb")
-DATA_BYTES = 100_000
-DATA_JSON_BYTES = 20_000  # a JSON file this large is data, not configuration
 # Balanced selection: the root's own best files read first, and the least a group's first file is cut to.
 _ROOT_FIRST = 3
 _MIN_SHARE = 300
-_SNIFF_BYTES = 8192
 # How many withheld files the prompt names (the result lists them all), how many characters of names of files
 # not shown it carries, and how many top-level directories it counts.
 _WITHHELD_NAMES = 50
@@ -73,13 +39,6 @@ class ProjectFile:
     content: str
     truncated: bool  # content is a prefix: the file exceeded max_file_bytes or the remaining budget
 
-
-@dataclass(frozen=True)
-class WithheldFile:
-    """A file never sent because it holds (or by its name usually holds) secrets; only its name is kept."""
-
-    path: str
-    reason: str  # "secret file name" or the kinds detect-secrets found, e.g. "Private Key, Secret Keyword"
 
 
 @dataclass(frozen=True)
@@ -214,7 +173,7 @@ def collect_project_files(
     files are read only when their target is inside ``root``.
     """
     real_root = Path(root).resolve()
-    walk = _Walk(str(real_root), max_files_scanned)
+    walk = ProjectWalk(str(real_root), max_files_scanned)
     seen: Counter[str] = Counter()
     # Per group, a max-heap (by negated rank) of its best candidates; the worst is evicted once the rest cover
     # the group's share, so a 100,000-file tree costs no more memory than a small one.
@@ -228,7 +187,7 @@ def collect_project_files(
     for rel, full, size in walk.files():
         group = walk.group_of(rel)
         seen[group] += 1
-        rank = _rank(rel, size)
+        rank = file_rank(rel, size)
         heap = heaps.setdefault(group, [])
         heapq.heappush(heap, (tuple(-x for x in rank), -next(tiebreak), rel, full, size))
         costs[group] += _cost(size, max_file_bytes)
@@ -267,7 +226,7 @@ def _cost(size: int, max_file_bytes: int) -> int:
 _Candidate = tuple[tuple[int, ...], int, str, str, int]  # (negated rank, negated scan order, rel, full, size)
 
 
-def _select(heaps: dict[str, list[_Candidate]], walk: _Walk, budget_chars: int, max_file_bytes: int,
+def _select(heaps: dict[str, list[_Candidate]], walk: ProjectWalk, budget_chars: int, max_file_bytes: int,
             find_secrets: SecretFinder | None) -> tuple[list[tuple[tuple[tuple[int, ...], int], ProjectFile]], list[str]]:
     """Read candidates in balanced order until the budget is spent: the root's best three, then each group's
     best (cut to a fair share of half the budget), then round-robin. (chosen with their sort keys, unread paths)"""
@@ -283,7 +242,7 @@ def _select(heaps: dict[str, list[_Candidate]], walk: _Walk, budget_chars: int, 
         queue = queues.get(group) or []
         while queue and left > 0:
             neg_rank, neg_n, rel, full, size = queue.pop(0)
-            read = _read_text(full, min(limit, left))
+            read = read_text(full, min(limit, left))
             if read is None:
                 walk.skipped["binary"] += 1
                 continue
@@ -308,291 +267,6 @@ def _select(heaps: dict[str, list[_Candidate]], walk: _Walk, budget_chars: int, 
     unread = [c[2] for q in queues.values() for c in q]
     return chosen, unread
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Walking
-
-
-class _StopWalk(Exception):
-    """The scan limit was reached."""
-
-
-class _Walk:
-    """The files worth considering under a root, yielded in balanced order (see collect_project_files), with
-    what was skipped and why. ``groups`` is how many top-level directories share the walk."""
-
-    def __init__(self, root: str, max_files: int) -> None:
-        self.root = root
-        self.max_files = max_files
-        self.scanned = 0
-        self.skipped: Counter[str] = Counter()
-        self.withheld: list[WithheldFile] = []
-        self.limit_reached = False
-        self.base = ""  # the directory whose subdirectories are the groups ("" for the root)
-        self.groups = 0
-
-    def group_of(self, rel: str) -> str:
-        """The top-level directory (below ``base``) a file belongs to; "" for files at or above ``base``."""
-        inner = rel[len(self.base) + 1:] if self.base and rel.startswith(self.base + "/") else rel
-        if self.base and inner is rel:
-            return ""
-        head, sep, _rest = inner.partition("/")
-        return (f"{self.base}/{head}" if self.base else head) if sep else ""
-
-    def files(self) -> Iterator[tuple[str, str, int]]:
-        try:
-            yield from self._balanced(self.root, "", ())
-        except _StopWalk:
-            self.limit_reached = True
-            self.skipped["scan_limit"] = 1
-
-    def _balanced(self, directory: str, rel_dir: str,
-                  rules: tuple[_IgnoreRules, ...]) -> Iterator[tuple[str, str, int]]:
-        # Down the chain of single directories (src/, packages/) first: the groups are the subdirectories of
-        # the first directory that has several (or none), known before any file is yielded.
-        above: list[tuple[str, str, bool, tuple[_IgnoreRules, ...]]] = []
-        while True:
-            listing = self._list(directory, rel_dir, rules)
-            if listing is None:
-                subdirs: list[tuple[str, str, tuple[_IgnoreRules, ...]]] = []
-                break
-            files, subdirs = listing
-            above += files
-            if len(subdirs) != 1:
-                break
-            directory, rel_dir, rules = subdirs[0]
-        self.base, self.groups = rel_dir, len(subdirs)
-        for entry in above:
-            yield from self._file(*entry)
-        walks = [self._depth_first(*d) for d in subdirs]
-        while walks:  # one file from each top-level directory in turn
-            for walk in list(walks):
-                item = next(walk, None)
-                if item is None:
-                    walks.remove(walk)
-                else:
-                    yield item
-
-    def _depth_first(self, directory: str, rel_dir: str,
-                     rules: tuple[_IgnoreRules, ...]) -> Iterator[tuple[str, str, int]]:
-        stack: list[tuple[str, str, tuple[_IgnoreRules, ...]]] = [(directory, rel_dir, rules)]
-        while stack:
-            listing = self._list(*stack.pop())
-            if listing is None:
-                continue
-            files, subdirs = listing
-            for entry in files:
-                yield from self._file(*entry)
-            # Reversed so the stack pops subdirectories in name order: deterministic output.
-            stack.extend(reversed(subdirs))
-
-    def _list(self, directory: str, rel_dir: str, rules: tuple[_IgnoreRules, ...]) -> (
-            tuple[list[tuple[str, str, bool, tuple[_IgnoreRules, ...]]],
-                  list[tuple[str, str, tuple[_IgnoreRules, ...]]]] | None):
-        """One directory: its candidate files (rel, path, is_link, rules) and subdirectories, in name order."""
-        own = _IgnoreRules.load(os.path.join(directory, ".gitignore"), rel_dir)
-        if own is not None:
-            rules = (*rules, own)
-        try:
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            self.skipped["unreadable"] += 1
-            return None
-        files: list[tuple[str, str, bool, tuple[_IgnoreRules, ...]]] = []
-        subdirs: list[tuple[str, str, tuple[_IgnoreRules, ...]]] = []
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            try:
-                is_link = entry.is_symlink()
-                is_dir = entry.is_dir(follow_symlinks=True)
-                is_file = entry.is_file(follow_symlinks=True)
-            except OSError:
-                self.skipped["unreadable"] += 1
-                continue
-            if is_dir:
-                if is_link:
-                    self.skipped["symlinked_dir"] += 1  # following would allow loops and escapes
-                elif entry.name in SKIPPED_DIRS or os.path.exists(os.path.join(entry.path, "pyvenv.cfg")):
-                    self.skipped["ignored_dir"] += 1
-                elif _ignored(rules, rel, is_dir=True):
-                    self.skipped["gitignored"] += 1
-                else:
-                    subdirs.append((entry.path, rel, rules))
-            elif not is_file:
-                self.skipped["not_a_file"] += 1  # broken links, sockets, fifos
-            else:
-                files.append((rel, entry.path, is_link, rules))
-        return files, subdirs
-
-    def _file(self, rel: str, path: str, is_link: bool,
-              rules: tuple[_IgnoreRules, ...]) -> Iterator[tuple[str, str, int]]:
-        if self.scanned >= self.max_files:
-            raise _StopWalk
-        self.scanned += 1
-        name = rel.rsplit("/", 1)[-1].lower()
-        if _ignored(rules, rel, is_dir=False):
-            self.skipped["gitignored"] += 1
-        elif _SECRET_NAME.match(name) and name not in _SECRET_ALLOWED:
-            self.skipped["secret"] += 1
-            self.withheld.append(WithheldFile(rel, "secret file name"))
-        elif is_link and not _inside(path, self.root):
-            self.skipped["symlink_outside"] += 1
-        else:
-            try:
-                size = os.stat(path).st_size
-            except OSError:
-                self.skipped["unreadable"] += 1
-                return
-            yield rel, path, size
-
-
-def _inside(path: str, root: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _rank(rel: str, size: int) -> tuple[int, int, int]:
-    """Smaller is better: (kind, depth, size). Kinds: 0 README, 1 manifests, 2 docs, 3 source, 4 data (by
-    extension, or any other file over DATA_BYTES), 5 lock files and minified bundles."""
-    name = rel.rsplit("/", 1)[-1].lower()
-    depth = rel.count("/")
-    if name.startswith("readme"):
-        kind = 0
-    elif name in _MANIFESTS or (name.startswith("requirements") and name.endswith(".txt")):
-        kind = 1
-    elif _DOC_NAMES.match(name) or name.endswith((".md", ".rst")):
-        kind = 2
-    elif name in _LOCKFILES or name.endswith((".min.js", ".min.css", ".map")):
-        kind = 5
-    elif name.endswith(_DATA_SUFFIXES) or size > DATA_BYTES or (name.endswith(".json") and size > DATA_JSON_BYTES):
-        kind = 4
-    else:
-        kind = 3
-    return kind, depth, size
-
-
-def _read_text(path: str, limit: int) -> tuple[str, bool] | None:
-    """Up to ``limit`` characters of a UTF-8 text file and whether it was cut; None for binary files."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(_SNIFF_BYTES)
-            if b"\0" in head:
-                return None
-            # Every character takes at least one byte, so ``limit`` bytes never decode to more characters.
-            rest = fh.read(max(0, limit - len(head))) if len(head) < limit else b""
-            data = head + rest
-            more = bool(fh.read(1))
-    except OSError:
-        return None
-    cut = more or len(data) > limit
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        # final=not cut: a multi-byte character split at the cut is dropped, not an error.
-        text = decoder.decode(data[:limit] if cut else data, final=not cut)
-    except UnicodeDecodeError:
-        return None
-    return text, cut
-
-
-# ---------------------------------------------------------------------------------------------------------
-# .gitignore (the common subset: comments, blank lines, negation, dir/, anchors, *, ?, [..], **)
-
-
-@dataclass(frozen=True)
-class _IgnoreRule:
-    regex: re.Pattern[str]
-    negated: bool
-    dir_only: bool
-
-
-@dataclass(frozen=True)
-class _IgnoreRules:
-    base: str  # directory of the .gitignore, relative to the project root ("" for the root)
-    rules: tuple[_IgnoreRule, ...]
-
-    @classmethod
-    def load(cls, path: str, base: str) -> _IgnoreRules | None:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                rules = tuple(r for line in fh if (r := _compile(line)) is not None)
-        except OSError:
-            return None
-        return cls(base, rules) if rules else None
-
-    def decide(self, rel: str, is_dir: bool) -> bool | None:
-        """True: ignored; False: re-included by a negation; None: no rule here matches."""
-        if self.base:
-            if not rel.startswith(self.base + "/"):
-                return None
-            rel = rel[len(self.base) + 1 :]
-        verdict: bool | None = None
-        for rule in self.rules:  # the last matching rule wins, as in git
-            if rule.dir_only and not is_dir:
-                continue
-            if rule.regex.match(rel):
-                verdict = not rule.negated
-        return verdict
-
-
-def _ignored(rules: tuple[_IgnoreRules, ...], rel: str, *, is_dir: bool) -> bool:
-    verdict = False
-    for rule_set in rules:  # deeper .gitignore files come later and override shallower ones
-        decided = rule_set.decide(rel, is_dir)
-        if decided is not None:
-            verdict = decided
-    return verdict
-
-
-def _compile(line: str) -> _IgnoreRule | None:
-    pattern = line.rstrip("\n").rstrip("\r")
-    if not pattern.strip() or pattern.startswith("#"):
-        return None
-    pattern = pattern.rstrip(" ")
-    negated = pattern.startswith("!")
-    if negated:
-        pattern = pattern[1:]
-    elif pattern.startswith("\\"):
-        pattern = pattern[1:]  # "\#file" and "\!file" are literal
-    dir_only = pattern.endswith("/")
-    pattern = pattern.rstrip("/")
-    if not pattern:
-        return None
-    # A slash at the start or in the middle anchors the pattern to the .gitignore's directory.
-    anchored = "/" in pattern
-    pattern = pattern.lstrip("/")
-    body = _translate(pattern)
-    prefix = "" if anchored else "(?:.*/)?"
-    return _IgnoreRule(re.compile(f"^{prefix}{body}$"), negated, dir_only)
-
-
-def _translate(pattern: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[" and (end := pattern.find("]", i + 2)) != -1:
-            inner = pattern[i + 1 : end]
-            if inner.startswith("!"):
-                inner = "^" + inner[1:]
-            out.append("[" + inner.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return "".join(out)
 
 
 def _tree(files: list[ProjectFile]) -> list[str]:
