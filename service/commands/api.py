@@ -6,7 +6,6 @@ import argparse
 import gc
 
 from ..errors import ConfigError
-from ..settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from ..api.app import create_app
     from ..connections import resolve as resolve_connections
     from ..logs import configure_logging
+    from ..settings import load_settings
     from ..task_modules import load_task_types
 
     overrides = {k: v for k, v in (("bgtasks_host", args.host), ("bgtasks_port", args.port)) if v is not None}

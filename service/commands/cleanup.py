@@ -7,8 +7,6 @@ import argparse
 
 from .. import durations
 from ..client import OK, USAGE, CliError, command
-from ..running import database_url
-from ..settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import db
     from ..retention import DAY_S, run_retention
+    from ..running import database_url
+    from ..settings import load_settings
     from ..store import operations as store
 
     settings = load_settings()

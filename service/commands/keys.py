@@ -8,10 +8,9 @@ import json
 import sys
 from typing import Any
 
-from .. import db, tables
-from ..running import database_url
-from ..settings import load_settings
+from .. import tables
 from ..store import keys
+from . import database_url
 
 EXIT_NOT_FOUND = 3
 
@@ -32,12 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ls.set_defaults(func=run_ls)
 
 
-def _url() -> str:
-    return database_url(load_settings())
-
-
 async def _with_conn(fn: Any) -> Any:
-    conn = await db.connect(_url())
+    from .. import db
+
+    conn = await db.connect(database_url())
     try:
         return await fn(conn)
     finally:

@@ -10,11 +10,10 @@ import json
 import sys
 from typing import Any
 
-from .. import db, tables
+from .. import tables
 from ..client import CliError, command
-from ..running import database_url
-from ..settings import load_settings
 from ..store import limits
+from . import database_url
 
 EXIT_USAGE, EXIT_NOT_FOUND = 2, 3
 # option -> (column, smallest value)
@@ -70,7 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 async def _with_conn(fn: Any) -> Any:
-    conn = await db.connect(database_url(load_settings()))
+    from .. import db
+
+    conn = await db.connect(database_url())
     try:
         return await fn(conn)
     finally:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import db
-from ..connections import resolve as resolve_connections
 from ..errors import SchemaOutdated
-from ..running import database_url
-from ..settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import db
+    from ..connections import resolve as resolve_connections
+    from ..running import database_url
+    from ..settings import load_settings
+
     settings = load_settings()
     # Migrations take locks and run DDL on a session of their own: the direct URL when one is given; through
     # a transaction pooler without one, refuse with one line (service/connections.py).

@@ -7,11 +7,9 @@ import asyncio
 import json
 from typing import Any
 
-from .. import db, tables
+from .. import tables
 from ..errors import ValidationFailed
-from ..running import database_url
-from ..settings import load_settings
-from ..store import workflows as store
+from . import database_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,6 +49,9 @@ def _table(rows: list[Any]) -> None:
 
 
 async def _run(url: str, args: argparse.Namespace) -> int:
+    from .. import db
+    from ..store import workflows as store
+
     conn = await db.connect(url)
     try:
         if args.op == "ls":
@@ -80,4 +81,4 @@ async def _run(url: str, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(database_url(load_settings()), args))
+    return asyncio.run(_run(database_url(), args))

@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..client import USAGE, CliError, command
-from ..running import database_url
-from ..settings import load_settings
+from . import database_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,7 +34,7 @@ def find_psql() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = database_url(load_settings())
+    url = database_url()
     psql = find_psql()
     if psql is None:
         raise CliError("psql not found: install the PostgreSQL client (e.g. apt install postgresql-client)", USAGE)

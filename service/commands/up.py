@@ -11,13 +11,12 @@ import socket
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import httpx
-import psycopg
 
-from .. import db, running
-from ..settings import Settings, load_settings
-from ..task_modules import BUILTIN, module_names
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 EXIT_FAILED, EXIT_PORT_BUSY = 1, 2  # and 0 after Ctrl-C or SIGTERM (docs/operations.md)
 READY_TIMEOUT_S = 60.0
@@ -35,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _ensure_database(admin_url: str, name: str) -> None:
+    import psycopg
+
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -74,6 +75,10 @@ def _healthy(base: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import db, running
+    from ..settings import load_settings
+    from ..task_modules import BUILTIN, module_names
+
     overrides: dict[str, object] = {}
     if args.host:
         overrides["bgtasks_host"] = args.host

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from ..settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from ..connections import resolve as resolve_connections
     from ..logs import configure_logging
     from ..running import database_url
+    from ..settings import load_settings
     from ..task_modules import load_task_types
     from ..worker import run_worker
 
