@@ -77,9 +77,11 @@ _CONSTRAINTS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "m
 
 def describe(t: dict[str, Any]) -> None:
     """One type for people: its settings, then each payload field (type, required, constraints)."""
-    workers = ", ".join(t.get("workers") or []) or "none"
+    live = str(t["liveWorkers"])
+    if t.get("workers"):  # their ids: superusers only
+        live += f" ({', '.join(t['workers'])})"
     facts = [("type", t["name"]), ("description", t.get("description") or ""),
-             ("live workers", f"{t['liveWorkers']} ({workers})" if t["published"] else "not published"),
+             ("live workers", live if t["published"] else "not published"),
              ("retries", t["maxRetries"]), ("time limit", f"{t['timeLimitS']:g}s"),
              ("needs a project", "yes" if t.get("needsProject") else "no")]
     if t.get("publishedBy"):
