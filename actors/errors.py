@@ -5,7 +5,9 @@
      │    │                         an answer cut off at the type's largest output limit, or over the size cap
      │    └── InvalidModelOutput    the model answered, but not with JSON matching the schema, even after re-asks
      └── RetryableModelError        may work later; ``retry_after`` is the server's hint in seconds, if any
-          └── RateLimited           the provider said 429: wait and run again without counting a retry
+          ├── RateLimited           the provider said 429: wait and run again without counting a retry
+          └── WaitingForBudget      a provider budget (provider_budgets) had no room: no call was made; the task
+                                    waits in the queue for its turn without counting a retry
 
     ProjectPathError (ValueError)   a task's project path is missing, not a directory, or outside the roots
 
@@ -34,6 +36,7 @@ __all__ = [
     "ProjectPathError",
     "RateLimited",
     "RetryableModelError",
+    "WaitingForBudget",
 ]
 
 
@@ -73,6 +76,19 @@ class RateLimited(RetryableModelError):
     rescheduled without spending a retry (registered as ``rate_limited``)."""
 
 
+class WaitingForBudget(RetryableModelError):
+    """The fleet's budget for this provider and model (provider_budgets) has no room for the next call, so it was
+    not made. ``retry_after`` is when this task's turn is expected; the worker puts the task back in the queue
+    until then (postpone_for_budget(), no retry spent, no wait limit: the budget paces the
+    fleet, it is not a failure). ``provider`` and ``model`` name the budget's row."""
+
+    def __init__(self, message: str, *, provider: str, model: str, retry_after: float,
+                 usage: list[ModelUsage] | None = None) -> None:
+        super().__init__(message, retry_after=retry_after, usage=usage)
+        self.provider = provider
+        self.model = model
+
+
 class InvalidModelOutput(PermanentModelError):
     """The model's answer was not valid JSON for the schema after every re-ask within one run.
 
@@ -97,6 +113,7 @@ class InvalidModelOutput(PermanentModelError):
 register_error(ModelError, ErrorKind(worded=True))
 register_error(PermanentModelError, ErrorKind(permanent=True, worded=True))
 register_error(RateLimited, ErrorKind(rate_limited=True, worded=True))
+register_error(WaitingForBudget, ErrorKind(budget_wait=True, worded=True))
 
 
 class ProjectPathError(ValueError):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import openai
 from openai import AsyncOpenAI
@@ -18,6 +19,7 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 from bgtasks.actors.errors import (
     InvalidModelOutput,
     PermanentModelError,
+    RateLimited,
     RetryableModelError,
 )
 from bgtasks.actors.json_schema import schema_problems, wire_schema
@@ -25,11 +27,15 @@ from bgtasks.actors.openai_errors import seconds, translate
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "Budget",
     "ModelConfig",
     "ModelUsage",
     "OnText",
+    "ProviderSignals",
     "complete_json",
     "complete_text",
+    "estimate_tokens",
+    "provider_signals",
     "require_api_key",
     "schema_problems",
     "wire_schema",
@@ -86,6 +92,82 @@ class ModelUsage:
     cached_prompt_tokens: int = 0  # of prompt_tokens, served from the provider's prompt cache (cheaper)
 
 
+@dataclass(frozen=True)
+class ProviderSignals:
+    """What the provider said about its own limits with one response: a 429 (and its Retry-After), and the
+    ``x-ratelimit-remaining-*``/``x-ratelimit-reset-*`` headers OpenAI-compatible providers send. ``seen_at`` is
+    when the headers arrived (``time.monotonic()``): a streamed answer's headers are as old as its start."""
+
+    rate_limited: bool = False
+    retry_after_s: float | None = None
+    requests_left: int | None = None
+    requests_reset_s: float | None = None
+    tokens_left: int | None = None
+    tokens_reset_s: float | None = None
+    seen_at: float | None = None
+
+
+class Budget(Protocol):
+    """The fleet's budget for the provider (service/provider_budgets.py): ``reserve`` before each call (raises
+    ``WaitingForBudget`` when there is no room; returns what ``settle`` needs), ``settle`` after it with the
+    tokens it used (None: unknown) and the provider's signals."""
+
+    async def reserve(self, model: str, estimate: int, usages: list[ModelUsage]) -> Any: ...
+
+    async def settle(self, ticket: Any, used_tokens: int | None, signals: ProviderSignals) -> None: ...
+
+
+def estimate_tokens(messages: list[ChatCompletionMessageParam], response_format: Any, output_limit: int) -> int:
+    """What a call may use, as providers count it against a token limit before it runs: the prompt at about
+    four characters a token (the schema included) plus the whole output limit."""
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    if response_format is not None:
+        chars += len(json.dumps(response_format))
+    return -(-chars // 4) + output_limit
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _reset_seconds(value: str | None) -> float | None:
+    """``x-ratelimit-reset-*`` as seconds: OpenAI writes durations ("1s", "6m0s", "20ms"); a bare number is
+    seconds."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+def _count(value: str | None) -> int | None:
+    try:
+        return max(0, int(float(value))) if value else None
+    except ValueError:
+        return None
+
+
+def provider_signals(headers: Any, *, rate_limited: bool = False, retry_after_s: float | None = None,
+                     seen_at: float | None = None) -> ProviderSignals:
+    """The provider's rate-limit headers of one response (a mapping with ``get``), read leniently: a header
+    missing or unreadable is None."""
+    return ProviderSignals(
+        rate_limited=rate_limited,
+        retry_after_s=retry_after_s,
+        requests_left=_count(headers.get("x-ratelimit-remaining-requests")),
+        requests_reset_s=_reset_seconds(headers.get("x-ratelimit-reset-requests")),
+        tokens_left=_count(headers.get("x-ratelimit-remaining-tokens")),
+        tokens_reset_s=_reset_seconds(headers.get("x-ratelimit-reset-tokens")),
+        seen_at=time.monotonic() if seen_at is None else seen_at,
+    )
+
+
 def require_api_key(config: ModelConfig) -> None:
     """No key: a permanent error with the seed's message (actors check this before any other work)."""
     if not config.api_key or not config.api_key.strip():
@@ -102,6 +184,7 @@ async def complete_json(
     validate_attempts: int = 2,
     check: Callable[[dict[str, Any]], list[str]] | None = None,
     on_text: OnText | None = None,
+    budget: Budget | None = None,
 ) -> tuple[dict[str, Any], list[ModelUsage]]:
     """Ask the model for a JSON object matching ``schema`` and return it with the usage of every call made.
 
@@ -112,7 +195,7 @@ async def complete_json(
     ``check`` adds problems a schema cannot express (e.g. "not an emoji"), re-asked the same way.
     Cancelling the calling task abandons the HTTP request and closes the connection.
     Every call streams; ``on_text`` receives the answer's text as it arrives (a re-ask's answer after the
-    first one's).
+    first one's). ``budget``: every call (re-asks too) first reserves room in the fleet's provider budget.
     """
     if validate_attempts < 1:
         raise ValueError("validate_attempts must be at least 1")
@@ -134,7 +217,8 @@ async def complete_json(
         answers = 0
         while answers < validate_attempts:
             answers += 1
-            completion = await _call(client, config, messages, response_format, output_limit, usages, on_text)
+            completion = await _call(client, config, messages, response_format, output_limit, usages, on_text,
+                                     budget)
             content, problems = _read_answer(completion, schema_name, usages)
             if completion.length > config.max_answer_chars:
                 raise PermanentModelError(
@@ -180,6 +264,7 @@ async def complete_text(
     system: str,
     user: str,
     on_text: OnText | None = None,
+    budget: Budget | None = None,
 ) -> tuple[str, list[ModelUsage]]:
     """Ask the model for free text, streamed: ``on_text`` receives each piece as it arrives; returns the whole
     text with the call's usage. The same bounds and error translation as ``complete_json``; an answer cut off at
@@ -192,7 +277,7 @@ async def complete_text(
     usages: list[ModelUsage] = []
     output_limit = min(config.max_output_tokens, config.max_output_tokens_cap)
     async with _client(config) as client:
-        completion = await _call(client, config, messages, None, output_limit, usages, on_text)
+        completion = await _call(client, config, messages, None, output_limit, usages, on_text, budget)
     if completion.length > config.max_answer_chars:
         raise PermanentModelError(
             f"the model's answer was {completion.length:,} characters, over the cap of "
@@ -245,10 +330,17 @@ async def _call(
     output_limit: int,
     usages: list[ModelUsage],
     on_text: OnText | None = None,
+    budget: Budget | None = None,
 ) -> Any:
     """One streamed request under a total deadline: the client's own timeout restarts on every chunk it reads,
     so a server trickling bytes could hold the call forever. Leaving the timeout block cancels the request,
-    which closes its connection."""
+    which closes its connection. With a ``budget``, the call first reserves its room (or raises
+    ``WaitingForBudget`` without calling) and settles it afterwards, whatever the outcome."""
+    ticket = None
+    if budget is not None:
+        ticket = await budget.reserve(config.model, estimate_tokens(messages, response_format, output_limit), usages)
+    signals = ProviderSignals()
+    used: int | None = None
     started = time.monotonic()
     extra: dict[str, Any] = {"response_format": response_format} if response_format is not None else {}
     try:
@@ -261,6 +353,7 @@ async def _call(
                 stream_options={"include_usage": True},
                 **extra,
             )
+            signals = provider_signals(stream.response.headers)  # as old as the answer's start
             completion = await _read_stream(stream, config.max_answer_chars, on_text)
     except TimeoutError as exc:
         raise RetryableModelError(
@@ -269,8 +362,17 @@ async def _call(
             usage=usages,
         ) from exc
     except openai.OpenAIError as exc:
-        raise translate(exc, config, usages) from exc
-    usages.append(_usage(completion, config, started))
+        error = translate(exc, config, usages)
+        if isinstance(exc, openai.APIStatusError):
+            signals = provider_signals(exc.response.headers, rate_limited=isinstance(error, RateLimited),
+                                       retry_after_s=getattr(error, "retry_after", None))
+        raise error from exc
+    else:
+        usages.append(_usage(completion, config, started))
+        used = usages[-1].total_tokens
+    finally:
+        if ticket is not None and budget is not None:
+            await budget.settle(ticket, used, signals)
     return completion
 
 

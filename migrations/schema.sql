@@ -987,6 +987,35 @@ $$;
 
 COMMENT ON FUNCTION public.pause_queue() IS 'Stop the queue (seed one''s stop): no worker claims a new task from the next claim on; running tasks finish. NOTIFYs bgtasks_queue.';
 
+CREATE FUNCTION public.postpone_for_budget(waiting_task text, claimed_attempt integer, budget_provider text, budget_model text, wait_seconds double precision, message text) RETURNS public.task_status
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    t background_tasks;
+    wait double precision := greatest(coalesce(wait_seconds, 0), 0);
+BEGIN
+    SELECT * INTO t FROM background_tasks
+    WHERE id = waiting_task AND attempt = claimed_attempt AND status = 'processing' FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- cancelled, taken back or deleted meanwhile
+    END IF;
+    INSERT INTO task_attempt_errors (task_id, attempt, worker_id, error_type, error_message, outcome, started_at)
+    VALUES (t.id, t.attempt, t.worker_id, 'WaitingForBudget', message, 'budget_wait', t.started_at);
+    INSERT INTO provider_budget_waits (task_id, provider, model, until)
+    VALUES (t.id, budget_provider, budget_model, now() + make_interval(secs => wait))
+    ON CONFLICT (task_id) DO UPDATE SET provider = EXCLUDED.provider, model = EXCLUDED.model, until = EXCLUDED.until;
+    UPDATE background_tasks SET
+        status = 'pending',
+        run_at = now() + make_interval(secs => wait),
+        description = format('Waiting for the provider''s budget (%s, model %s): runs again in %s s',
+                             budget_provider, budget_model, round(wait::numeric, 1))
+    WHERE id = t.id;
+    RETURN 'pending';
+END
+$$;
+
+COMMENT ON FUNCTION public.postpone_for_budget(waiting_task text, claimed_attempt integer, budget_provider text, budget_model text, wait_seconds double precision, message text) IS 'Worker: a provider budget had no room for this attempt''s model call; back to pending until its turn (run_at), without counting a retry, recorded as outcome budget_wait.';
+
 CREATE FUNCTION public.postpone_rate_limited(task_id text, claimed_attempt integer, error_type text, message text, retry_after_seconds double precision, max_wait_seconds double precision) RETURNS public.task_status
     LANGUAGE plpgsql
     AS $$
@@ -1025,6 +1054,134 @@ END
 $$;
 
 COMMENT ON FUNCTION public.postpone_rate_limited(task_id text, claimed_attempt integer, error_type text, message text, retry_after_seconds double precision, max_wait_seconds double precision) IS 'Worker: the provider rate-limited this attempt (429); back to pending after Retry-After (or backoff) without counting a retry, while the task''s total wait stays within max_wait_seconds; past it, fail_task().';
+
+CREATE TABLE public.provider_budget_reservations (
+    id bigint NOT NULL,
+    provider text NOT NULL,
+    model text NOT NULL,
+    task_id text,
+    tokens integer NOT NULL,
+    reserved_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    settled_at timestamp with time zone,
+    counts_until timestamp with time zone NOT NULL,
+    CONSTRAINT provider_budget_reservations_tokens_check CHECK ((tokens >= 0))
+);
+
+COMMENT ON TABLE public.provider_budget_reservations IS 'Model calls counted against a provider budget: one row per call, from its reservation until a window after it ended (counts_until); rows past it are deleted by the next reservation. SELECT provider, model, count(*), sum(tokens) FROM provider_budget_reservations WHERE counts_until > now() GROUP BY 1, 2.';
+
+COMMENT ON COLUMN public.provider_budget_reservations.id IS 'The reservation, as settle_provider_budget() names it.';
+
+COMMENT ON COLUMN public.provider_budget_reservations.provider IS 'The budget (provider_budgets) the call counts against.';
+
+COMMENT ON COLUMN public.provider_budget_reservations.model IS 'The model of the budget the call counts against (''*'' for the provider''s shared row).';
+
+COMMENT ON COLUMN public.provider_budget_reservations.task_id IS 'The task that made the call.';
+
+COMMENT ON COLUMN public.provider_budget_reservations.tokens IS 'The token estimate while the call runs; its actual total_tokens once settled.';
+
+COMMENT ON COLUMN public.provider_budget_reservations.reserved_at IS 'When the call was let through.';
+
+COMMENT ON COLUMN public.provider_budget_reservations.settled_at IS 'When the call ended (NULL: still running, or its worker died: it then counts until counts_until).';
+
+COMMENT ON COLUMN public.provider_budget_reservations.counts_until IS 'The call stops counting then: a window after it ended (it reached the provider before that), or, while it runs, a window after its longest possible end.';
+
+CREATE FUNCTION public.provider_budget_expected_end(r public.provider_budget_reservations, window_seconds double precision, at timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT CASE WHEN r.settled_at IS NOT NULL THEN r.counts_until
+                ELSE greatest(r.reserved_at + make_interval(secs => window_seconds),
+                              at + make_interval(secs => window_seconds / 10)) END
+$$;
+
+COMMENT ON FUNCTION public.provider_budget_expected_end(r public.provider_budget_reservations, window_seconds double precision, at timestamp with time zone) IS 'When a call counted against a budget is expected to free its room: counts_until once settled; while it runs, a window after it started (at the earliest a tenth of a window from now).';
+
+CREATE TABLE public.provider_budgets (
+    provider text NOT NULL,
+    model text DEFAULT '*'::text NOT NULL,
+    requests_per_minute integer,
+    tokens_per_minute integer,
+    window_seconds double precision DEFAULT 60 NOT NULL,
+    shrink_factor double precision DEFAULT 1 NOT NULL,
+    shrunk_at timestamp with time zone,
+    blocked_until timestamp with time zone,
+    provider_requests_left integer,
+    provider_requests_reset_at timestamp with time zone,
+    provider_tokens_left bigint,
+    provider_tokens_reset_at timestamp with time zone,
+    provider_observed_at timestamp with time zone,
+    waits bigint DEFAULT 0 NOT NULL,
+    rate_limited bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT provider_budgets_model_check CHECK ((model <> ''::text)),
+    CONSTRAINT provider_budgets_provider_check CHECK ((provider <> ''::text)),
+    CONSTRAINT provider_budgets_requests_per_minute_check CHECK ((requests_per_minute > 0)),
+    CONSTRAINT provider_budgets_shrink_factor_check CHECK (((shrink_factor > (0)::double precision) AND (shrink_factor <= (1)::double precision))),
+    CONSTRAINT provider_budgets_tokens_per_minute_check CHECK ((tokens_per_minute > 0)),
+    CONSTRAINT provider_budgets_window_seconds_check CHECK (((window_seconds > (0)::double precision) AND (window_seconds <= (3600)::double precision)))
+);
+
+COMMENT ON TABLE public.provider_budgets IS 'How much every worker together may ask of a model provider: requests and tokens per minute per provider (the base URL calls go to, e.g. https://api.openai.com/v1) and model (''*'': every model of that provider without a row of its own). Change it with UPDATE, the API (PUT /api/provider-budgets) or `bgtasks budgets set`; the next reservation anywhere reads it.';
+
+COMMENT ON COLUMN public.provider_budgets.provider IS 'The base URL model calls go to (OPENAI_BASE_URL without a trailing slash; https://api.openai.com/v1 when unset).';
+
+COMMENT ON COLUMN public.provider_budgets.model IS 'The model name the calls ask for, or ''*'' for every model of the provider without a row of its own.';
+
+COMMENT ON COLUMN public.provider_budgets.requests_per_minute IS 'Most model calls started in any window_seconds (a minute unless shortened); NULL: not limited.';
+
+COMMENT ON COLUMN public.provider_budgets.tokens_per_minute IS 'Most tokens (prompt + completion) in any window_seconds: a call reserves its estimate (prompt characters / 4 + its output limit), corrected to its actual usage when it ends; NULL: not limited.';
+
+COMMENT ON COLUMN public.provider_budgets.window_seconds IS 'The length of the "minute" the limits count over: 60 for a provider''s per-minute limits; shorter only to test.';
+
+COMMENT ON COLUMN public.provider_budgets.shrink_factor IS 'Adapted, not configured: halved by each 429 the provider answers (down to 0.1); the limits in effect are the configured ones times this factor, which climbs back to 1 over one window after shrunk_at.';
+
+COMMENT ON COLUMN public.provider_budgets.shrunk_at IS 'When a 429 last shrank the budget (shrink_factor).';
+
+COMMENT ON COLUMN public.provider_budgets.blocked_until IS 'No call starts before this: the provider''s Retry-After on a 429, or its reset time when it said nothing is left.';
+
+COMMENT ON COLUMN public.provider_budgets.provider_requests_left IS 'The provider''s own count (x-ratelimit-remaining-requests) at provider_observed_at; calls settled since count against it until provider_requests_reset_at.';
+
+COMMENT ON COLUMN public.provider_budgets.provider_requests_reset_at IS 'When the provider said its request limit resets (x-ratelimit-reset-requests).';
+
+COMMENT ON COLUMN public.provider_budgets.provider_tokens_left IS 'The provider''s own count (x-ratelimit-remaining-tokens) at provider_observed_at.';
+
+COMMENT ON COLUMN public.provider_budgets.provider_tokens_reset_at IS 'When the provider said its token limit resets (x-ratelimit-reset-tokens).';
+
+COMMENT ON COLUMN public.provider_budgets.provider_observed_at IS 'When a response last carried the provider''s x-ratelimit-* headers.';
+
+COMMENT ON COLUMN public.provider_budgets.waits IS 'How many times a task was sent back to the queue to wait for this budget (a counter; /metrics).';
+
+COMMENT ON COLUMN public.provider_budgets.rate_limited IS 'How many calls under this budget the provider still answered with 429 (a counter; /metrics).';
+
+COMMENT ON COLUMN public.provider_budgets.updated_at IS 'When an operator last changed the limits.';
+
+CREATE FUNCTION public.provider_budget_factor(b public.provider_budgets, at timestamp with time zone) RETURNS double precision
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT CASE WHEN b.shrunk_at IS NULL OR b.shrink_factor >= 1 THEN 1::float8
+                ELSE least(1::float8, b.shrink_factor + (1 - b.shrink_factor)
+                           * extract(epoch FROM at - b.shrunk_at)::float8 / b.window_seconds) END
+$$;
+
+COMMENT ON FUNCTION public.provider_budget_factor(b public.provider_budgets, at timestamp with time zone) IS 'The share of a budget''s configured limits in effect at a time: shrink_factor after a 429, back to 1 linearly over window_seconds.';
+
+CREATE FUNCTION public.provider_budgets_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE background_tasks t SET run_at = now(), description = 'The provider''s budget changed: runs again now'
+    FROM provider_budget_waits w
+    WHERE w.provider = OLD.provider AND w.model = OLD.model AND t.id = w.task_id AND t.status = 'pending'
+      AND t.run_at > now();
+    DELETE FROM provider_budget_waits w WHERE w.provider = OLD.provider AND w.model = OLD.model;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    NEW.updated_at := now();
+    NEW.shrink_factor := 1;  -- new numbers start whole; the provider's next signals shrink them again
+    NEW.shrunk_at := NULL;
+    RETURN NEW;
+END
+$$;
 
 CREATE FUNCTION public.publish_task_types(worker text, types jsonb) RETURNS integer
     LANGUAGE plpgsql
@@ -1130,6 +1287,122 @@ $$;
 
 COMMENT ON FUNCTION public.release_task(task_id text, claimed_attempt integer) IS 'Worker shutdown: hand an unfinished task back to pending at once, without counting a retry.';
 
+CREATE FUNCTION public.reserve_provider_budget(call_provider text, call_model text, calling_task text, estimate integer, hold_seconds double precision) RETURNS TABLE(reservation_id bigint, wait_seconds double precision, budget_provider text, budget_model text, limited_by text)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    b provider_budgets;
+    at timestamptz := clock_timestamp();
+    factor double precision;
+    lim bigint;
+    n bigint;
+    used bigint;
+    want bigint;
+    ahead bigint;
+    turn bigint;
+    slot timestamptz;
+    wait double precision := 0;
+    why text;
+    made bigint;
+BEGIN
+    -- The budget row's lock makes reservations of one budget take turns: each counts what the one before
+    -- committed (every statement of a plpgsql function reads a fresh snapshot).
+    SELECT * INTO b FROM provider_budgets p
+    WHERE p.provider = call_provider AND p.model IN (call_model, '*')
+    ORDER BY p.model = '*' LIMIT 1 FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT NULL::bigint, 0::float8, NULL::text, NULL::text, NULL::text;
+        RETURN;
+    END IF;
+    at := clock_timestamp();
+    DELETE FROM provider_budget_reservations r
+    WHERE r.provider = b.provider AND r.model = b.model AND r.counts_until <= at;
+    factor := provider_budget_factor(b, at);
+    -- Tasks already waiting for this budget are ahead of this one: it is given the free slot after theirs.
+    SELECT count(*) INTO ahead FROM provider_budget_waits w JOIN background_tasks t ON t.id = w.task_id
+    WHERE w.provider = b.provider AND w.model = b.model AND w.task_id IS DISTINCT FROM calling_task
+      AND w.until > at AND t.status = 'pending';
+
+    IF b.blocked_until > at THEN
+        wait := extract(epoch FROM b.blocked_until - at);
+        why := 'the provider asked to wait (a 429''s Retry-After)';
+    END IF;
+
+    IF b.requests_per_minute IS NOT NULL THEN
+        lim := greatest(1, floor(b.requests_per_minute * factor));
+        SELECT count(*) INTO n FROM provider_budget_reservations r
+        WHERE r.provider = b.provider AND r.model = b.model;
+        IF n >= lim THEN
+            turn := n - lim + ahead;  -- this task's slot frees when that many calls (0-based) stopped counting
+            SELECT e INTO slot FROM (
+                SELECT provider_budget_expected_end(r, b.window_seconds, at) AS e, r.id
+                FROM provider_budget_reservations r WHERE r.provider = b.provider AND r.model = b.model) x
+            ORDER BY e, id OFFSET turn % n LIMIT 1;
+            slot := slot + make_interval(secs => b.window_seconds * (turn / n));
+            IF extract(epoch FROM slot - at) > wait THEN
+                wait := extract(epoch FROM slot - at);
+                why := format('%s requests per %s s in effect', lim, b.window_seconds);
+            END IF;
+        END IF;
+    END IF;
+
+    IF b.provider_requests_left IS NOT NULL AND b.provider_requests_reset_at > at THEN
+        -- Calls the provider had not seen when it said how many were left count against that number.
+        SELECT count(*) INTO n FROM provider_budget_reservations r
+        WHERE r.provider = b.provider AND r.model = b.model
+          AND (r.settled_at IS NULL OR r.settled_at > b.provider_observed_at);
+        IF n >= b.provider_requests_left AND extract(epoch FROM b.provider_requests_reset_at - at) > wait THEN
+            wait := extract(epoch FROM b.provider_requests_reset_at - at);
+            why := format('the provider said %s requests were left (x-ratelimit-remaining-requests)',
+                          b.provider_requests_left);
+        END IF;
+    END IF;
+
+    IF b.tokens_per_minute IS NOT NULL THEN
+        lim := greatest(1, floor(b.tokens_per_minute * factor));
+        want := least(greatest(estimate, 0), lim);  -- a call larger than the budget waits for an empty window
+        SELECT coalesce(sum(r.tokens), 0) INTO used FROM provider_budget_reservations r
+        WHERE r.provider = b.provider AND r.model = b.model;
+        IF used + want > lim THEN
+            SELECT min(e) INTO slot FROM (
+                SELECT e, sum(tokens) OVER (ORDER BY e, id) AS freed FROM (
+                    SELECT provider_budget_expected_end(r, b.window_seconds, at) AS e, r.tokens, r.id
+                    FROM provider_budget_reservations r WHERE r.provider = b.provider AND r.model = b.model) y) x
+            WHERE used - freed + want <= lim;
+            IF extract(epoch FROM slot - at) > wait THEN
+                wait := extract(epoch FROM slot - at);
+                why := format('%s tokens per %s s in effect, %s counted, %s asked', lim, b.window_seconds, used, want);
+            END IF;
+        END IF;
+    END IF;
+
+    IF b.provider_tokens_left IS NOT NULL AND b.provider_tokens_reset_at > at THEN
+        SELECT coalesce(sum(r.tokens), 0) INTO used FROM provider_budget_reservations r
+        WHERE r.provider = b.provider AND r.model = b.model
+          AND (r.settled_at IS NULL OR r.settled_at > b.provider_observed_at);
+        IF used + greatest(estimate, 0) > b.provider_tokens_left
+           AND extract(epoch FROM b.provider_tokens_reset_at - at) > wait THEN
+            wait := extract(epoch FROM b.provider_tokens_reset_at - at);
+            why := format('the provider said %s tokens were left (x-ratelimit-remaining-tokens)', b.provider_tokens_left);
+        END IF;
+    END IF;
+
+    IF wait > 0 THEN
+        UPDATE provider_budgets p SET waits = p.waits + 1 WHERE p.provider = b.provider AND p.model = b.model;
+        RETURN QUERY SELECT NULL::bigint, wait, b.provider, b.model, why;
+        RETURN;
+    END IF;
+    DELETE FROM provider_budget_waits w WHERE w.task_id = calling_task;
+    INSERT INTO provider_budget_reservations (provider, model, task_id, tokens, reserved_at, counts_until)
+    VALUES (b.provider, b.model, calling_task, greatest(estimate, 0), at,
+            at + make_interval(secs => b.window_seconds + greatest(hold_seconds, 0)))
+    RETURNING id INTO made;
+    RETURN QUERY SELECT made, 0::float8, b.provider, b.model, NULL::text;
+END
+$$;
+
+COMMENT ON FUNCTION public.reserve_provider_budget(call_provider text, call_model text, calling_task text, estimate integer, hold_seconds double precision) IS 'Worker, before a model call to a provider (base URL) and model: count one request and `estimate` tokens against the budget that applies (provider_budgets: the model''s row, else ''*''). Room: a reservation id (settle it with settle_provider_budget()), wait 0. No room: no id, the seconds until this task''s turn and what is full. No budget: no id, wait 0. hold_seconds: the call''s longest possible duration (a dead worker''s reservation counts until then plus a window).';
+
 CREATE FUNCTION public.resume_queue() RETURNS public.task_queue_settings
     LANGUAGE sql
     AS $$
@@ -1179,6 +1452,58 @@ END
 $$;
 
 COMMENT ON FUNCTION public.set_concurrency_limit(n integer) IS 'Most tasks processing at once over every worker (NULL: no limit; 0 holds everything). Enforced at the next claim; running tasks are never stopped by a lower limit.';
+
+CREATE FUNCTION public.settle_provider_budget(reservation bigint, used_tokens integer, was_rate_limited boolean, retry_after_seconds double precision, requests_left integer, requests_reset_seconds double precision, tokens_left bigint, tokens_reset_seconds double precision, observed_seconds_ago double precision) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    r provider_budget_reservations;
+    b provider_budgets;
+    at timestamptz;
+    seen timestamptz;
+BEGIN
+    SELECT * INTO r FROM provider_budget_reservations x WHERE x.id = reservation;
+    IF NOT FOUND THEN
+        RETURN false;  -- its budget was deleted meanwhile
+    END IF;
+    -- Locks in the order reserve_provider_budget() takes them: the budget row, then its reservations.
+    SELECT * INTO b FROM provider_budgets p WHERE p.provider = r.provider AND p.model = r.model FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    at := clock_timestamp();
+    -- Counted from now, not from its start: the provider saw the call before it ended.
+    UPDATE provider_budget_reservations x SET tokens = coalesce(greatest(used_tokens, 0), x.tokens), settled_at = at,
+        counts_until = at + make_interval(secs => b.window_seconds)
+    WHERE x.id = reservation;
+    IF was_rate_limited THEN
+        UPDATE provider_budgets p SET
+            rate_limited = p.rate_limited + 1,
+            -- One halving per tenth of a window: a burst of 429s to calls in flight together is one signal.
+            shrink_factor = CASE WHEN p.shrunk_at > at - make_interval(secs => p.window_seconds / 10) THEN p.shrink_factor
+                                 ELSE greatest(0.1, provider_budget_factor(b, at) / 2) END,
+            shrunk_at = CASE WHEN p.shrunk_at > at - make_interval(secs => p.window_seconds / 10) THEN p.shrunk_at
+                             ELSE at END,
+            blocked_until = greatest(p.blocked_until, at + make_interval(secs => coalesce(retry_after_seconds,
+                                     requests_reset_seconds, p.window_seconds / coalesce(p.requests_per_minute, 1))))
+        WHERE p.provider = b.provider AND p.model = b.model;
+    END IF;
+    seen := at - make_interval(secs => greatest(coalesce(observed_seconds_ago, 0), 0));
+    IF (requests_left IS NOT NULL OR tokens_left IS NOT NULL)
+       AND seen > coalesce(b.provider_observed_at, '-infinity') THEN
+        UPDATE provider_budgets p SET
+            provider_observed_at = seen,
+            provider_requests_left = requests_left,
+            provider_requests_reset_at = seen + make_interval(secs => coalesce(requests_reset_seconds, 0)),
+            provider_tokens_left = tokens_left,
+            provider_tokens_reset_at = seen + make_interval(secs => coalesce(tokens_reset_seconds, 0))
+        WHERE p.provider = b.provider AND p.model = b.model;
+    END IF;
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION public.settle_provider_budget(reservation bigint, used_tokens integer, was_rate_limited boolean, retry_after_seconds double precision, requests_left integer, requests_reset_seconds double precision, tokens_left bigint, tokens_reset_seconds double precision, observed_seconds_ago double precision) IS 'Worker, after a model call: its reservation counts its actual tokens until a window from now; a 429 shrinks the budget (shrink_factor) and blocks it for Retry-After; x-ratelimit-remaining-*/reset-* headers (seen observed_seconds_ago) are kept as the provider''s own count.';
 
 CREATE FUNCTION public.task_analytics(since timestamp with time zone, until timestamp with time zone, group_by text DEFAULT 'type'::text, only_user text DEFAULT NULL::text) RETURNS TABLE(key text, total bigint, pending bigint, processing bigint, completed bigint, failed bigint, cancelled bigint, success_rate double precision, duration_p50_s double precision, duration_p95_s double precision, queue_wait_p50_s double precision, queue_wait_p95_s double precision, retries bigint, prompt_tokens bigint, completion_tokens bigint)
     LANGUAGE plpgsql STABLE
@@ -1382,6 +1707,8 @@ DECLARE
     lim integer;
     running integer;
     wait double precision;
+    budget_provider text;
+    budget_model text;
 BEGIN
     IF t.status IS DISTINCT FROM 'pending' THEN
         RETURN NULL;
@@ -1410,7 +1737,14 @@ BEGIN
             SELECT e.outcome INTO last_outcome FROM task_attempt_errors e
             WHERE e.task_id = t.id ORDER BY e.attempt DESC, e.id DESC LIMIT 1;
         END IF;
-        IF last_outcome = 'rate_limited' THEN
+        IF last_outcome = 'budget_wait' THEN
+            SELECT w.provider, w.model INTO budget_provider, budget_model FROM provider_budget_waits w
+            WHERE w.task_id = t.id;
+            RETURN jsonb_build_object('reason', 'provider_budget', 'runAt', t.run_at, 'provider', budget_provider,
+                'model', budget_model,
+                'text', format('waiting for the provider''s budget (provider_budgets %s, model %s): runs again in %s',
+                               budget_provider, budget_model, waiting_duration_text(wait)));
+        ELSIF last_outcome = 'rate_limited' THEN
             RETURN jsonb_build_object('reason', 'rate_limited', 'runAt', t.run_at,
                 'text', format('waiting for the model provider''s budget (rate limited): runs again in %s',
                                waiting_duration_text(wait)));
@@ -1473,7 +1807,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION public.task_waiting_reason(t public.background_tasks) IS 'Why a pending task is not running yet, as {"reason", "text", ...}: queue_stopped, dependencies (count, taskIds), scheduled (runAt), retry_backoff (retry, runAt), rate_limited (runAt), no_worker (taskType), user_limit / type_limit / global_limit (running, limit), ready. NULL unless pending. SELECT task_waiting_reason(t) FROM background_tasks t WHERE id = ''…''.';
+COMMENT ON FUNCTION public.task_waiting_reason(t public.background_tasks) IS 'Why a pending task is not running yet, as {"reason", "text", ...}: queue_stopped, dependencies (count, taskIds), scheduled (runAt), retry_backoff (retry, runAt), rate_limited (runAt), provider_budget (runAt, provider, model), no_worker (taskType), user_limit / type_limit / global_limit (running, limit), ready. NULL unless pending. SELECT task_waiting_reason(t) FROM background_tasks t WHERE id = ''…''.';
 
 CREATE FUNCTION public.user_creation_limit(who text) RETURNS integer
     LANGUAGE sql STABLE
@@ -1718,6 +2052,67 @@ CREATE VIEW public.pending_tasks_why AS
 
 COMMENT ON VIEW public.pending_tasks_why IS 'Every pending task and why it waits (task_waiting_reason()): SELECT id, reason, why FROM pending_tasks_why WHERE user_id = ''…''; one function call per row, so filter first on a big queue.';
 
+ALTER TABLE public.provider_budget_reservations ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.provider_budget_reservations_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.provider_budget_waits (
+    task_id text NOT NULL,
+    provider text NOT NULL,
+    model text NOT NULL,
+    since timestamp with time zone DEFAULT now() NOT NULL,
+    until timestamp with time zone NOT NULL
+);
+
+COMMENT ON TABLE public.provider_budget_waits IS 'Tasks sent back to the queue to wait for a provider budget, and until when: a later waiter is given a later free slot (no herd on one), and a change of the budget wakes them (provider_budgets_changed).';
+
+COMMENT ON COLUMN public.provider_budget_waits.task_id IS 'The waiting task.';
+
+COMMENT ON COLUMN public.provider_budget_waits.provider IS 'The budget it waits for: provider (base URL) …';
+
+COMMENT ON COLUMN public.provider_budget_waits.model IS '… and model (''*'': the provider''s shared row).';
+
+COMMENT ON COLUMN public.provider_budget_waits.since IS 'When it first had to wait.';
+
+COMMENT ON COLUMN public.provider_budget_waits.until IS 'When the task runs again (its run_at), the moment a slot of the budget is expected to be free for it.';
+
+CREATE VIEW public.provider_budget_usage AS
+ SELECT b.provider,
+    b.model,
+    b.requests_per_minute,
+    b.tokens_per_minute,
+    b.window_seconds,
+    f.factor AS share_in_effect,
+    (floor(((b.requests_per_minute)::double precision * f.factor)))::bigint AS requests_in_effect,
+    (floor(((b.tokens_per_minute)::double precision * f.factor)))::bigint AS tokens_in_effect,
+    COALESCE(r.requests, (0)::bigint) AS requests_counted,
+    COALESCE(r.tokens, (0)::bigint) AS tokens_counted,
+    COALESCE(w.tasks, (0)::bigint) AS tasks_waiting,
+    b.waits,
+    b.rate_limited,
+    b.blocked_until,
+    b.provider_requests_left,
+    b.provider_tokens_left,
+    b.provider_observed_at,
+    b.updated_at
+   FROM (((public.provider_budgets b
+     CROSS JOIN LATERAL ( SELECT public.provider_budget_factor(b.*, clock_timestamp()) AS factor) f)
+     LEFT JOIN LATERAL ( SELECT count(*) AS requests,
+            sum(x.tokens) AS tokens
+           FROM public.provider_budget_reservations x
+          WHERE ((x.provider = b.provider) AND (x.model = b.model) AND (x.counts_until > clock_timestamp()))) r ON (true))
+     LEFT JOIN LATERAL ( SELECT count(*) AS tasks
+           FROM (public.provider_budget_waits x
+             JOIN public.background_tasks t ON ((t.id = x.task_id)))
+          WHERE ((x.provider = b.provider) AND (x.model = b.model) AND (t.status = 'pending'::public.task_status))) w ON (true));
+
+COMMENT ON VIEW public.provider_budget_usage IS 'Each provider budget as it stands: the limits configured and in effect (after 429s), what is counted in the current window, how many tasks wait for it, and its counters (waits, rate_limited). SELECT * FROM provider_budget_usage;';
+
 CREATE TABLE public.questions (
     id bigint NOT NULL,
     user_id text NOT NULL,
@@ -1922,7 +2317,7 @@ CREATE TABLE public.task_attempt_errors (
     started_at timestamp with time zone,
     failed_at timestamp with time zone DEFAULT now() NOT NULL,
     traceback text,
-    CONSTRAINT task_attempt_errors_outcome_check CHECK ((outcome = ANY (ARRAY['retried'::text, 'failed'::text, 'lease_expired'::text, 'rate_limited'::text]))),
+    CONSTRAINT task_attempt_errors_outcome_check CHECK ((outcome = ANY (ARRAY['retried'::text, 'failed'::text, 'lease_expired'::text, 'rate_limited'::text, 'budget_wait'::text]))),
     CONSTRAINT task_attempt_errors_traceback_check CHECK ((length(traceback) <= 16384))
 );
 
@@ -1940,7 +2335,7 @@ COMMENT ON COLUMN public.task_attempt_errors.error_type IS 'Exception class, or 
 
 COMMENT ON COLUMN public.task_attempt_errors.error_message IS 'The error in words.';
 
-COMMENT ON COLUMN public.task_attempt_errors.outcome IS 'retried (back to pending after backoff), failed (task ended in error), lease_expired (worker lost; retried or failed), rate_limited (the provider said 429: back to pending without counting a retry).';
+COMMENT ON COLUMN public.task_attempt_errors.outcome IS 'retried (back to pending after backoff), failed (task ended in error), lease_expired (worker lost; retried or failed), rate_limited (the provider said 429: back to pending without counting a retry), budget_wait (a provider budget had no room: back in the queue before any call, without counting a retry).';
 
 COMMENT ON COLUMN public.task_attempt_errors.started_at IS 'When the attempt began.';
 
@@ -2367,6 +2762,15 @@ ALTER TABLE ONLY public.lease_reaper
 ALTER TABLE ONLY public.model_prices
     ADD CONSTRAINT model_prices_pkey PRIMARY KEY (model);
 
+ALTER TABLE ONLY public.provider_budget_reservations
+    ADD CONSTRAINT provider_budget_reservations_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.provider_budget_waits
+    ADD CONSTRAINT provider_budget_waits_pkey PRIMARY KEY (task_id);
+
+ALTER TABLE ONLY public.provider_budgets
+    ADD CONSTRAINT provider_budgets_pkey PRIMARY KEY (provider, model);
+
 ALTER TABLE ONLY public.questions
     ADD CONSTRAINT questions_pkey PRIMARY KEY (id);
 
@@ -2480,6 +2884,10 @@ CREATE INDEX background_tasks_user_updated_idx ON public.background_tasks USING 
 
 COMMENT ON INDEX public.background_tasks_user_updated_idx IS 'A user''s tasks by last change, either direction (sort=±updatedAt).';
 
+CREATE INDEX provider_budget_reservations_window_idx ON public.provider_budget_reservations USING btree (provider, model, counts_until);
+
+CREATE INDEX provider_budget_waits_budget_idx ON public.provider_budget_waits USING btree (provider, model, until);
+
 CREATE INDEX questions_user_idx ON public.questions USING btree (user_id, created_at DESC);
 
 CREATE INDEX task_attempt_errors_failed_idx ON public.task_attempt_errors USING btree (failed_at);
@@ -2565,6 +2973,14 @@ CREATE TRIGGER background_tasks_release_dependents AFTER UPDATE ON public.backgr
 
 COMMENT ON TRIGGER background_tasks_release_dependents ON public.background_tasks IS 'Completed: dependents'' waiting_for - 1 (claimable at 0). error/cancelled: unfinished downstream tasks are cancelled.';
 
+CREATE TRIGGER provider_budgets_changed BEFORE UPDATE ON public.provider_budgets FOR EACH ROW WHEN ((((old.requests_per_minute IS DISTINCT FROM new.requests_per_minute) OR (old.tokens_per_minute IS DISTINCT FROM new.tokens_per_minute)) OR (old.window_seconds IS DISTINCT FROM new.window_seconds))) EXECUTE FUNCTION public.provider_budgets_changed();
+
+COMMENT ON TRIGGER provider_budgets_changed ON public.provider_budgets IS 'A change of the limits wakes the tasks waiting for the budget and resets its adapted share (shrink_factor).';
+
+CREATE TRIGGER provider_budgets_deleted BEFORE DELETE ON public.provider_budgets FOR EACH ROW EXECUTE FUNCTION public.provider_budgets_changed();
+
+COMMENT ON TRIGGER provider_budgets_deleted ON public.provider_budgets IS 'A deleted budget wakes the tasks waiting for it.';
+
 CREATE TRIGGER task_queue_settings_changed BEFORE UPDATE ON public.task_queue_settings FOR EACH ROW WHEN ((((((old.is_active IS DISTINCT FROM new.is_active) OR (old.poll_interval IS DISTINCT FROM new.poll_interval)) OR (old.max_concurrent_tasks IS DISTINCT FROM new.max_concurrent_tasks)) OR (old.retry_base_delay_ms IS DISTINCT FROM new.retry_base_delay_ms)) OR (old.retry_max_delay_ms IS DISTINCT FROM new.retry_max_delay_ms))) EXECUTE FUNCTION public.task_queue_settings_changed();
 
 COMMENT ON TRIGGER task_queue_settings_changed ON public.task_queue_settings IS 'NOTIFY bgtasks_queue so workers and dashboards see start/stop and limits at once.';
@@ -2572,6 +2988,12 @@ COMMENT ON TRIGGER task_queue_settings_changed ON public.task_queue_settings IS 
 CREATE TRIGGER task_schedules_before_change BEFORE INSERT OR UPDATE OF cron, timezone, enabled, task_type, payload, user_id, catch_up, priority, max_retries, label ON public.task_schedules FOR EACH ROW EXECUTE FUNCTION public.task_schedules_before_change();
 
 COMMENT ON TRIGGER task_schedules_before_change ON public.task_schedules IS 'Stamps updated_at; a new, re-timed or re-enabled schedule gets next_run_at NULL (the scheduler sets it from now).';
+
+ALTER TABLE ONLY public.provider_budget_reservations
+    ADD CONSTRAINT provider_budget_reservations_provider_model_fkey FOREIGN KEY (provider, model) REFERENCES public.provider_budgets(provider, model) ON UPDATE CASCADE ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.provider_budget_waits
+    ADD CONSTRAINT provider_budget_waits_task_id_fkey FOREIGN KEY (task_id) REFERENCES public.background_tasks(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.questions
     ADD CONSTRAINT questions_task_id_fkey FOREIGN KEY (task_id) REFERENCES public.background_tasks(id) ON DELETE SET NULL;

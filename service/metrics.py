@@ -17,12 +17,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CollectorRegistry, GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .api.auth import authenticate_scrape
+from .store import budgets as budget_store
 from .store import operations as store
 
 WINDOW_S = 300.0
@@ -143,10 +150,44 @@ async def collect(pool: Any) -> list[Metric]:
         tokens.add_metric([r["task_type"], r["model"], "prompt"], float(r["prompt_tokens"] or 0))
         tokens.add_metric([r["task_type"], r["model"], "completion"], float(r["completion_tokens"] or 0))
         call_seconds.add_metric([r["task_type"], r["model"]], float(r["duration_ms"] or 0) / 1000)
+    families += await _budgets(pool)
     families += [calls, tokens, call_seconds, cost,
                  GaugeMetricFamily("bgtasks_metrics_window_seconds",
                                    "The sliding window of the bgtasks_recent_* metrics", value=WINDOW_S)]
     return families
+
+
+async def _budgets(pool: Any) -> list[Metric]:
+    """Provider budgets (provider_budget_usage: a row per budget, its reservations of one window)."""
+    labels = ["provider", "model", "kind"]
+    limit = GaugeMetricFamily("bgtasks_provider_budget_limit",
+                              "A provider budget's limit per window (kind requests or tokens) as configured",
+                              labels=labels)
+    in_effect = GaugeMetricFamily("bgtasks_provider_budget_in_effect",
+                                  "A provider budget's limit in effect: the configured one shrunk after 429s",
+                                  labels=labels)
+    counted = GaugeMetricFamily("bgtasks_provider_budget_counted",
+                                "Requests and tokens counted against a provider budget in its current window",
+                                labels=labels)
+    waiting = GaugeMetricFamily("bgtasks_provider_budget_tasks_waiting",
+                                "Tasks back in the queue waiting for a provider budget", labels=labels[:2])
+    waits = CounterMetricFamily("bgtasks_provider_budget_waits",
+                                "Times a task was sent back to the queue to wait for a provider budget",
+                                labels=labels[:2])
+    limited = CounterMetricFamily("bgtasks_provider_budget_rate_limited",
+                                  "Calls under a provider budget the provider still answered with 429",
+                                  labels=labels[:2])
+    for r in await budget_store.list_all(pool):
+        key = [r["provider"], r["model"]]
+        for kind in ("requests", "tokens"):
+            if r[f"{kind}_per_minute"] is not None:
+                limit.add_metric([*key, kind], float(r[f"{kind}_per_minute"]))
+                in_effect.add_metric([*key, kind], float(r[f"{kind}_in_effect"]))
+            counted.add_metric([*key, kind], float(r[f"{kind}_counted"] or 0))
+        waiting.add_metric(key, float(r["tasks_waiting"]))
+        waits.add_metric(key, float(r["waits"]))
+        limited.add_metric(key, float(r["rate_limited"]))
+    return [limit, in_effect, counted, waiting, waits, limited]
 
 
 def render(families: list[Metric]) -> bytes:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import LeaseLost, SpendingCapReached, TaskCancelled
 from .live_output import OutputCoalescer
+from .provider_budgets import FleetBudget
 from .store import worker as store
 
 if TYPE_CHECKING:
@@ -140,23 +141,25 @@ class TaskContext:
         ``check``: problems the schema cannot express, re-asked like schema problems."""
         from bgtasks.actors.model import complete_json
 
-        return await self._call_model(lambda config, on_text: complete_json(
-            config, system=system, user=user, schema_name=schema_name, schema=schema, check=check, on_text=on_text))
+        return await self._call_model(lambda config, on_text, budget: complete_json(
+            config, system=system, user=user, schema_name=schema_name, schema=schema, check=check, on_text=on_text,
+            budget=budget))
 
     async def generate_text(self, *, system: str, user: str) -> str:
         """One free-text model call, streamed: the task's subscribers see the text grow (``output`` events)
         while it is written; returns the whole text. Usage is stored like ``ask_model``'s."""
         from bgtasks.actors.model import complete_text
 
-        return await self._call_model(lambda config, on_text: complete_text(
-            config, system=system, user=user, on_text=on_text))
+        return await self._call_model(lambda config, on_text, budget: complete_text(
+            config, system=system, user=user, on_text=on_text, budget=budget))
 
     async def _call_model(
-        self, call: Callable[[ModelConfig, Callable[[str], None]], Awaitable[tuple[T, list[ModelUsage]]]]
+        self,
+        call: Callable[[ModelConfig, Callable[[str], None], FleetBudget], Awaitable[tuple[T, list[ModelUsage]]]],
     ) -> T:
-        """A model call as every call is made: cancellation and the spending cap checked first, its text
-        streamed to the live output, its usage stored whether it succeeds or fails (failed calls cost tokens
-        too), and cancellation checked again after."""
+        """A model call as every call is made: cancellation and the spending cap checked first, each request
+        counted against the fleet's provider budget, its text streamed to the live output, its usage stored
+        whether it succeeds or fails (failed calls cost tokens too), and cancellation checked again after."""
         from bgtasks.actors.errors import ModelError
 
         config = self.model_config()
@@ -164,7 +167,7 @@ class TaskContext:
         await self.check_spending_cap()
         output = self._output()
         try:
-            result, usages = await call(config, output.add)
+            result, usages = await call(config, output.add, self.budget(config))
         except ModelError as exc:
             await output.flush()
             await self._record_usage(exc.usage)
@@ -187,6 +190,10 @@ class TaskContext:
                 f"of a cap of ${cap:.4f} (user_limits.max_cost_usd_per_day); no new model call was made. "
                 "Raise the cap or retry the task after 00:00 UTC"
             )
+
+    def budget(self, config: ModelConfig) -> FleetBudget:
+        """The fleet's budget for this task's calls (provider_budgets; service/provider_budgets.py)."""
+        return FleetBudget(self, config.endpoint, config.timeout_s)
 
     def _output(self) -> OutputCoalescer:
         """Where a streaming call's text goes: the task's live output, coalesced (service/live_output.py)."""

@@ -24,6 +24,7 @@ from ..settings import Settings
 from ..store import keys
 from ..task_modules import load_task_types
 from . import (
+    budgets,
     dashboard,
     events,
     limits,
@@ -97,6 +98,9 @@ ROUTES = [  # the contract of each handler: @operation on it (service/api/contra
     Route("/api/schedules/{name}/run", workflows.run_schedule, methods=["POST"]),
     Route("/api/workers", workers.list_workers, methods=["GET"]),
     Route("/api/analytics", workflows.analytics, methods=["GET"]),
+    Route("/api/provider-budgets", budgets.list_budgets, methods=["GET"]),
+    Route("/api/provider-budgets", budgets.put_budget, methods=["PUT"]),
+    Route("/api/provider-budgets", budgets.delete_budget, methods=["DELETE"]),
     Route("/api/limits", limits.list_limits, methods=["GET"]),
     Route("/api/limits/{user_id}", limits.get_limits, methods=["GET"]),
     Route("/api/limits/{user_id}", limits.put_limits, methods=["PUT"]),

@@ -106,6 +106,60 @@ class AllLimits(Ok):
     limits: list[LimitsView]
 
 
+# ---------------------------------------------------------------- provider budgets (docs/provider-budgets.md)
+
+class BudgetInEffect(Reply):
+    share: Annotated[float, Field(description="of the configured limits, after the provider's 429s (1: all)")]
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+
+
+class BudgetCounted(Reply):
+    requests: int
+    tokens: int
+
+
+class ProviderSaid(Reply):
+    requests_left: Annotated[int | None, Field(description="x-ratelimit-remaining-requests, last seen")]
+    tokens_left: Annotated[int | None, Field(description="x-ratelimit-remaining-tokens, last seen")]
+    at: datetime | None
+
+
+class Budget(Reply):
+    """A provider budget as it stands (provider_budget_usage)."""
+
+    provider: Annotated[str, Field(description="the base URL model calls go to")]
+    model: Annotated[str, Field(description="a model name, or * for the provider's other models")]
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    window_seconds: Annotated[float, Field(description="the minute the limits count over (60)")]
+    in_effect: BudgetInEffect
+    counted: Annotated[BudgetCounted, Field(description="in the current window")]
+    tasks_waiting: int
+    waits: Annotated[int, Field(description="times a task was sent back to wait for this budget")]
+    rate_limited: Annotated[int, Field(description="calls the provider still answered with 429")]
+    blocked_until: datetime | None
+    provider_said: ProviderSaid
+    updated_at: datetime
+
+
+class Budgets(Ok):
+    budgets: list[Budget]
+
+
+class OneBudget(Ok):
+    budget: Budget
+
+
+class BudgetKeyReply(Reply):
+    provider: str
+    model: str
+
+
+class BudgetDeleted(Ok):
+    deleted: BudgetKeyReply
+
+
 # ---------------------------------------------------------------- read tokens
 
 class Token(Ok):
@@ -136,7 +190,7 @@ class WaitingFor(Reply):
     """Why a pending task is not running yet (SQL task_waiting_reason(), docs/waiting.md)."""
 
     reason: Annotated[str, enum("queue_stopped", "dependencies", "scheduled", "retry_backoff", "rate_limited",
-                                "no_worker", "user_limit", "type_limit", "global_limit", "ready")]
+                                "provider_budget", "no_worker", "user_limit", "type_limit", "global_limit", "ready")]
     text: Annotated[str, Field(description="the reason in words")]
     run_at: datetime | None = None
     count: int | None = None
@@ -147,6 +201,8 @@ class WaitingFor(Reply):
     max_retries: int | None = None
     user_id: str | None = None
     task_type: str | None = None
+    provider: Annotated[str | None, Field(description="provider_budget: the budget's provider (base URL)")] = None
+    model: Annotated[str | None, Field(description="provider_budget: the budget's model (* for every model)")] = None
 
 
 class TaskFields(Reply):
@@ -267,7 +323,7 @@ class Attempt(Reply):
     error_type: str | None = None
     error_message: str | None = None
     traceback: Annotated[str | None, Field(description="the Python traceback (at most 16,384 characters)")] = None
-    outcome: Annotated[str, enum("retried", "failed", "lease_expired", "rate_limited")]
+    outcome: Annotated[str, enum("retried", "failed", "lease_expired", "rate_limited", "budget_wait")]
     started_at: datetime | None = None
     failed_at: datetime | None = None
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def database_url() -> str:
     """DATABASE_URL, else the database of a running `bgtasks up`. Settings (pydantic) and the drivers are
@@ -11,3 +13,15 @@ def database_url() -> str:
     from ..settings import load_settings
 
     return resolve(load_settings())
+
+
+async def with_conn(fn: Any) -> Any:
+    """``await fn(conn)`` on one asyncpg connection to the database, closed afterwards (the operators'
+    commands that read and change tables directly)."""
+    from .. import db
+
+    conn = await db.connect(database_url())
+    try:
+        return await fn(conn)
+    finally:
+        await conn.close()

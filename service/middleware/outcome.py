@@ -26,6 +26,9 @@ class Failure:
     write: bool = True  # False: the task is no longer ours (cancelled, lease lost): write nothing
     rate_limited: bool = False  # the provider said 429: reschedule without spending a retry (bounded wait)
     traceback: str | None = None  # kept with the attempt (task_attempt_errors.traceback), bounded
+    # A provider budget had no room (WaitingForBudget): back in the queue until retry_after_s, no retry spent;
+    # budget is its row's (provider, model).
+    budget: tuple[str, str] | None = None
 
 
 # task_attempt_errors.traceback holds at most this many characters (a CHECK in migration 0012).
@@ -51,6 +54,7 @@ class ErrorKind:
     write: bool = True  # False: the task is no longer ours (cancelled, interrupted, lease lost): write nothing
     permanent: bool = False  # retrying cannot help: fail the task at once
     rate_limited: bool = False  # the provider said 429: reschedule without spending a retry (bounded wait)
+    budget_wait: bool = False  # a provider budget had no room: back in the queue, no retry spent, no wait limit
     worded: bool = False  # its message is already a sentence for the user: no class-name prefix
 
 
@@ -92,6 +96,9 @@ def classify(exc: BaseException, time_limit_s: float | None = None) -> Failure:
     retry_after = getattr(exc, "retry_after", None)  # the server's hint, when the error carries one
     if not (isinstance(retry_after, (int, float)) and math.isfinite(retry_after) and retry_after >= 0):
         retry_after = None
+    if kind.budget_wait:
+        budget = (str(getattr(exc, "provider", "")), str(getattr(exc, "model", "")))
+        return Failure(name, text, retry_after_s=retry_after or 0.0, budget=budget)
     if kind.rate_limited:
         return Failure(name, text, retry_after_s=retry_after, rate_limited=True)
     if retry_after is not None:
@@ -156,7 +163,7 @@ def outcome_of(result: Any, exception: BaseException | None, *, max_result_bytes
         too_large = oversized_result(result, max_result_bytes, task_type)
         return (None, too_large) if too_large is not None else (result, None)
     failure = classify(exception, time_limit_s)
-    if failure.write:
+    if failure.write and failure.budget is None:  # a budget wait is no error: no traceback
         failure = dataclasses.replace(failure, traceback=bounded_traceback(exception))
     return None, failure
 

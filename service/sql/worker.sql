@@ -128,3 +128,18 @@ SELECT id FROM enqueue_task($1, $2, $3::jsonb, run_at => now() + make_interval(s
 -- Task $1 (attempt $2) was rate-limited by the provider ($3, $4): back to pending after $5 seconds (NULL:
 -- backoff) without counting a retry while its total wait stays within $6 seconds; else fail_task().
 SELECT postpone_rate_limited($1, $2, $3, $4, $5, $6)::text;
+
+-- name: reserve_provider_budget
+-- Before a model call to provider $1, model $2 for task $3: reserve one request and $4 tokens in the budget that
+-- applies, the call lasting at most $5 seconds (reservation_id NULL and wait_seconds > 0: no room yet).
+SELECT * FROM reserve_provider_budget($1, $2, $3, $4, $5);
+
+-- name: settle_provider_budget
+-- After the call of reservation $1: $2 tokens used (NULL: unknown), $3 rate-limited (429) with Retry-After $4;
+-- the provider's headers: $5 requests left, reset in $6 s, $7 tokens left, reset in $8 s, seen $9 s ago.
+SELECT settle_provider_budget($1, $2, $3, $4, $5, $6, $7, $8, $9) AS settled;
+
+-- name: postpone_for_budget
+-- Task $1 (attempt $2) waits for the budget of provider $3, model $4: back to pending for $5 seconds without
+-- counting a retry ($6: why, kept with the attempt).
+SELECT postpone_for_budget($1, $2, $3, $4, $5, $6)::text;

@@ -72,6 +72,7 @@ export function waitingLabel(task, now = Date.now()) {
     case "scheduled": return `Scheduled${left}`;
     case "retry_backoff": return `Retry ${w.retry} of ${w.maxRetries}${left}`;
     case "rate_limited": return `Rate limited${left}`;
+    case "provider_budget": return `Waiting for the provider's budget${left}`;
     case "no_worker": return `No worker for ${w.taskType}`;
     case "user_limit": return `Blocked: ${w.running}/${w.limit} running`;
     case "type_limit": return `Type limit: ${w.running}/${w.limit} running`;

@@ -33,6 +33,25 @@ def postpone_rate_limited(conn: Conn, task_id: str, attempt: int, error_type: st
                      max_wait_s))
 
 
+def reserve_provider_budget(conn: Conn, provider: str, model: str, task_id: str, estimate: int,
+                            hold_s: float) -> dict[str, Any]:
+    row = run(conn, "reserve_provider_budget", provider, model, task_id, estimate, hold_s).fetchone()
+    assert row is not None
+    return dict(row)
+
+
+def settle_provider_budget(conn: Conn, reservation: int, used_tokens: int | None, rate_limited: bool,
+                           retry_after_s: float | None, requests_left: int | None, requests_reset_s: float | None,
+                           tokens_left: int | None, tokens_reset_s: float | None, seen_s_ago: float) -> bool:
+    return bool(value(run(conn, "settle_provider_budget", reservation, used_tokens, rate_limited, retry_after_s,
+                          requests_left, requests_reset_s, tokens_left, tokens_reset_s, seen_s_ago)))
+
+
+def postpone_for_budget(conn: Conn, task_id: str, attempt: int, provider: str, model: str, wait_s: float,
+                        message: str) -> str | None:
+    return value(run(conn, "postpone_for_budget", task_id, attempt, provider, model, wait_s, message))
+
+
 def release_task(conn: Conn, task_id: str, attempt: int) -> bool:
     return bool(value(run(conn, "release_task", task_id, attempt)))
 

@@ -73,7 +73,8 @@ class Outcomes:
                                        lambda conn: self._record_failure(conn, task_id, attempt, failure))
             # One line per failure, however many: the traceback is kept with the attempt (the task's detail
             # shows it) and logged at DEBUG only.
-            log.info("task %s attempt %s failed: %s -> %s", task_id, attempt,
+            log.info("task %s attempt %s %s: %s -> %s", task_id, attempt,
+                     "waits for its provider budget" if failure.budget else "failed",
                      describe(failure).splitlines()[0][:500] if failure.message else failure.error_type, outcome)
             if failure.traceback and log.isEnabledFor(logging.DEBUG):
                 log.debug("task %s attempt %s traceback:\n%s", task_id, attempt, failure.traceback)
@@ -97,11 +98,15 @@ class Outcomes:
         return True
 
     def _record_failure(self, conn: psycopg.Connection[Any], task_id: str, attempt: int, failure: Failure) -> Any:
-        """A provider's rate limit waits without spending a retry (bounded by BGTASKS_RATE_LIMIT_MAX_WAIT_S);
-        every other failure is fail_task()'s: retry with backoff, or error."""
+        """A provider's rate limit waits without spending a retry (bounded by BGTASKS_RATE_LIMIT_MAX_WAIT_S), a
+        provider budget's wait too (unbounded: the fleet paces itself); every other failure is fail_task()'s:
+        retry with backoff, or error."""
         # One transaction: a reader never sees the failed attempt without its traceback.
         with conn.transaction():
-            if failure.rate_limited:
+            if failure.budget is not None:
+                status = store.postpone_for_budget(conn, task_id, attempt, *failure.budget,
+                                                   failure.retry_after_s or 0.0, failure.message[:4000])
+            elif failure.rate_limited:
                 status = store.postpone_rate_limited(conn, task_id, attempt, failure.error_type,
                                                      failure.message[:4000], failure.retry_after_s,
                                                      self.settings.bgtasks_rate_limit_max_wait_s)

@@ -212,6 +212,41 @@ class FakeOpenAI:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self.port = 0
+        # Requests per window, as a provider enforces them (limit_requests); None: no limit.
+        self.request_limit: tuple[int, float] | None = None
+        self.accepted_at: deque[float] = deque()
+        self.over_limit = 0  # requests answered 429 by the limit
+
+    def limit_requests(self, limit: int, window_s: float = 60.0) -> FakeOpenAI:
+        """Allow at most ``limit`` requests in any ``window_s`` seconds (a sliding window over the requests it
+        accepted), answering the rest 429 with Retry-After; every response carries OpenAI's
+        ``x-ratelimit-limit-requests``/``remaining-requests``/``reset-requests`` headers (reset: when the oldest
+        request in the window leaves it, so one more is allowed)."""
+        with self._lock:
+            self.request_limit = (limit, window_s)
+            self.accepted_at.clear()
+            self.over_limit = 0
+        return self
+
+    def _admit(self) -> tuple[bool, dict[str, str]]:
+        """Count this request against the limit: (accepted, the rate-limit headers to send)."""
+        if self.request_limit is None:
+            return True, {}
+        limit, window = self.request_limit
+        with self._lock:
+            now = time.monotonic()
+            while self.accepted_at and self.accepted_at[0] <= now - window:
+                self.accepted_at.popleft()
+            accepted = len(self.accepted_at) < limit
+            if accepted:
+                self.accepted_at.append(now)
+            else:
+                self.over_limit += 1
+            left = limit - len(self.accepted_at)
+            reset = self.accepted_at[0] + window - now if self.accepted_at else 0.0
+        headers = {"x-ratelimit-limit-requests": str(limit), "x-ratelimit-remaining-requests": str(left),
+                   "x-ratelimit-reset-requests": f"{max(reset, 0.0):.3f}s"}
+        return accepted, headers
 
     @property
     def base_url(self) -> str:
@@ -234,6 +269,7 @@ class FakeOpenAI:
             self._queue.clear()
         self.requests.clear()
         self.default = answer()
+        self.request_limit = None
         return self
 
     @property
@@ -253,9 +289,15 @@ class FakeOpenAI:
                 {"error": {"message": "body is not JSON", "type": "invalid_request_error"}}, 400
             )
         self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
-        response = await self._next_reply()(body, self)
-        if body.get("stream") and isinstance(response, JSONResponse) and response.status_code == 200:
-            return _as_stream(json.loads(bytes(response.body)))  # a scripted completion, streamed
+        accepted, limit_headers = self._admit()
+        if not accepted:
+            wait = float(limit_headers["x-ratelimit-reset-requests"].rstrip("s"))
+            response: Response = await rate_limited(retry_after=round(wait, 3))(body, self)
+        else:
+            response = await self._next_reply()(body, self)
+            if body.get("stream") and isinstance(response, JSONResponse) and response.status_code == 200:
+                response = _as_stream(json.loads(bytes(response.body)))  # a scripted completion, streamed
+        response.headers.update(limit_headers)
         return response
 
     def _app(self) -> Starlette:
