@@ -65,7 +65,8 @@ def goals(results: list[BenchResult], fanout: dict[str, float] | None) -> list[s
         r4 = limited / ours if limited and ours else None
         line(f"drain c=10, max_concurrent_tasks {what} / none", r4, ">= 0.8", None if r4 is None else r4 >= 0.8)
     if fanout:
-        line(f"SSE fan-out p99 ms ({int(fanout['clients'])} clients, missing {int(fanout['missing'])})",
+        line(f"SSE fan-out p99 ms ({int(fanout['clients'])} clients, missing {int(fanout['missing'])}, "
+             f"dropped+resumed {int(fanout.get('dropped', 0))})",
              fanout["p99"], "<= 100", fanout["p99"] <= 100 and fanout["missing"] == 0)
     return out
 
