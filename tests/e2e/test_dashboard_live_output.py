@@ -39,7 +39,7 @@ def test_the_detail_shows_live_output_growing_then_the_tasks_cost(
         sql.execute("INSERT INTO model_prices (model, prompt_per_million, completion_per_million, "
                     "cached_prompt_per_million) VALUES ('fake-model', 3, 15, 0.3)")
     env = {"OPENAI_BASE_URL": model_server.base_url, "OPENAI_API_KEY": "test-key", "BGTASKS_MODEL": "fake-model"}
-    _, base = procs.api(**env)
+    _, base = procs.api(None, **env)
     procs.worker(concurrency=2, **env)
     p = Page(browser, base, "live_output")
     try:
