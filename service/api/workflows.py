@@ -232,6 +232,8 @@ def analytics_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "queueWaitSeconds": {"p50": row["queue_wait_p50_s"], "p95": row["queue_wait_p95_s"]},
         "retries": row["retries"],
         "tokens": {"prompt": row["prompt_tokens"], "completion": row["completion_tokens"]},
+        # What the period's model calls cost (model_prices), in all and per UTC day: filled from analytics_costs.
+        "costUsd": 0.0, "costByDay": [], "unpricedCalls": 0,
     }
 
 
@@ -244,7 +246,8 @@ class AnalyticsQuery(Query):
     user_id: Annotated[str | None, QStr(200, "superusers only")] = None
 
 
-@operation("Counts, success rate, durations, queue wait, retries and tokens per user or type", "workflows",
+@operation("Counts, success rate, durations, queue wait, retries, tokens and cost (in all and per UTC day) per "
+           "user or type", "workflows",
            Analytics, query=AnalyticsQuery)
 async def analytics(request: Request) -> JSONResponse:
     """GET /api/analytics?since=&until=&groupBy=user|type&bucket=minute|hour (default: the last 24 hours, per
@@ -264,8 +267,17 @@ async def analytics(request: Request) -> JSONResponse:
         raise v.fail("bucket", f"at most {MAX_POINTS} {bucket}s per request: shorten the period or ask for hours")
     owner = principal.owner if principal.owner is not None else query.user_id
     rows = await store.task_analytics(_pool(request), since, until, group_by, owner)
+    groups = {r["key"]: analytics_json(r) for r in rows}
+    for c in await store.analytics_costs(_pool(request), since, until, group_by, owner):
+        group = groups.get(c["key"])
+        if group is None:  # calls in the period of tasks created before it: a group of their own
+            group = groups[c["key"]] = {"key": c["key"], "costUsd": 0.0, "costByDay": [], "unpricedCalls": 0}
+        group["costUsd"] += c["cost_usd"]
+        group["unpricedCalls"] += c["unpriced_calls"]
+        group["costByDay"].append({"day": c["day"].isoformat(), "costUsd": c["cost_usd"],
+                                   "unpricedCalls": c["unpriced_calls"]})
     out: dict[str, Any] = {"since": since.isoformat(), "until": until.isoformat(), "groupBy": group_by,
-           "groups": [analytics_json(r) for r in rows]}
+                           "groups": [groups[k] for k in sorted(groups)]}
     if bucket is not None:
         points = await store.task_throughput(_pool(request), since, until, bucket, owner)
         out["series"] = {"bucket": bucket, "points": [

@@ -93,6 +93,18 @@ UPDATE task_schedules SET enabled = false, last_error = $2, next_run_at = NULL W
 -- Per user or type ($3) over tasks created in [$1, $2), of user $4 (NULL: everyone's).
 SELECT * FROM task_analytics($1, $2, $3, $4);
 
+-- name: analytics_costs
+-- What the model calls made in [$1, $2) cost, in US dollars at model_prices, per user ($3 = 'user') or task type
+-- and UTC day, of owner $4 (NULL: everyone's); unpriced calls counted, not priced. From task_model_calls.
+SELECT CASE WHEN $3 = 'user' THEN user_id ELSE task_type END AS key,
+       (created_at AT TIME ZONE 'UTC')::date AS day,
+       coalesce(sum(cost_usd), 0)::float8 AS cost_usd,
+       count(*) FILTER (WHERE cost_usd IS NULL)::bigint AS unpriced_calls
+FROM task_model_calls
+WHERE created_at >= $1 AND created_at < $2 AND ($4::text IS NULL OR user_id = $4)
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
 -- name: task_throughput
 -- Tasks that finished in [$1, $2) per bucket ($3: 'minute' or 'hour', UTC), of user $4 (NULL: everyone's):
 -- completed, failed (error) and cancelled, by completed_at; every bucket, an empty one as zeros. Reads

@@ -205,6 +205,11 @@ async def task_analytics(conn: Executor, since: datetime, until: datetime, group
     return await _fetch(conn, "task_analytics", since, until, group_by, owner)
 
 
+async def analytics_costs(conn: Executor, since: datetime, until: datetime, group_by: str,
+                          owner: str | None) -> list[asyncpg.Record]:
+    return await _fetch(conn, "analytics_costs", since, until, group_by, owner)
+
+
 async def task_throughput(conn: Executor, since: datetime, until: datetime, bucket: str,
                           owner: str | None) -> list[asyncpg.Record]:
     return await _fetch(conn, "task_throughput", since, until, bucket, owner)
