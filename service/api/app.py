@@ -33,6 +33,7 @@ from . import (
     queue,
     reference,
     seeds,
+    task_stream,
     task_types,
     tasks,
     tokens,
@@ -63,7 +64,7 @@ async def healthz(request: Request) -> JSONResponse:
 ROUTES = [  # the contract of each handler: @operation on it (service/api/contract.py)
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),  # Prometheus (service/metrics.py)
-    Route("/api/subscribeToTask", events.subscribe_to_task, methods=["GET"]),
+    Route("/api/subscribeToTask", task_stream.subscribe_to_task, methods=["GET"]),
     Route("/api/events", events.events, methods=["GET"]),
     WebSocketRoute("/api/ws", events.events_ws),
     Route("/", dashboard.index, methods=["GET"]),

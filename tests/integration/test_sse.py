@@ -16,7 +16,7 @@ import uvicorn
 import websockets
 from starlette.requests import HTTPConnection
 
-from bgtasks.api import events as events_module
+from bgtasks.api import streams as streams_module
 from bgtasks.api.app import create_app
 from bgtasks.api.auth import Principal
 from bgtasks.embedded import free_port
@@ -40,7 +40,7 @@ async def start_api(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Callable[..., Awaitable[Api]]]:
     """Start the app under uvicorn on a free port; `x-test-user: NAME` acts as a non-superuser NAME."""
-    original = events_module.authenticate_reader
+    original = streams_module.authenticate_reader
 
     async def authenticate(conn: HTTPConnection) -> Any:
         user = conn.headers.get("x-test-user")
@@ -48,7 +48,7 @@ async def start_api(
             return Principal(user, False)
         return await original(conn)
 
-    monkeypatch.setattr(events_module, "authenticate_reader", authenticate)
+    monkeypatch.setattr(streams_module, "authenticate_reader", authenticate)
     running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def start(**overrides: Any) -> Api:

@@ -1,5 +1,6 @@
 """The OpenAPI document describes the streaming endpoints with every event type the code emits: the names are
-read from the code that makes the events (service/hub.py, service/api/events.py), not from a copied list, and
+read from the code that makes the events (service/hub*.py, service/api/events.py, streams.py, task_stream.py),
+not from a copied list, and
 messages built by that code validate against the document's schemas (no I/O)."""
 
 from __future__ import annotations
@@ -15,42 +16,47 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from bgtasks import hub
-from bgtasks.api import events, openapi
+from bgtasks import hub, hub_fanout, hub_subscriber
+from bgtasks.api import events, openapi, streams, task_stream
 from bgtasks.hub import Event
 
 DOC = openapi.DOCUMENT
 SCHEMAS = DOC["components"]["schemas"]
 
 
-def _tree(module: Any) -> ast.Module:
-    return ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+HUB = (hub, hub_fanout, hub_subscriber)  # the hub, split by job
+WRITERS = (events, streams, task_stream)  # the stream writers
+
+
+def _tree(*modules: Any) -> ast.Module:
+    """The modules' code as one tree."""
+    return ast.Module([n for m in modules for n in ast.parse(Path(m.__file__).read_text(encoding="utf-8")).body], [])
 
 
 def _emitted_event_kinds() -> set[str]:
     """The names of the all-task streams' events: the first argument of every `Event("…", …)` the hub and the
-    stream writers construct, every `_sse(…, event="…")` frame and every `{"event": "…"}` message dict."""
+    stream writers construct, every `sse_message(…, event="…")` frame and every `{"event": "…"}` message dict."""
     kinds = set()
-    for module in (hub, events):
+    for module in (*HUB, *WRITERS):
         for node in ast.walk(_tree(module)):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Event":
                 first = node.args[0]
                 assert isinstance(first, ast.Constant) and isinstance(first.value, str), ast.unparse(node)
                 kinds.add(first.value)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_sse":
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "sse_message":
                 kinds.update(
                     k.value.value
                     for k in node.keywords
                     if k.arg == "event" and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)
                 )
-    return kinds | _dict_values(events, "event")
+    return kinds | _dict_values(WRITERS, "event")
 
 
-def _dict_values(module: Any, key: str) -> set[str]:
+def _dict_values(modules: tuple[Any, ...], key: str) -> set[str]:
     """The constant values of `key` in every dict literal of `module`, leaving out ASGI's own messages
     ({"type": "http.response.body"}, …: their types have dots, our messages' never do)."""
     found = set()
-    for node in ast.walk(_tree(module)):
+    for node in ast.walk(_tree(*modules)):
         if isinstance(node, ast.Dict):
             for k, value in zip(node.keys, node.values, strict=True):
                 if (
@@ -67,13 +73,13 @@ def _dict_values(module: Any, key: str) -> set[str]:
 def _seed_two_message_types() -> set[str]:
     """The `"type": "…"` of every message dict literal in the stream writers (only seed two's subscribeToTask
     messages have a `type`)."""
-    return _dict_values(events, "type")
+    return _dict_values(WRITERS, "type")
 
 
 def _literal_ws_messages() -> set[str]:
     """Events the WebSocket writer sends as literal JSON text (the keep-alive)."""
     names = set()
-    for node in ast.walk(_tree(events)):
+    for node in ast.walk(_tree(*WRITERS)):
         if (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
@@ -228,12 +234,12 @@ def test_websocket_keepalive_matches_its_schema() -> None:
     ids=lambda r: r["status"],
 )
 def test_subscribe_to_task_messages_match_their_schema(row: dict[str, Any]) -> None:
-    message, _ = events._seed_message(Event("task", 7, "task_1", row=row))
+    message, _ = task_stream._seed_message(Event("task", 7, "task_1", row=row))
     _validator("SubscribeToTaskEvent").validate({"id": 7, "data": message})
 
 
 def test_a_deleted_task_and_the_timeout_match_their_schema() -> None:
-    deleted, done = events._seed_message(Event("deleted", 9, "task_1", data={"id": "task_1"}))
+    deleted, done = task_stream._seed_message(Event("deleted", 9, "task_1", data={"id": "task_1"}))
     assert done
     _validator("SubscribeToTaskEvent").validate({"id": 9, "data": deleted})
     _validator("TaskMessage").validate({"type": "timeout", "error": "Task monitoring timeout"})
