@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,9 @@ from bgtasks.actors.errors import (
     RetryableModelError,
 )
 from bgtasks.actors.json_schema import schema_problems, wire_schema
+from bgtasks.actors.model_stream import OnText, read_stream
 from bgtasks.actors.openai_errors import seconds, translate
+from bgtasks.actors.provider_signals import ProviderSignals, provider_signals
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -40,9 +41,6 @@ __all__ = [
     "schema_problems",
     "wire_schema",
 ]
-
-# Called with each piece of text as a streaming call receives it (the task's live output).
-OnText = Callable[[str], None]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY_MESSAGE = "API key not configured for provider: openai"
@@ -92,21 +90,6 @@ class ModelUsage:
     cached_prompt_tokens: int = 0  # of prompt_tokens, served from the provider's prompt cache (cheaper)
 
 
-@dataclass(frozen=True)
-class ProviderSignals:
-    """What the provider said about its own limits with one response: a 429 (and its Retry-After), and the
-    ``x-ratelimit-remaining-*``/``x-ratelimit-reset-*`` headers OpenAI-compatible providers send. ``seen_at`` is
-    when the headers arrived (``time.monotonic()``): a streamed answer's headers are as old as its start."""
-
-    rate_limited: bool = False
-    retry_after_s: float | None = None
-    requests_left: int | None = None
-    requests_reset_s: float | None = None
-    tokens_left: int | None = None
-    tokens_reset_s: float | None = None
-    seen_at: float | None = None
-
-
 class Budget(Protocol):
     """The fleet's budget for the provider (service/provider_budgets.py): ``reserve`` before each call (raises
     ``WaitingForBudget`` when there is no room; returns what ``settle`` needs), ``settle`` after it with the
@@ -124,48 +107,6 @@ def estimate_tokens(messages: list[ChatCompletionMessageParam], response_format:
     if response_format is not None:
         chars += len(json.dumps(response_format))
     return -(-chars // 4) + output_limit
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-
-
-def _reset_seconds(value: str | None) -> float | None:
-    """``x-ratelimit-reset-*`` as seconds: OpenAI writes durations ("1s", "6m0s", "20ms"); a bare number is
-    seconds."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return sum(float(n) * _UNIT_S[u] for n, u in parts)
-
-
-def _count(value: str | None) -> int | None:
-    try:
-        return max(0, int(float(value))) if value else None
-    except ValueError:
-        return None
-
-
-def provider_signals(headers: Any, *, rate_limited: bool = False, retry_after_s: float | None = None,
-                     seen_at: float | None = None) -> ProviderSignals:
-    """The provider's rate-limit headers of one response (a mapping with ``get``), read leniently: a header
-    missing or unreadable is None."""
-    return ProviderSignals(
-        rate_limited=rate_limited,
-        retry_after_s=retry_after_s,
-        requests_left=_count(headers.get("x-ratelimit-remaining-requests")),
-        requests_reset_s=_reset_seconds(headers.get("x-ratelimit-reset-requests")),
-        tokens_left=_count(headers.get("x-ratelimit-remaining-tokens")),
-        tokens_reset_s=_reset_seconds(headers.get("x-ratelimit-reset-tokens")),
-        seen_at=time.monotonic() if seen_at is None else seen_at,
-    )
 
 
 def require_api_key(config: ModelConfig) -> None:
@@ -299,29 +240,6 @@ def _client(config: ModelConfig) -> AsyncOpenAI:
     )
 
 
-@dataclass
-class _Message:
-    content: str = ""
-    refusal: str | None = None
-
-
-@dataclass
-class _Choice:
-    message: _Message
-    finish_reason: str | None = None
-
-
-@dataclass
-class _Streamed:
-    """A streamed answer put together, shaped like a non-streamed completion for the readers below. The text
-    kept is bounded by the answer cap; ``length`` counts every character received."""
-
-    model: str | None = None
-    choices: list[_Choice] | None = None
-    usage: Any = None
-    length: int = 0
-
-
 async def _call(
     client: AsyncOpenAI,
     config: ModelConfig,
@@ -354,7 +272,7 @@ async def _call(
                 **extra,
             )
             signals = provider_signals(stream.response.headers)  # as old as the answer's start
-            completion = await _read_stream(stream, config.max_answer_chars, on_text)
+            completion = await read_stream(stream, config.max_answer_chars, on_text)
     except TimeoutError as exc:
         raise RetryableModelError(
             f"model endpoint {config.endpoint} did not answer within {seconds(config.timeout_s)} "
@@ -374,44 +292,6 @@ async def _call(
         if ticket is not None and budget is not None:
             await budget.settle(ticket, used, signals)
     return completion
-
-
-async def _read_stream(stream: Any, cap: int, on_text: OnText | None) -> _Streamed:
-    """The chunks of a streamed answer, put together; text past ``cap`` characters is counted, not kept."""
-    out = _Streamed()
-    parts: list[str] = []
-    refusal: list[str] = []
-    finish: str | None = None
-    seen_choice = False
-    async with stream:
-        async for chunk in stream:
-            out.model = out.model or getattr(chunk, "model", None)
-            if getattr(chunk, "usage", None) is not None:
-                out.usage = chunk.usage
-            for choice in chunk.choices or ():
-                if choice.index != 0:
-                    continue
-                seen_choice = True
-                delta = choice.delta
-                text = getattr(delta, "content", None) or ""
-                if getattr(delta, "refusal", None):
-                    refusal.append(delta.refusal)
-                if choice.finish_reason:
-                    finish = choice.finish_reason
-                if not text:
-                    continue
-                room = cap - out.length
-                out.length += len(text)
-                if room > 0:
-                    kept = text[:room]
-                    parts.append(kept)
-                    if on_text is not None:
-                        on_text(kept)
-    if seen_choice:
-        out.choices = [_Choice(_Message("".join(parts), "".join(refusal) or None), finish)]
-    else:
-        out.choices = []
-    return out
 
 
 def _cut_off(completion: Any) -> bool:
