@@ -373,6 +373,16 @@ def embedded_postgres(fast: bool = False, timeout: float = 30.0) -> Iterator[str
 
 # -- command line ----------------------------------------------------------------------------------------
 
+
+def on_server(database_url: str | None, go: Callable[[str], None], fast: bool = True) -> None:
+    """`go(admin URL)` against `database_url`, or else against a throwaway embedded server (fsync off if `fast`)."""
+    if database_url:
+        go(database_url)
+        return
+    with embedded_postgres(fast=fast) as admin:
+        go(admin)
+
+
 Runner = Callable[[str, int], Awaitable[list[BenchResult]]]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 import bgtasks
-from bench.common import create_database, embedded_postgres
+from bench.common import create_database, on_server
 from bgtasks import actors, db
 from bgtasks.settings import load_settings
 from bgtasks.store import worker as worker_store
@@ -120,11 +120,7 @@ def main() -> None:
         url = asyncio.run(create_database(admin, "bgtasks_bench_output"))
         measure(url, opts.tasks, opts.pieces, opts.seconds)
 
-    if opts.database_url:
-        go(opts.database_url)
-    else:
-        with embedded_postgres(fast=True) as admin:
-            go(admin)
+    on_server(opts.database_url, go)
 
 
 if __name__ == "__main__":
