@@ -17,9 +17,11 @@ from starlette.staticfiles import StaticFiles
 
 from ..catalog import CATALOG
 from ..states import TERMINAL, Status, allowed
+from ..store.tasks import SEARCHED_FIELDS
 
 TYPES_PLACEHOLDER = "__BGTASKS_TASK_TYPES__"
 STATES_PLACEHOLDER = "__BGTASKS_TASK_STATES__"
+SEARCH_PLACEHOLDER = "__BGTASKS_TASK_SEARCH__"
 
 # No inline script or style anywhere on the page: scripts and styles come from /static only. Setting
 # element.style from a module (progress bar widths) is CSSOM, which style-src does not restrict.
@@ -83,6 +85,12 @@ def task_states_json() -> dict[str, Any]:
     }
 
 
+def task_search_json() -> dict[str, Any]:
+    """What a search (`q=`) matches, so the page filters live rows as the server filters a page: the fields
+    (case-insensitive substring of any)."""
+    return {"fields": list(SEARCHED_FIELDS)}
+
+
 def _json_for_html(value: Any) -> str:
     """JSON safe inside a <script type="application/json"> element: nothing in it can close the element."""
     text = json.dumps(value, separators=(",", ":"))
@@ -93,7 +101,8 @@ def _json_for_html(value: Any) -> str:
 def _page(version: int) -> str:
     html = resources.files("bgtasks").joinpath("static/index.html").read_text(encoding="utf-8")
     return (html.replace(TYPES_PLACEHOLDER, _json_for_html(task_types_json()))
-            .replace(STATES_PLACEHOLDER, _json_for_html(task_states_json())))
+            .replace(STATES_PLACEHOLDER, _json_for_html(task_states_json()))
+            .replace(SEARCH_PLACEHOLDER, _json_for_html(task_search_json())))
 
 
 async def index(request: Request) -> HTMLResponse:

@@ -5,7 +5,7 @@
 import { ApiError, apiKey, del, get, patch, post, query, setApiKey } from "./api.js";
 import { collect, loadTaskTypes, renderTypeFields, typeOptions } from "./form.js";
 import {
-  ACTIONS, STATUSES, STATUS_LABEL, TERMINAL, absolute, duration, errorLine, h, normaliseStatus, percent, relative, shortId,
+  ACTIONS, SEARCH_FIELDS, STATUSES, STATUS_LABEL, TERMINAL, absolute, duration, errorLine, h, normaliseStatus, percent, relative, shortId,
   taskTitle, waitingLabel,
 } from "./format.js";
 import { LiveStream } from "./live.js";
@@ -91,9 +91,8 @@ function matches(task) {
   if (f.projectId && task.projectId !== f.projectId) return false;
   if (f.userId && task.userId !== f.userId) return false;
   if (f.q) {
-    const hay = [task.id, task.label, task.description, task.taskType, task.projectName, task.projectId,
-      task.userId, task.errorMessage].filter(Boolean).join(" ").toLowerCase();
-    if (!hay.includes(f.q.toLowerCase())) return false;
+    const needle = f.q.toLowerCase(); // the server: any searched field ILIKE %q%
+    if (!SEARCH_FIELDS.some((k) => typeof task[k] === "string" && task[k].toLowerCase().includes(needle))) return false;
   }
   return true;
 }

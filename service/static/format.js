@@ -3,18 +3,23 @@
 // Statuses, the final ones and from which statuses each action is allowed, as the server's state machine has
 // them (service/states.py, embedded in the page by service/api/dashboard.py); these defaults stand in on a
 // page without them.
-const SERVER_STATES = (() => {
+function serverJson(id) {
   try {
-    return JSON.parse(document.getElementById("task-states")?.textContent ?? "null");
+    return JSON.parse(document.getElementById(id)?.textContent ?? "null");
   } catch {
     return null;
   }
-})();
+}
+const SERVER_STATES = serverJson("task-states");
 export const STATUSES = SERVER_STATES?.statuses ?? ["pending", "processing", "completed", "error", "cancelled"];
 export const TERMINAL = new Set(SERVER_STATES?.terminal ?? ["completed", "error", "cancelled"]);
 export const ACTIONS = SERVER_STATES?.actions ?? {
   cancel: ["pending", "processing"], retry: ["error", "cancelled"], delete: STATUSES,
 };
+// The fields a search matches, as the server's list filter has them (service/store/tasks.py SEARCHED_FIELDS,
+// embedded in the page): a live row is shown under a search only if a reload would list it.
+export const SEARCH_FIELDS = serverJson("task-search")?.fields ?? ["label", "description"];
+
 export const STATUS_LABEL = {
   pending: "Pending",
   processing: "Processing",

@@ -88,6 +88,10 @@ async def get_task(conn: Executor, task_id: str) -> asyncpg.Record | None:
 
 # ---------------------------------------------------------------- listing
 
+# The fields a search (`q=`) matches, as the API names them: task_filter's $7 ILIKE reads exactly these columns
+# (service/sql/tasks.sql). The dashboard gets this list embedded in its page, so a live row matches as a reload does.
+SEARCHED_FIELDS = ("label", "description")
+
 def like_pattern(text: str) -> str:
     """`text` as an ILIKE pattern that matches it as a plain substring."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

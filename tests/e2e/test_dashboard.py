@@ -5,6 +5,7 @@ test-artifacts/dashboard/."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -234,6 +235,31 @@ def test_filter_and_search_and_a_toast_when_a_task_fails(service: str, open_page
     page.get_by_role("button", name="Clear filters").click()
     page.locator("#counts button[data-status='completed']").click()
     expect(page.locator("#rows tr")).to_have_count(2)
+
+
+def test_a_live_row_under_a_search_is_one_the_server_would_list(service: str, open_page: Any) -> None:
+    """A search matches the fields the server's filter matches (the page is told them), so a live row that a
+    reload would drop never shows: here a task whose project name, not its label or description, has the word."""
+    listed = create(service, "noop", label="zeta listed")
+    create(service, "noop", label="unrelated")
+    p = open_page(service)
+    page = p.open()
+    expect(page.locator("#rows tr")).to_have_count(2)
+    fields = json.loads(page.locator("#task-search").text_content() or "null")
+    assert fields == {"fields": ["label", "description"]}
+    page.get_by_label("Search").fill("zeta")
+    expect(page.locator("#rows tr")).to_have_count(1)  # the search applied: the server listed one
+    expect(row(page, listed["id"])).to_be_visible()
+
+    elsewhere = create(service, "noop", label="other work", projectId="p-zeta", projectName="Zeta")
+    live = create(service, "noop", label="plain", description="zeta in the description")
+    expect(row(page, live["id"])).to_be_visible(timeout=20_000)  # events arrive in order: elsewhere's came first
+    assert row(page, elsewhere["id"]).count() == 0, "a live row shown that the server's search does not match"
+    assert page.locator("#rows tr").count() == 2
+    page.reload()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(page.locator("#rows tr")).to_have_count(2)  # the reload lists the same rows
+    expect(row(page, elsewhere["id"])).to_have_count(0)
 
 
 def test_bulk_actions_and_clear_completed(service: str, open_page: Any) -> None:

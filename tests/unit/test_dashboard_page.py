@@ -1,4 +1,4 @@
-"""The dashboard page's server side: the embedded task types and their escaping (no I/O)."""
+"""The dashboard page's server side: the embedded task types, states and searched fields, and their escaping (no I/O)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,18 @@ def test_the_page_has_the_task_types_and_no_inline_script() -> None:
     assert tags and all(' src="/static/' in t or 'type="application/json"' in t for t in tags), tags
     assert html.count("<script") == len(tags)
     assert "unsafe-inline" not in dashboard.CSP
+
+
+def test_the_searched_fields_the_page_gets_are_the_columns_the_list_filter_searches() -> None:
+    import re
+    from importlib import resources
+
+    from bgtasks.store.tasks import SEARCHED_FIELDS
+
+    sql = resources.files("bgtasks").joinpath("sql/tasks.sql").read_text(encoding="utf-8")
+    columns = re.findall(r"\bt\.(\w+) ILIKE \$7", sql)  # task_filter's search condition, its one place
+    camel = [re.sub(r"_(\w)", lambda m: m.group(1).upper(), c) for c in columns]
+    assert camel == list(SEARCHED_FIELDS)
+    html = dashboard._page(0)
+    assert dashboard.SEARCH_PLACEHOLDER not in html
+    assert dashboard.task_search_json() == {"fields": list(SEARCHED_FIELDS)}
