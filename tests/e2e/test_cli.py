@@ -86,8 +86,9 @@ def test_watch_exit_codes_say_how_the_task_ended(service: Service) -> None:
 
     long = _ok(service.run("submit", "sleep", "--payload", '{"seconds": 30}')).strip()
     watcher = service.popen("watch", long)
-    time.sleep(1.0)
-    assert watcher.poll() is None  # still following
+    assert watcher.stdout is not None
+    assert watcher.stdout.readline()  # the first state: it is following
+    assert watcher.poll() is None
     cancelled = _ok(service.run("cancel", long, "--reason", "not needed"))
     assert cancelled.split() == [long, "cancelled"]
     out, err = watcher.communicate(timeout=20)

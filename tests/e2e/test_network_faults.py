@@ -20,8 +20,9 @@ from tests.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.slow
 
-CUT_S = float(os.environ.get("BGTASKS_CUT_S", "4"))  # longer than the lease
-ENV = {"BGTASKS_LEASE_S": "3", "BGTASKS_HEARTBEAT_S": "0.5", "BGTASKS_REAP_INTERVAL_S": "0.5"}
+LEASE_S = 3.0
+CUT_S = float(os.environ.get("BGTASKS_CUT_S", LEASE_S + 0.5))  # longer than the lease
+ENV = {"BGTASKS_LEASE_S": str(LEASE_S), "BGTASKS_HEARTBEAT_S": "0.5", "BGTASKS_REAP_INTERVAL_S": "0.5"}
 
 
 def _insert(sql: psycopg.Connection[Any], n: int, payload: str) -> list[str]:
@@ -44,8 +45,18 @@ def test_a_worker_cut_off_and_back_claims_its_share_again(database_url: str, sql
                        if ln["event"] == "start" and ln["pid"] == pid and ln["t"] > after)
 
         wait_until(lambda: starts_by(cut_off.pid, 0) >= 3, 30, "the worker behind the proxy to run tasks")
+        [cut_id] = [r["worker_id"] for r in sql.execute(
+            "SELECT worker_id FROM bgtasks_workers WHERE pid = %s", (cut_off.pid,)).fetchall()]
         proxy.cut()
-        time.sleep(CUT_S)  # the cut
+        cut = time.time()  # no renewal after this: its leases end by cut + LEASE_S
+
+        def leases_taken_back() -> bool:
+            """The cut, until the worker's leases are past their end and the others took its tasks back."""
+            held = one(sql, "SELECT count(*) AS n FROM background_tasks WHERE worker_id = %s "
+                            "AND status = 'processing'", (cut_id,))["n"]
+            return held == 0 and time.time() > cut + CUT_S
+
+        wait_until(leases_taken_back, 30 + CUT_S, "the cut-off worker's leases to run out and be taken back")
         proxy.restore()
         back = time.time()
         wait_until(lambda: starts_by(cut_off.pid, back) >= 5, 15,

@@ -28,7 +28,7 @@ LEASE_S = 3.0
 HEARTBEAT_S = 0.5
 REAP_INTERVAL_S = 0.5
 GRACE_S = 2 * (HEARTBEAT_S + REAP_INTERVAL_S)  # Settings.reap_grace_s of these workers
-OUTAGE_S = float(os.environ.get("BGTASKS_OUTAGE_S", LEASE_S + 1.5))
+OUTAGE_S = float(os.environ.get("BGTASKS_OUTAGE_S", LEASE_S + 0.5))
 ENV = {"BGTASKS_LEASE_S": str(LEASE_S), "BGTASKS_HEARTBEAT_S": str(HEARTBEAT_S),
        "BGTASKS_REAP_INTERVAL_S": str(REAP_INTERVAL_S)}
 
@@ -74,7 +74,15 @@ def test_an_outage_longer_than_the_lease_costs_no_attempt(tmp_path: Path, own_pg
         wait_until(lambda: sum(ln["event"] == "start" for ln in ps.journal_lines()) == 4, 30,
                    "all four tasks running")
         own_pg.stop()
-        time.sleep(OUTAGE_S)  # the outage itself: every lease runs out meanwhile
+        stopped = time.time()  # no renewal after this: every lease ends by stopped + LEASE_S
+
+        def leases_ran_out() -> bool:
+            """The outage itself, until every lease has run out: each worker stopped its actors (fenced, in the
+            journal) and the database's leases are past their end."""
+            ends = sum(ln["event"] == "end" and ln["t"] > stopped for ln in ps.journal_lines())
+            return ends == 4 and time.time() > stopped + OUTAGE_S
+
+        wait_until(leases_ran_out, 30 + OUTAGE_S, "every lease to run out in the outage")
         own_pg.start()
         # A reaper as eager as can be (a third worker's, every 50 ms, with the same grace as the workers').
         reaped = 0

@@ -4,7 +4,6 @@ after SIGKILL, retries with backoff, cancellation, pause/resume, delays, priorit
 from __future__ import annotations
 
 import collections
-import itertools
 import json
 import signal
 import threading
@@ -98,12 +97,13 @@ def test_retries_back_off_exponentially_and_permanent_errors_are_not_retried(
                "every task finished")
     rows = {r["id"]: r for r in sql.execute("SELECT * FROM background_tasks").fetchall()}
     assert rows[flaky]["status"] == "completed" and rows[flaky]["retry_count"] == 3
-    starts = [ln["t"] for ln in procs.journal_lines() if ln["task"] == flaky and ln["event"] == "start"]
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # base 0.4 s doubling, jitter 0.5-1.0: at least 0.2, 0.4, 0.8 s; and growing on the whole.
-    for n, gap in enumerate(gaps):
-        assert gap >= 0.4 * 2**n * 0.5 - 0.05, gaps
-    assert gaps[2] > gaps[0], gaps
+    # The backoff the third failure scheduled (run_at and failed_at share that transaction's now()): base 0.4 s
+    # times 2^2, jitter 0.5-1.0; and the last attempt did not start before it (fail_task's own backoff for
+    # each retry: test_failed_attempts_are_scheduled_with_exponential_backoff).
+    last = one(sql, "SELECT extract(epoch FROM t.run_at - e.failed_at)::float8 AS delay, "
+                    "t.started_at >= t.run_at AS waited FROM background_tasks t "
+                    "JOIN task_attempt_errors e ON e.task_id = t.id AND e.attempt = 3 WHERE t.id = %s", (flaky,))
+    assert 0.4 * 4 * 0.5 <= last["delay"] <= 0.4 * 4 and last["waited"], last
 
     assert rows[doomed]["status"] == "error" and rows[doomed]["retry_count"] == 0
     assert rows[doomed]["error_message"] == "bad input: no"
@@ -112,6 +112,26 @@ def test_retries_back_off_exponentially_and_permanent_errors_are_not_retried(
                           "WHERE task_id = %s ORDER BY attempt", (exhausted,)).fetchall()
     assert [(h["attempt"], h["outcome"]) for h in history] == [(1, "retried"), (2, "failed")]
     assert all(h["worker_id"] and h["error_type"] == "RuntimeError" for h in history)
+
+
+def test_failed_attempts_are_scheduled_with_exponential_backoff(sql: psycopg.Connection[Any]) -> None:
+    """fail_task's run_at for retry n: base * 2^n, capped at retry_max_delay_ms, times a jitter of 0.5-1.0;
+    read off the row (no clock waited on)."""
+    sql.execute("UPDATE task_queue_settings SET retry_base_delay_ms = 400, retry_max_delay_ms = 2000")
+    [task] = insert(sql, "flaky", 1, max_retries=10)
+    delays = []
+    for attempt in range(1, 6):
+        sql.execute("UPDATE background_tasks SET status = 'processing', attempt = %s, started_at = now(), "
+                    "worker_id = 'w' WHERE id = %s", (attempt, task))
+        assert one(sql, "SELECT fail_task(%s, %s, 'RuntimeError', 'again')::text AS s",
+                   (task, attempt))["s"] == "pending"
+        delays.append(one(sql, "SELECT extract(epoch FROM t.run_at - e.failed_at)::float8 AS d "
+                               "FROM background_tasks t JOIN task_attempt_errors e ON e.task_id = t.id "
+                               "AND e.attempt = %s WHERE t.id = %s", (attempt, task))["d"])
+    for n, delay in enumerate(delays):
+        full = min(0.4 * 2**n, 2.0)
+        assert full * 0.5 <= delay <= full, (n, delays)
+    assert one(sql, "SELECT retry_count FROM background_tasks WHERE id = %s", (task,))["retry_count"] == 5
 
 
 def test_cancelling_a_running_task_interrupts_its_actor_mid_step(sql: psycopg.Connection[Any],
@@ -132,13 +152,18 @@ def test_cancelling_a_running_task_interrupts_its_actor_mid_step(sql: psycopg.Co
 
 
 def test_pause_resume_delay_and_priority(sql: psycopg.Connection[Any], procs: Processes) -> None:
-    sql.execute("UPDATE task_queue_settings SET is_active = false")
+    sql.execute("UPDATE task_queue_settings SET is_active = false, poll_interval = 100")
     procs.worker(concurrency=1)
     low = insert(sql, "noop", 3, priority=0)
     high = insert(sql, "noop", 3, priority=5)
     [delayed] = insert(sql, "noop", 1)
     sql.execute("UPDATE background_tasks SET run_at = now() + interval '2 seconds' WHERE id = %s", (delayed,))
-    time.sleep(1.0)
+    # Two polls after the tasks were in (each claim of the second began after the first was stamped): the
+    # worker asked for tasks, and the paused queue gave it none.
+    for _ in range(2):
+        sql.execute("UPDATE task_queue_settings SET last_poll_at = NULL")
+        wait_until(lambda: one(sql, "SELECT last_poll_at FROM task_queue_settings")["last_poll_at"], 20,
+                   "the worker to poll the paused queue")
     assert statuses(sql) == {"pending": 7}, "a paused queue must not be claimed from"
     sql.execute("UPDATE task_queue_settings SET is_active = true")
     wait_until(lambda: statuses(sql).get("completed", 0) == 6, 10, "the six due tasks to run")
