@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from .backoff import backoff_delay
 from .errors import BgtasksError
 
 FINISHED = ("completed", "error", "cancelled")
@@ -232,4 +233,4 @@ class Resumable:
         self.failures += 1
         if self.failures > RECONNECTS:
             raise StreamLost(f"lost the live stream from {self.base_url}: {exc}") from exc
-        return min(2.0, 0.1 * 2**self.failures)
+        return backoff_delay(self.failures, 0.1, 2.0)

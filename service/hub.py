@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from . import db
+from .backoff import Backoff
 from .hub_fanout import LARGE_FIELDS, Fanout, log
 from .hub_subscriber import (
     NOBODY,
@@ -147,7 +147,7 @@ class Hub(Fanout):
     # ------------------------------------------------------------ the LISTEN connection
 
     async def _run(self) -> None:
-        attempt = 0
+        backoff = Backoff(base=self.backoff_base, cap=self.backoff_max, jitter=0.5)
         while True:
             conn: asyncpg.Connection | None = None
             try:
@@ -164,7 +164,7 @@ class Hub(Fanout):
                 self.listen_pid = conn.get_server_pid()
                 self.connected = True
                 self.generation += 1
-                attempt = 0
+                backoff.reset()
                 self._signal()
                 log.info("hub listening (generation %d, seq %s)", self.generation, self.last_seq)
                 while not lost.is_set():
@@ -185,11 +185,7 @@ class Hub(Fanout):
                 if conn is not None:
                     conn.terminate()
                 self._signal()
-            delay = min(self.backoff_max, self.backoff_base * 2 ** min(attempt, 20)) * random.uniform(
-                0.5, 1.0
-            )
-            attempt += 1
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff.next())
 
     async def _resync(self) -> None:
         """Publish what changed while nobody listened: rows changed since the last seq seen (minus the

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ..backoff import backoff_delay
 from ..client import (
     CANCELLED_EXIT,
     FAILED,
@@ -123,7 +124,7 @@ def follow(client: Client, task_id: str, out: TextIO | None = sys.stdout) -> int
             failures += 1
             if failures > RECONNECTS:
                 raise
-            time.sleep(min(0.2 * 2 ** failures, 5.0))
+            time.sleep(backoff_delay(failures, 0.2, 5.0))
 
 
 def follow_output(client: Client, task_id: str, out: TextIO | None = sys.stdout) -> int:

@@ -6,6 +6,7 @@
 // `Authorization` and `Last-Event-ID` headers: the key never goes into a URL (and so into access logs).
 
 import { apiKey } from "./api.js";
+import { backoffDelay } from "./backoff.js";
 
 const EVENTS = ["task", "deleted", "queue", "ready", "dropped", "output"];
 const MAX_BACKOFF_MS = 10000;
@@ -72,14 +73,16 @@ export class LiveStream {
   #scheduleReconnect(reason) {
     if (this.stopped) return;
     this.failures += 1;
-    const delay = Math.min(MAX_BACKOFF_MS, this.retryMs * 2 ** Math.min(this.failures - 1, 3));
+    // Doubling from the server's `retry:` (2 s unless it says otherwise), at most 10 s, plus up to 250 ms spread.
+    const delay = backoffDelay(this.failures - 1, { base: this.retryMs, cap: Math.min(MAX_BACKOFF_MS, this.retryMs * 8),
+      jitter: 250 });
     this.onState("reconnecting", reason);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       if (this.stopped) return;
       if (apiKey()) this.#fetchLoop();
       else this.#openEventSource();
-    }, delay + Math.random() * 250);
+    }, delay);
   }
 
   #openEventSource() {

@@ -12,6 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from ..backoff import backoff_delay
 from ..fencing import CallDeadlines
 
 log = logging.getLogger("bgtasks.worker")
@@ -42,7 +43,6 @@ def open_pool(url: str, size: int, *, prepare: bool, name: str) -> ConnectionPoo
 def write_with_retry(pool: ConnectionPool[Any], deadlines: CallDeadlines,
                      fn: Callable[[psycopg.Connection[Any]], Any], attempts: int = 60) -> Any:
     """A write that must not be lost to a passing database outage (restart, failover); None once given up."""
-    delay = 0.1
     for i in range(attempts):
         try:
             with pool.connection(timeout=10) as conn, deadlines.within(conn, 30.0, "a write"):
@@ -51,6 +51,5 @@ def write_with_retry(pool: ConnectionPool[Any], deadlines: CallDeadlines,
             if i == attempts - 1:
                 log.error("giving up a write after %s attempts: %s", attempts, exc)
                 return None
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            time.sleep(backoff_delay(i, 0.1, 2.0))
     return None

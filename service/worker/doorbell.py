@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from ..backoff import Backoff
 from ..fencing import CallDeadlines
 from ..store import worker as store
 from .claim_policy import ClaimPolicy
@@ -39,13 +40,13 @@ class Doorbell:
         self.starved = starved  # the consumer's last claim came back short: room anywhere may help it
 
     def run(self, stopping: threading.Event) -> None:
-        backoff = 0.1
+        backoff = Backoff(base=0.1, cap=5.0)
         while not stopping.is_set():
             try:
                 with connect(**self.connect_args) as conn:
                     conn.execute(f"LISTEN {CHANNEL_TASKS}")
                     conn.execute(f"LISTEN {CHANNEL_QUEUE}")
-                    backoff = 0.1
+                    backoff.reset()
                     self.resync(conn)
                     probed = time.monotonic()
                     while not stopping.is_set():
@@ -59,9 +60,9 @@ class Doorbell:
             except psycopg.Error as exc:
                 if stopping.is_set():
                     return
-                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc.__class__.__name__, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                delay = backoff.next()
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc.__class__.__name__, delay)
+                time.sleep(delay)
 
     def resync(self, conn: psycopg.Connection[Any]) -> None:
         """After (re)connecting: re-read the poll interval, claim again, and re-check our tasks."""

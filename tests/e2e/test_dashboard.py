@@ -262,6 +262,20 @@ def test_a_live_row_under_a_search_is_one_the_server_would_list(service: str, op
     expect(row(page, elsewhere["id"])).to_have_count(0)
 
 
+def test_the_pages_one_backoff_doubles_to_its_cap_with_the_jitter_it_is_given(procs: Processes,
+                                                                              open_page: Any) -> None:
+    """service/static/backoff.js (the SSE reconnect's wait), run in Chromium with an injected random source."""
+    _, base = procs.api()
+    page = open_page(base).open()
+    delays = page.evaluate("""async () => {
+        const { backoffDelay } = await import("/static/backoff.js");
+        const opts = { base: 2000, cap: 10000, jitter: 250, random: () => 0 };
+        return [[0, 1, 2, 3, 4, 50].map((n) => backoffDelay(n, opts)),
+                backoffDelay(0, { ...opts, random: () => 1 }), backoffDelay(-1, { base: 2, cap: 5 })];
+    }""")
+    assert delays == [[2000, 4000, 8000, 10000, 10000, 10000], 2250, 2]
+
+
 def test_bulk_actions_and_clear_completed(service: str, open_page: Any) -> None:
     done = [create(service, "noop", label=f"done {i}") for i in range(3)]
     slow = [create(service, "sleep", {"seconds": 60}, label=f"slow {i}", priority=-1) for i in range(3)]
@@ -420,7 +434,8 @@ def test_the_page_is_served_with_a_strict_content_security_policy(service: str) 
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "<script type=\"module\" src=\"/static/app.js\">" in r.text
     assert "__BGTASKS_TASK_TYPES__" not in r.text and '"name":"sleep"' in r.text
-    for asset in ("app.js", "api.js", "live.js", "markdown.js", "results.js", "form.js", "format.js", "style.css"):
+    for asset in ("app.js", "api.js", "live.js", "backoff.js", "markdown.js", "results.js", "form.js", "format.js",
+                  "style.css"):
         assert httpx.get(f"{service}/static/{asset}").status_code == 200, asset
     assert not re.search(r'(src|href)="(https?:)?//', r.text), "the page loads nothing from another origin (no CDN)"
 
