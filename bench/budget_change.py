@@ -2,7 +2,8 @@
 concurrency 8 against the local OpenAI-compatible test server, a budget with no room so the model-calling tasks
 wait in the queue (outcome budget_wait); then, `--rounds` times, an UPDATE of the budget, timed from the moment
 it is sent (so each figure is an upper bound on the time since its commit, the UPDATE's own round trip included)
-to (a) the first waiting task claimed again (its `processing` NOTIFY on bgtasks_tasks) and (b) the first model
+to (a) the first waiting task claimed again (its `processing` NOTIFY on bgtasks_tasks), its first budget
+reservation, and (b) the first model
 request the test server receives after it. Prints each figure, their median and max, the load average, the date
 and the commit.
 
@@ -100,8 +101,9 @@ def count(conn: psycopg.Connection[Any], sql: str, *args: Any) -> int:
 
 def one_round(
     conn: psycopg.Connection[Any], stamps: Stamps, provider: str, n: int, tasks: int
-) -> tuple[float, float]:
-    """Tasks left waiting for a budget with no room, then the change: milliseconds to the claim, to the request."""
+) -> tuple[float, float, float]:
+    """Tasks left waiting for a budget with no room, then the change: milliseconds to the claim, to the first
+    budget reservation (`provider_budget_reservations.reserved_at`, the server's clock) and to the request."""
     label = f"round-{n}"
     conn.execute("UPDATE provider_budgets SET requests_per_minute = 1 WHERE provider = %s", (provider,))
     conn.execute(
@@ -145,8 +147,15 @@ def one_round(
     request = stamps.first_after(stamps.requests, changed)
     assert claim is not None and request is not None
     claim_ms, request_ms = (claim - changed) * 1000, (request - changed) * 1000
+    row = conn.execute(
+        "SELECT extract(epoch FROM min(reserved_at)) FROM provider_budget_reservations "
+        "WHERE reserved_at >= to_timestamp(%s)",
+        (changed,),
+    ).fetchone()
+    reserve_ms = (float(row[0]) - changed) * 1000 if row and row[0] is not None else float("nan")
     print(
-        f"round {n + 1}: claimed again after {claim_ms:.0f} ms, first model request after {request_ms:.0f} ms "
+        f"round {n + 1}: claimed again after {claim_ms:.0f} ms, reserved after {reserve_ms:.0f} ms, "
+        f"first model request after {request_ms:.0f} ms "
         f"(the UPDATE's round trip: {(committed - changed) * 1000:.0f} ms)",
         flush=True,
     )
@@ -160,11 +169,11 @@ def one_round(
         120,
         f"round {n}: the tasks to complete",
     )
-    return claim_ms, request_ms
+    return claim_ms, reserve_ms, request_ms
 
 
-def measure(url: str, rounds: int, tasks: int) -> tuple[list[float], list[float]]:
-    """Per round: milliseconds from sending the UPDATE to the first claim and to the first model request."""
+def measure(url: str, rounds: int, tasks: int) -> tuple[list[float], list[float], list[float]]:
+    """Per round: milliseconds from sending the UPDATE to the first claim, reservation and model request."""
     db.migrate(url)
     stamps = Stamps()
     stop, listening = threading.Event(), threading.Event()
@@ -173,6 +182,7 @@ def measure(url: str, rounds: int, tasks: int) -> tuple[list[float], list[float]
     listening.wait(10)
     claims: list[float] = []
     requests: list[float] = []
+    reserves: list[float] = []
     with FakeOpenAI() as fake, psycopg.connect(url, autocommit=True) as conn:
         fake.always(stamped(stamps, answer()))
         provider = fake.base_url
@@ -187,8 +197,9 @@ def measure(url: str, rounds: int, tasks: int) -> tuple[list[float], list[float]
         ]
         try:
             for n in range(rounds):
-                claim, request = one_round(conn, stamps, provider, n, tasks)
+                claim, reserve, request = one_round(conn, stamps, provider, n, tasks)
                 claims.append(claim)
+                reserves.append(reserve)
                 requests.append(request)
             waits = count(conn, "SELECT count(*) FROM task_attempt_errors WHERE outcome = 'budget_wait'")
             print(f"budget_wait outcomes recorded: {waits}", flush=True)
@@ -197,7 +208,7 @@ def measure(url: str, rounds: int, tasks: int) -> tuple[list[float], list[float]
                 w.stop()
             stop.set()
             listener.join(5)
-    return claims, requests
+    return claims, reserves, requests
 
 
 def summary(name: str, samples: list[float]) -> str:
@@ -219,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     def go(admin: str) -> None:
         url = asyncio.run(create_database(admin, DATABASE))
         try:
-            claims, requests = measure(url, opts.rounds, opts.tasks)
+            claims, reserves, requests = measure(url, opts.rounds, opts.tasks)
         finally:
             asyncio.run(drop_database(admin, DATABASE))
         print(
@@ -227,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{opts.tasks} waiting tasks each; from sending the UPDATE (its commit included):"
         )
         print(summary("(a) first waiting task claimed again", claims))
+        print(summary("    its first budget reservation", reserves))
         print(summary("(b) first model request the server received", requests))
         print(f"machine after: {load_note(judge=False)}")
 
