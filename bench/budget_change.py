@@ -3,9 +3,8 @@ concurrency 8 against the local OpenAI-compatible test server, a budget with no 
 wait in the queue (outcome budget_wait); then, `--rounds` times, an UPDATE of the budget, timed from the moment
 it is sent (so each figure is an upper bound on the time since its commit, the UPDATE's own round trip included)
 to (a) the first waiting task claimed again (its `processing` NOTIFY on bgtasks_tasks), its first budget
-reservation, and (b) the first model
-request the test server receives after it. Prints each figure, their median and max, the load average, the date
-and the commit.
+reservation, and (b) the first model request the test server receives after it. Prints each figure, their
+median and max, the load average, the date and the commit.
 
     .venv/bin/python -m bench.budget_change [--rounds 5] [--tasks 4]
     .venv/bin/python -m bench.budget_change --database-url postgresql://...   # your own server (admin URL)
