@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import tables
 from ..store import keys
-from . import database_url
+from . import with_conn
 
 EXIT_NOT_FOUND = 3
 
@@ -31,16 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ls.set_defaults(func=run_ls)
 
 
-async def _with_conn(fn: Any) -> Any:
-    from .. import db
-
-    conn = await db.connect(database_url())
-    try:
-        return await fn(conn)
-    finally:
-        await conn.close()
-
-
 def _row(r: Any) -> dict[str, Any]:
     out = dict(r)
     for k, v in out.items():
@@ -54,7 +44,7 @@ def run_create(args: argparse.Namespace) -> int:
     if not user or len(user) > 200:
         print("bgtasks: --user: 1-200 characters", file=sys.stderr)
         return 2
-    key, row = asyncio.run(_with_conn(
+    key, row = asyncio.run(with_conn(
         lambda conn: keys.create_api_key(conn, user, is_superuser=args.superuser, label=args.label)))
     kind = "superuser" if row["is_superuser"] else "user"
     print(key)
@@ -64,7 +54,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    row = asyncio.run(_with_conn(lambda conn: keys.revoke_api_key(conn, args.key.strip())))
+    row = asyncio.run(with_conn(lambda conn: keys.revoke_api_key(conn, args.key.strip())))
     if row is None:
         print("bgtasks: no such key", file=sys.stderr)
         return EXIT_NOT_FOUND
@@ -73,7 +63,7 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    found = asyncio.run(_with_conn(keys.list_api_keys))
+    found = asyncio.run(with_conn(keys.list_api_keys))
     if args.json:
         print(json.dumps([_row(r) for r in found], indent=2))
         return 0

@@ -13,7 +13,7 @@ from typing import Any
 from .. import tables
 from ..client import CliError, command
 from ..store import limits
-from . import database_url
+from . import with_conn
 
 EXIT_USAGE, EXIT_NOT_FOUND = 2, 3
 # option -> (column, smallest value)
@@ -68,16 +68,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.set_defaults(func=run_reset)
 
 
-async def _with_conn(fn: Any) -> Any:
-    from .. import db
-
-    conn = await db.connect(database_url())
-    try:
-        return await fn(conn)
-    finally:
-        await conn.close()
-
-
 def _value(option: str, text: str) -> int | None:
     if text.strip().lower() in _DEFAULT_WORDS:
         return None
@@ -127,7 +117,7 @@ async def _view(conn: Any, user: str) -> dict[str, Any]:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    rows = asyncio.run(_with_conn(limits.list_all))
+    rows = asyncio.run(with_conn(limits.list_all))
     _show([dict(r) for r in rows], args.json, own_rows=True)
     return 0
 
@@ -135,7 +125,7 @@ def run_ls(args: argparse.Namespace) -> int:
 @command
 def run_show(args: argparse.Namespace) -> int:
     user = _user(args.user)
-    _show([asyncio.run(_with_conn(lambda conn: _view(conn, user)))], args.json)
+    _show([asyncio.run(with_conn(lambda conn: _view(conn, user)))], args.json)
     return 0
 
 
@@ -150,7 +140,7 @@ def run_set(args: argparse.Namespace) -> int:
         await limits.set_limits(conn, user, changes)
         return await _view(conn, user)
 
-    _show([asyncio.run(_with_conn(apply))], args.json)
+    _show([asyncio.run(with_conn(apply))], args.json)
     return 0
 
 
@@ -162,7 +152,7 @@ def run_reset(args: argparse.Namespace) -> int:
             "bgtasks: the defaults ('*') cannot be reset; use `bgtasks limits set '*' ...`", file=sys.stderr
         )
         return EXIT_USAGE
-    row = asyncio.run(_with_conn(lambda conn: limits.delete(conn, user)))
+    row = asyncio.run(with_conn(lambda conn: limits.delete(conn, user)))
     if row is None:
         print(f"bgtasks: user {user!r} has no limits of their own", file=sys.stderr)
         return EXIT_NOT_FOUND
