@@ -183,12 +183,12 @@ def test_delete_types_run_at_depends_on_and_show(service: Service) -> None:
     for bad in ("tomorrow", "+2 fortnights", "2099-13-01"):
         refused = s.run("submit", "noop", "--run-at", bad)
         assert refused.returncode == 2 and "--run-at" in refused.stderr, refused
-    after = _ok(s.run("submit", "noop", "--depends-on", later["id"], "--depends-on", fixed["id"])).strip()
-    detail = _ok(s.run("show", after))
+    dependent = _ok(s.run("submit", "noop", "--depends-on", later["id"], "--depends-on", fixed["id"])).strip()
+    detail = _ok(s.run("show", dependent))
     assert re.search(rf"^dependsOn\s+{later['id']} \(noop, pending\), {fixed['id']} \(noop, pending\)$", detail,
                      re.M), detail
     assert re.search(r"^waitingFor\s+waiting on 2 dependencies", detail, re.M), detail
-    assert re.search(rf"^dependents\s+{after} \(noop, pending\)$", _ok(s.run("show", later["id"])), re.M)
+    assert re.search(rf"^dependents\s+{dependent} \(noop, pending\)$", _ok(s.run("show", later["id"])), re.M)
 
     # show: each attempt with its traceback collapsed (--traceback: whole), the model calls, the result once
     flaky = _ok(s.run("submit", "flaky", "--payload", '{"failures": 1, "message": "planned"}', "--wait"))

@@ -46,9 +46,12 @@ def test_terminated_connections_fail_no_actor_and_spend_no_attempt(sql: psycopg.
                            )["n"] == 0
 
     wait_until(finished, 90, "every task to finish")
-    rows = sql.execute("SELECT status::text, attempt, retry_count, count(*) AS n FROM background_tasks "
-                       "GROUP BY 1, 2, 3").fetchall()
-    assert rows == [{"status": "completed", "attempt": 1, "retry_count": 0, "n": len(ids)}], rows
+    # A claim whose reply a terminated connection lost was committed: those rows are taken back without a
+    # retry and claimed again, so `attempt` (the claim counter) may be 2; no retry is spent and no actor runs
+    # twice (the journal below).
+    rows = sql.execute("SELECT status::text, retry_count, count(*) AS n FROM background_tasks "
+                       "GROUP BY 1, 2").fetchall()
+    assert rows == [{"status": "completed", "retry_count": 0, "n": len(ids)}], rows
     assert one(sql, "SELECT count(*) AS n FROM task_attempt_errors")["n"] == 0
     starts = [ln["task"] for ln in procs.journal_lines() if ln["event"] == "start"]
     assert sorted(starts) == sorted(ids)  # each actor ran once, none was interrupted and rerun
