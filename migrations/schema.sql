@@ -616,14 +616,18 @@ BEGIN
         RETURNING t.*;
         GET DIAGNOSTICS n_claimed = ROW_COUNT;
         free := free - n_claimed;
-        -- Without limits a round keeps all it locks; with them, each further round fills at least one more
-        -- type, so a few rounds suffice (bounded for a table of many limited types).
-        EXIT WHEN free <= 0 OR NOT limited OR n_claimed = 0 OR rounds >= 4;
+        -- Only a per-type limit drops locked rows (a user's limit bounds the share before locking), and only
+        -- when this round filled such a type; otherwise a short round means the queue has no more for us, and
+        -- asking again would cost a second search of it. Each further round fills at least one more type, so a
+        -- few suffice (bounded for a table of many limited types).
+        EXIT WHEN free <= 0 OR NOT limited OR n_claimed = 0 OR rounds >= 4
+                  OR NOT EXISTS (SELECT FROM background_tasks t JOIN task_type_limits l USING (task_type)
+                                 WHERE t.id = ANY (picked));
     END LOOP;
 END
 $$;
 
-COMMENT ON FUNCTION public.claim_tasks(worker text, max_tasks integer, lease_seconds double precision) IS 'Worker claim: up to max_tasks pending tasks (due, not waiting), fair across owners (lock_tasks_to_claim), under is_active, max_concurrent_tasks, and the per-user (user_limits) and per-type (task_type_limits) running limits. Only types the worker serves (task_type_workers). Sets processing, worker_id, attempt + 1 and the lease. Slots a round left empty because a type reached its limit are claimed again at once, for other types (up to 4 rounds).';
+COMMENT ON FUNCTION public.claim_tasks(worker text, max_tasks integer, lease_seconds double precision) IS 'Worker claim: up to max_tasks pending tasks (due, not waiting), fair across owners (lock_tasks_to_claim), under is_active, max_concurrent_tasks, and the per-user (user_limits) and per-type (task_type_limits) running limits. Only types the worker serves (task_type_workers). Sets processing, worker_id, attempt + 1 and the lease. Slots a round left empty because a type reached its limit are claimed again at once, for other types (up to 4 rounds; a further round only after one that claimed a type under task_type_limits).';
 
 CREATE FUNCTION public.clear_completed(user_id text DEFAULT NULL::text, project_id text DEFAULT NULL::text) RETURNS integer
     LANGUAGE sql
