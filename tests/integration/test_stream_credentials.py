@@ -132,7 +132,11 @@ async def test_revoking_a_key_ends_its_sse_and_websocket_streams_on_every_api_pr
         code, out = await cli(database_url, "keys", "revoke", str(key_id))
         assert code == 0, out
 
+        # The task inserted above may still reach the stream first (its NOTIFY is flushed after the stream
+        # opened); nothing but that may come before the stream is dropped.
         last = await next_message(sse_events, 10)
+        while last["event"] == "task" and last["data"]["id"] == tid:
+            last = await next_message(sse_events, 10)
         assert last["event"] == "dropped", last
         assert last["data"]["code"] == "revoked" and "revoked" in last["data"]["reason"], last
         with pytest.raises(StopAsyncIteration):
