@@ -7,13 +7,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.server
 import json
 import os
 import re
+import select
 import socket
+import socketserver
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,53 +111,35 @@ def test_default_bgtasks_api_answers_401_on_every_route_but_the_public_ones(data
 
 @contextlib.contextmanager
 def tcp_proxy(target_port: int) -> Iterator[int]:
-    """A plain TCP proxy on 127.0.0.1 (like `ssh -L` or socat): bytes both ways, no headers added."""
-    loop = asyncio.new_event_loop()
-    port_box: list[int] = []
-    ready = threading.Event()
+    """A plain TCP proxy on 127.0.0.1 (like `ssh -L` or socat): bytes both ways, no headers added.
 
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+    Threads and blocking sockets, no event loop: on exit the server stops, every connection's thread ends
+    (it polls `stopping`) and is joined, and every socket is closed, so nothing outlives the test."""
+    stopping = threading.Event()
 
-    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", target_port)
-        await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
+    class Pipe(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            with contextlib.suppress(OSError), \
+                    socket.create_connection(("127.0.0.1", target_port), timeout=10) as upstream:
+                peer = {self.request: upstream, upstream: self.request}
+                while not stopping.is_set():
+                    readable, _, _ = select.select(list(peer), [], [], 0.1)
+                    for sock in readable:
+                        data = sock.recv(65536)
+                        if not data:
+                            return  # one side closed: the server closes the client's socket after handle()
+                        peer[sock].sendall(data)
 
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port_box.append(server.sockets[0].getsockname()[1])
-        ready.set()
-        async with server:
-            await server.serve_forever()
-
-    def run() -> None:
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                loop.run_until_complete(main())
-        finally:  # the connections' tasks end too, then the loop is closed (an unclosed loop is an error here)
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Pipe)  # block_on_close: close joins handlers
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()
-    ready.wait(10)
     try:
-        yield port_box[0]
+        yield server.server_address[1]
     finally:
-        for task in asyncio.all_tasks(loop):
-            loop.call_soon_threadsafe(task.cancel)
-        thread.join(5)
+        stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 FORWARDING = [{"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
