@@ -4,7 +4,7 @@
 Then: every task completed exactly once in the table's accounting, no task ran twice at the same time, the
 global limit was never exceeded, every SSE subscriber saw every terminal event, and the APIs answered 5xx
 only while the database restarted (503 with Retry-After). Short form here; the long form by hand:
-`BGTASKS_FAULT_TASKS=5000 python -m pytest tests/e2e/test_faults.py -s`.
+`BGTASKS_FAULT_TASKS=5000 python -m pytest tests/e2e/test_faults.py -s -n 0`.
 """
 
 from __future__ import annotations

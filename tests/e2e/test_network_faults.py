@@ -2,7 +2,7 @@
 lease, the worker stops its actors before the lease runs out (no two executions of a task overlap, never more
 running than max_concurrent_tasks); cut off and back, it claims its share again within seconds; frozen by
 SIGSTOP past its lease, it stops its actors first when it wakes. Long form (a 10 s cut):
-`BGTASKS_CUT_S=10 python -m pytest tests/e2e/test_network_faults.py -s`."""
+`BGTASKS_CUT_S=10 python -m pytest tests/e2e/test_network_faults.py -s -n 0`."""
 
 from __future__ import annotations
 

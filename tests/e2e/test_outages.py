@@ -3,7 +3,7 @@ longer than the lease spend no attempt (tasks with maxRetries 0 all end complete
 
 The test stops and starts a PostgreSQL of its own (the session's server stays up for the other tests). Short
 form here; the long form, a 60 s outage, by hand:
-`BGTASKS_OUTAGE_S=60 python -m pytest tests/e2e/test_outages.py -s`.
+`BGTASKS_OUTAGE_S=60 python -m pytest tests/e2e/test_outages.py -s -n 0`.
 """
 
 from __future__ import annotations
