@@ -3,8 +3,8 @@
 Times, on one embedded PostgreSQL with fsync on, each step of the create path against SQL variants on the
 same table: the Python store path (create_task), the SQL function enqueue_task(), a plain INSERT with
 RETURNING * and RETURNING id, the same INSERT with the statement trigger background_tasks_after_insert
-disabled, a pgqueuer-shaped insert (a six-column table, one partial index, pg_notify), check_creation_rate()
-alone, and `SELECT 1` (the round trip). Two rounds of N each; the differences are the costs.
+disabled, the raw floor's insert (bench.peers.raw_floor: a four-column table, one partial index) with a
+pg_notify, check_creation_rate() alone, and `SELECT 1` (the round trip). Two rounds of N each; the differences are the costs.
 Run: `python -m bench.enqueue_breakdown [N]` (default 2,000).
 """
 
@@ -17,17 +17,15 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from bench.common import create_database, drop_database, embedded_postgres
+from bench.bgtasks_bench import RAISE_CREATION_RATE
+from bench.common import create_database, drop_database, embedded_postgres, rate
+from bench.peers import raw_floor
 from bgtasks import db
 from bgtasks.store.tasks import TaskSpec, create_task
 
-SMALL_TABLE = """
-CREATE TABLE small (id bigserial PRIMARY KEY, entrypoint text NOT NULL, payload bytea,
-                    priority integer NOT NULL DEFAULT 0, status text NOT NULL DEFAULT 'queued',
-                    created timestamptz NOT NULL DEFAULT now());
-CREATE INDEX ON small (priority, id) WHERE status = 'queued';
-"""
 INSERT = "INSERT INTO background_tasks (task_type, user_id) VALUES ('noop', 'bench') RETURNING "
+RAW_INSERT_NOTIFY = (f"WITH i AS ({raw_floor.INSERT_ONE} RETURNING id) "
+                     "SELECT pg_notify('bench', id::text) FROM i")
 
 
 async def _timed(label: str, step: Callable[[], Awaitable[object]], n: int) -> None:
@@ -37,7 +35,7 @@ async def _timed(label: str, step: Callable[[], Awaitable[object]], n: int) -> N
     for _ in range(n):
         await step()
     seconds = time.perf_counter() - t0
-    print(f"{label:58s} {n / seconds:7,.0f}/s {seconds / n * 1e3:6.3f} ms", flush=True)
+    print(f"{label:58s} {rate(n, seconds):7,.0f}/s {seconds / n * 1e3:6.3f} ms", flush=True)
 
 
 async def _run(admin: str, n: int) -> None:
@@ -46,8 +44,8 @@ async def _run(admin: str, n: int) -> None:
     pool = await db.create_pool(url, min_size=1, max_size=2)
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("INSERT INTO user_limits (user_id, max_created_per_minute) VALUES ('bench', 1000000000)")
-        await conn.execute(SMALL_TABLE)
+        await conn.execute(RAISE_CREATION_RATE)
+        await conn.execute(raw_floor.SCHEMA)
         spec = TaskSpec("noop", "bench")
         for round_no in (1, 2):
             print(f"-- round {round_no}")
@@ -59,9 +57,8 @@ async def _run(admin: str, n: int) -> None:
             await conn.execute("ALTER TABLE background_tasks DISABLE TRIGGER background_tasks_after_insert")
             await _timed("INSERT ... RETURNING id, after-insert trigger disabled", lambda: conn.fetchval(INSERT + "id"), n)
             await conn.execute("ALTER TABLE background_tasks ENABLE TRIGGER background_tasks_after_insert")
-            await _timed("pgqueuer-shaped insert + pg_notify", lambda: conn.fetchval(
-                "WITH i AS (INSERT INTO small (entrypoint, payload) VALUES ('noop', 'x') RETURNING id) "
-                "SELECT pg_notify('bench', id::text) FROM i"), n)
+            await _timed("the raw floor's insert + pg_notify",
+                         lambda: conn.fetchval(RAW_INSERT_NOTIFY, raw_floor.PAYLOAD), n)
             await _timed("SELECT check_creation_rate('bench', 1)",
                          lambda: conn.execute("SELECT check_creation_rate('bench', 1)"), n)
             await _timed("SELECT 1 (the round trip)", lambda: conn.fetchval("SELECT 1"), n)
